@@ -1,0 +1,87 @@
+# parley: `make` builds parley.core; see README.md for the rest.
+LUA       ?= lua5.4
+LUA_INC   ?= $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+CC        ?= cc
+CFLAGS    ?= -O2 -g
+WARN      := -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -pedantic \
+             -Wshadow -Wmissing-prototypes -Wstrict-prototypes
+PREFIX    ?= /usr/local
+LUA_LDIR  ?= $(PREFIX)/share/lua/5.4
+LUA_CDIR  ?= $(PREFIX)/lib/lua/5.4
+BUSTED    ?= busted --lua=$(LUA)
+FUZZ_SECONDS ?= 60
+
+SRCS := $(wildcard csrc/*.c)
+HDRS := $(wildcard csrc/*.h)
+OBJS := $(SRCS:csrc/%.c=build/obj/%.o)
+CORE := build/parley/core.so
+
+.PHONY: all test demo bench sanitize fuzz install deps deps-check docs rock clean
+
+all: $(CORE)
+
+build/obj/%.o: csrc/%.c $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(WARN) $(CFLAGS) $(LUA_INC) -fPIC -c $< -o $@
+
+$(CORE): $(OBJS)
+	@mkdir -p $(@D)
+	$(CC) -shared $(CFLAGS) -o $@ $(OBJS) $(LDFLAGS)
+
+# Debian packages the build, the specs and the interop peers need.
+deps:
+	@.ci/deps install
+
+deps-check:
+	@.ci/deps check || .ci/deps install
+
+test: deps-check all
+	$(BUSTED) $(BUSTED_ARGS)
+
+demo: deps-check all
+	$(LUA) bin/parley demo
+
+bench: deps-check all
+	bench/run
+
+# The whole suite with the C module built with ASan + UBSan.  lua5.4 is
+# not instrumented, so the ASan runtime is preloaded.
+sanitize: deps-check
+	$(MAKE) clean-core
+	$(MAKE) CC=clang CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	        LDFLAGS="-fsanitize=address,undefined" all
+	LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(BUSTED) $(BUSTED_ARGS)
+	$(MAKE) clean-core
+	$(MAKE) all
+
+# One libFuzzer binary per fuzz/<codec>_fuzz.c, each run FUZZ_SECONDS.
+FUZZERS := $(patsubst fuzz/%_fuzz.c,fuzz/build/%_fuzz,$(wildcard fuzz/*_fuzz.c))
+fuzz/build/%_fuzz: fuzz/%_fuzz.c $(SRCS) $(HDRS)
+	@mkdir -p $(@D)
+	clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icsrc $(LUA_INC) \
+	    $< $(SRCS) -o $@ -llua5.4 -lm
+fuzz: deps-check $(FUZZERS)
+	@for f in $(FUZZERS); do n=$$(basename $$f _fuzz); mkdir -p fuzz/corpus/$$n; \
+	    echo "== $$n ($(FUZZ_SECONDS)s)"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 fuzz/corpus/$$n || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(LUA_CDIR)/parley $(DESTDIR)$(LUA_LDIR) $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(CORE) $(DESTDIR)$(LUA_CDIR)/parley/core.so
+	cd lua && find parley -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(LUA_LDIR)/{} \;
+	install -m 755 bin/parley $(DESTDIR)$(PREFIX)/bin/parley
+
+docs:
+	ldoc -d build/doc lua
+
+# The rock must build and install into a private tree (CI checks it).
+rock:
+	.ci/rock-check
+
+clean-core:
+	rm -rf build/obj build/parley
+
+clean:
+	rm -rf build fuzz/build
