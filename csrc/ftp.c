@@ -643,8 +643,9 @@ size_t ftp_format_list_line(const ftp_list_entry *e, long long now,
     *err = "time out of range";
     return 0;
   }
+  /* fixed part: at most 10+1+20+1+8+1+8+1+20+1+3+1+2+7+4 bytes */
   if (cap < e->name_len + (e->target ? e->target_len : 0) + 160 +
-                (size_t)olen + (size_t)glen) {
+                (e->owner ? e->owner_len : 0) + (e->group ? e->group_len : 0)) {
     *err = "buffer too small";
     return 0;
   }
@@ -1568,6 +1569,7 @@ static int l_format_facts(lua_State *L) {
   luaL_Buffer b;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2); /* index 2 stays the list (or nil) while we push */
   name = field_str(L, 1, "name", &name_len);
   if (name == NULL) return luaL_error(L, "entry has no name");
   luaL_checkstack(L, 2 * MAX_FACTS + 4, "too many facts");
