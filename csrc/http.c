@@ -679,12 +679,12 @@ int http_chunked_step(http_chunked *d, const char *in, size_t len,
         *used = (size_t)(p - in);
         return chunk_fail(d, "chunk extension too long");
       }
-      if (c == '\r') d->state = C_SIZE_LF;
-      else if (c == '\n' && d->lenient) size_line_done(d);
-      else if (d->state == C_EXT_WS) {
+      if (d->state == C_EXT_WS) {        /* BWS must lead to ";" */
         if (c == ';') d->state = C_EXT;
         else if (!is_ows(c)) goto bad_size;
-      } else if (is_ctl_text(c)) {
+      } else if (c == '\r') d->state = C_SIZE_LF;
+      else if (c == '\n' && d->lenient) size_line_done(d);
+      else if (is_ctl_text(c)) {
         *used = (size_t)(p - in);
         return chunk_fail(d, "invalid chunk extension");
       }
