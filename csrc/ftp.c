@@ -287,45 +287,27 @@ int ftp_reply_feed(ftp_reply_state *st, const char *line, size_t n,
 ** Host-port
 ** ==================================================================== */
 
-/* reads 1..3 digits as a byte value; returns chars used, 0 if none,
-** -1 if > 255 */
-static int byte_at(const char *s, const char *end, unsigned *v) {
-  int k = 0;
-  unsigned x = 0;
-  while (s + k < end && k < 4 && isdig((unsigned char)s[k])) {
-    x = x * 10 + (unsigned)(s[k] - '0');
-    k++;
-  }
-  if (k == 0 || k > 3) return k > 3 ? -1 : 0;
-  if (x > 255) return -1;
-  *v = x;
-  return k;
-}
-
 /* six comma separated numbers at s; returns the length used, 0 if the
-** text there is not a host-port, -1 if it is one with a number > 255 */
+** text there is not a host-port, -1 if it is one with a number > 255 (or
+** longer than three digits) */
 static long hostport_at(const char *s, const char *end, unsigned char ip[4],
                         unsigned *port) {
   const char *p = s;
   unsigned v[6];
-  int i, k;
+  int i, bad = 0;
   for (i = 0; i < 6; i++) {
+    const char *d;
     if (i > 0) {
       if (p >= end || *p != ',') return 0;
       p++;
     }
-    k = byte_at(p, end, &v[i]);
-    if (k == 0) return 0;
-    if (k < 0) {
-      /* a number too long or too big: still a host-port, a bad one, if
-      ** the commas follow (otherwise it is some other number) */
-      while (p < end && isdig((unsigned char)*p)) p++;
-      if (i < 5 && (p >= end || *p != ',')) return 0;
-      return -1;
-    }
-    p += k;
+    d = p;
+    while (p < end && isdig((unsigned char)*p)) p++;
+    if (p == d) return 0;
+    if (p - d > 3 || (v[i] = (unsigned)digits(d, (size_t)(p - d))) > 255)
+      bad = 1;
   }
-  if (p < end && isdig((unsigned char)*p)) return 0;
+  if (bad) return -1;
   for (i = 0; i < 4; i++) ip[i] = (unsigned char)v[i];
   *port = v[4] * 256 + v[5];
   return (long)(p - s);

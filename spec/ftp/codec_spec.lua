@@ -193,6 +193,7 @@ describe("ftp PASV and PORT", function()
       ["Entering Passive Mode 10,0,0,5,19,137"] = {"10.0.0.5", 19 * 256 + 137},
       ["=127,0,0,1,4,1"] = {"127.0.0.1", 1025},
       ["Passive 2 go (1,2,3,4,0,21)"] = {"1.2.3.4", 21},
+      ["v 300,1 then 1000,2,3,4,5 then (1,2,3,4,0,21)"] = {"1.2.3.4", 21},
     }
     for text, want in pairs(texts) do
       assert.same(want, {ftp.parse_pasv(text)}, text)
