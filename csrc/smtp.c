@@ -490,7 +490,8 @@ static int path_at(const char *s, const char *e, const smtp_limits *lim,
     if (p == e || *p != '@') return (p == e || *p == '>') ? P_AT : P_LOCAL;
     p++;
     path->domain.p = p;
-    if (p < e && *p == '[') q = parse_literal(p, e);
+    if (p == e || *p == '>') return P_AT;
+    if (*p == '[') q = parse_literal(p, e);
     else q = parse_domain(p, e, utf8);
     if (q == NULL) return (p < e && *p == '[') ? P_LITERAL : P_DOMAIN;
     path->domain.n = (size_t)(q - p);
@@ -747,6 +748,8 @@ const smtp_error *smtp_parse_command(const char *s, size_t n,
   int has8;
   memset(cmd, 0, offsetof(smtp_command, params));
   cmd->nparams = 0;
+  cmd->size = 0;
+  cmd->last = 0;
   if (n > lim->max_line || lim->max_line - n < 2) return &E_TOOLONG;
   err = scan_bytes(s, n, lim->utf8, &has8);
   if (err) return err;
@@ -803,8 +806,10 @@ const smtp_error *smtp_parse_command(const char *s, size_t n,
       uint64_t v = 0;
       q = p;
       while (q < e && is_digit((unsigned char)*q)) {
-        if (v > (UINT64_C(0x7fffffffffffffff) - 9) / 10) return &E_BDAT;
-        v = v * 10 + (uint64_t)(*q - '0');
+        uint64_t digit = (uint64_t)(*q - '0');
+        /* at most 2^63 - 1: it becomes a Lua integer */
+        if (v > (UINT64_C(0x7fffffffffffffff) - digit) / 10) return &E_BDAT;
+        v = v * 10 + digit;
         q++;
       }
       if (q == p || (q < e && *q != ' ')) return &E_BDAT;
@@ -1313,11 +1318,12 @@ static int l_parse_reply_line(lua_State *L) {
 static void reply_line(lua_State *L, luaL_Buffer *b, int code, int last,
                        const char *enh, size_t el) {
   size_t tn, i;
-  const char *t = lua_tolstring(L, -1, &tn);
+  const char *t;
   char head[24];
   size_t hn;
-  if (t == NULL || lua_type(L, -1) != LUA_TSTRING)
+  if (lua_type(L, -1) != LUA_TSTRING)
     luaL_argerror(L, 3, "reply lines must be strings");
+  t = lua_tolstring(L, -1, &tn);
   for (i = 0; i < tn; i++) {
     unsigned c = (unsigned char)t[i];
     if ((c < 32 && c != 9) || c == 127)
