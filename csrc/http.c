@@ -24,7 +24,8 @@
 **   this same head.  With it the call first looks for the end of the head
 **   from there on and returns nil at once when it is still missing, so
 **   feeding a head in many small reads costs O(n), not O(n^2); syntax
-**   errors are then reported when the head completes or a limit is hit.
+**   errors and the max_headers 431 are then reported when the head
+**   completes (the 414 and the max_head 431 still come at once).
 **   Without it every call parses from init (errors are seen early).
 **
 ** http.parse_response(buf [, init [, limits [, seen]]])
@@ -449,6 +450,32 @@ long http_parse_fields(const char *buf, size_t len, const http_limits *lim,
   return parse_fields(&s, buf);
 }
 
+/* Given that buf[start, from) held no complete head, is the head in
+** buf[start, len) still certainly incomplete and within the limits?  Only
+** looks at the bytes past from (the caller's `seen` hint), so a head read
+** in many small pieces costs O(n).  Conservative: when unsure, says no. */
+int http_head_incomplete(const char *buf, size_t start, size_t len,
+                                  size_t from, const http_limits *lim) {
+  const char *p, *end = buf + len, *lf;
+  size_t lineroom, ls = start;
+  if (len - start > lim->max_head) return 0;
+  /* the request line starts after the empty lines the parser skips */
+  while (ls < len && (buf[ls] == '\n' ||
+                      (buf[ls] == '\r' && ls + 1 < len && buf[ls + 1] == '\n')))
+    ls += buf[ls] == '\n' ? 1 : 2;
+  lineroom = len - ls < lim->max_line + 2 ? len - ls : lim->max_line + 2;
+  if (!memchr(buf + ls, '\n', lineroom) && len - ls >= lim->max_line + 2)
+    return 0;
+  p = buf + (from > start + 3 ? from - 3 : start);
+  while ((lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+    const char *b = lf - 1;
+    if (b >= buf + start && *b == '\r') b--;
+    if (b < buf + start || *b == '\n') return 0;
+    p = lf + 1;
+  }
+  return 1;
+}
+
 /* ====================================================================
 ** Message framing (RFC 9112 §6)
 ** ==================================================================== */
@@ -867,26 +894,6 @@ static void push_fields(lua_State *L, const http_field *f, size_t n) {
   }
 }
 
-/* Is the end of a head (an empty line) certainly not in buf[from, len)?
-** Used with the caller's `seen` hint; conservative: when unsure, say no. */
-static int head_surely_incomplete(const char *buf, size_t start, size_t len,
-                                  size_t from, const http_limits *lim) {
-  const char *p, *end = buf + len, *lf;
-  size_t lineroom;
-  if (len - start > lim->max_head) return 0;
-  lineroom = len - start < lim->max_line + 2 ? len - start : lim->max_line + 2;
-  if (!memchr(buf + start, '\n', lineroom) && len - start >= lim->max_line + 2)
-    return 0;
-  p = buf + (from > start + 3 ? from - 3 : start);
-  while ((lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
-    const char *b = lf - 1;
-    if (b >= buf + start && *b == '\r') b--;
-    if (b < buf + start || *b == '\n') return 0;
-    p = lf + 1;
-  }
-  return 1;
-}
-
 static int parse_head(lua_State *L, int is_request) {
   size_t len, start, seen;
   const char *buf = luaL_checklstring(L, 1, &len);
@@ -902,7 +909,7 @@ static int parse_head(lua_State *L, int is_request) {
   if ((size_t)init > len) { lua_pushnil(L); return 1; }
   start = (size_t)init - 1;
   if (seen > start && seen <= len &&
-      head_surely_incomplete(buf, start, len, seen, &lim)) {
+      http_head_incomplete(buf, start, len, seen, &lim)) {
     lua_pushnil(L);
     return 1;
   }

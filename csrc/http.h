@@ -47,6 +47,11 @@ long http_parse_request(const char *buf, size_t len, const http_limits *lim,
                         http_head *h);
 long http_parse_response(const char *buf, size_t len,
                          const http_limits *lim, http_head *h);
+/* With buf[start, from) known to hold no complete head (a previous call
+** returned HTTP_INCOMPLETE on it): 1 when buf[start, len) still holds none
+** and is within the limits (no need to parse), 0 when a parse is due. */
+int http_head_incomplete(const char *buf, size_t start, size_t len,
+                         size_t from, const http_limits *lim);
 /* A field section alone (trailers): lines up to and including the empty
 ** line.  Same return convention. */
 long http_parse_fields(const char *buf, size_t len, const http_limits *lim,

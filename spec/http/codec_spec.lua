@@ -172,6 +172,11 @@ describe("http.parse_request", function()
     rejects(414, http.parse_request(part, 1, nil, #part - 100))
   end)
 
+  it("answers 414 to an over-long request line after empty lines, with the seen hint", function()
+    local part = "\r\n3" .. ("^"):rep(100)
+    rejects(414, http.parse_request(part, 1, { max_request_line = 18 }, 10))
+  end)
+
   it("accepts a request line of exactly max_request_line bytes", function()
     local line = "GET /" .. ("a"):rep(100 - 14) .. " HTTP/1.1"
     assert.are.equal(100, #line)
