@@ -129,11 +129,16 @@ finish:
   http_chunked_free(&d);
 }
 
+/* same data, end and error; the consumed count matters (and must match)
+** only when the decoder did not fail: a trailer over the limit is noticed
+** at the piece that crosses it */
 static void same_decoding(const decoded *a, const decoded *b) {
-  if (a->rc != b->rc || a->len != b->len || a->used != b->used) abort();
-  if (memcmp(a->data, b->data, a->len) != 0) abort();
+  if (a->rc != b->rc || a->len != b->len) abort();
+  if (a->rc != HTTP_CHUNK_ERROR && a->used != b->used) abort();
+  if (a->len && memcmp(a->data, b->data, a->len) != 0) abort();
   if (a->rc == HTTP_CHUNK_ERROR && strcmp(a->err, b->err) != 0) abort();
-  if (a->tlen != b->tlen || memcmp(a->trailer, b->trailer, a->tlen) != 0)
+  if (a->tlen != b->tlen ||
+      (a->tlen && memcmp(a->trailer, b->trailer, a->tlen) != 0))
     abort();
 }
 

@@ -675,6 +675,14 @@ describe("http.chunked_decoder", function()
     fails("0\r\nX: aaaa\r\n\r\n", { max_trailer = 8 })
   end)
 
+  it("rejects a trailer section that crosses max_trailer across feeds", function()
+    local d = http.chunked_decoder{ max_trailer = 16 }
+    assert.are.same({ "", false, 9 }, { d:feed("0\r\nX: abc") })
+    local data, reason = d:feed("defghijklmnop\r\n\r\n")
+    assert.is_nil(data)
+    assert.are.equal("trailer section too large", reason)
+  end)
+
   it("rejects a malformed trailer section", function()
     fails("0\r\nX : a\r\n\r\n")
     fails("0\r\nX: a\0\r\n\r\n")
