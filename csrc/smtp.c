@@ -19,6 +19,7 @@
 **     max_path   256    "<...>" incl. brackets and source route (at most 4096)
 **     max_local  64     local part as written, quotes included
 **     max_domain 255    domain or address literal
+**     max_params 32     parameters on one MAIL/RCPT line (at most 64)
 **   Returns the verb uppercased, then by verb:
 **     MAIL, RCPT   verb, mailbox, params, info
 **         mailbox  canonical "local@domain" with minimal quoting ("" for the
@@ -593,6 +594,7 @@ void smtp_limits_default(smtp_limits *lim) {
   lim->max_path = 256;
   lim->max_local = 64;
   lim->max_domain = 255;
+  lim->max_params = 32;
   lim->utf8 = 0;
 }
 
@@ -644,8 +646,10 @@ static int xtext_valid(const char *p, size_t n) {
 }
 
 /* Mail-parameters / Rcpt-parameters (4.1.2): esmtp-param *(SP esmtp-param) */
-static const smtp_error *parse_params(const char *p, const char *e, int utf8,
+static const smtp_error *parse_params(const char *p, const char *e,
+                                      const smtp_limits *lim,
                                       smtp_command *cmd) {
+  int utf8 = lim->utf8;
   cmd->nparams = 0;
   while (p < e) {
     smtp_param *pm;
@@ -653,7 +657,8 @@ static const smtp_error *parse_params(const char *p, const char *e, int utf8,
     int i;
     if (!is_alnum((unsigned char)*p)) return &E_PARAMS;
     while (p < e && (is_alnum((unsigned char)*p) || *p == '-')) p++;
-    if (cmd->nparams == SMTP_MAX_PARAMS) return &E_PARAMMANY;
+    if (cmd->nparams >= lim->max_params || cmd->nparams >= SMTP_MAX_PARAMS)
+      return &E_PARAMMANY;
     pm = &cmd->params[cmd->nparams];
     pm->key.p = k;
     pm->key.n = (size_t)(p - k);
@@ -728,7 +733,7 @@ static const smtp_error *parse_mail_rcpt(const char *p, const char *e,
                &cmd->path, &end);
   if (rc != P_OK) return &path_errors[!mail][rc];
   if (end < e && *end != ' ') return &path_errors[!mail][P_TRAILING];
-  err = parse_params(skip_sp(end, e), e, lim->utf8, cmd);
+  err = parse_params(skip_sp(end, e), e, lim, cmd);
   if (err) return err;
   if (mail) {
     err = check_mail_params(cmd, &smtputf8);
@@ -1142,6 +1147,7 @@ static size_t opt_size(lua_State *L, int idx, const char *key, size_t def) {
 }
 
 static void read_limits(lua_State *L, int idx, smtp_limits *lim) {
+  size_t mp;
   smtp_limits_default(lim);
   if (lua_isnoneornil(L, idx)) return;
   luaL_checktype(L, idx, LUA_TTABLE);
@@ -1152,8 +1158,12 @@ static void read_limits(lua_State *L, int idx, smtp_limits *lim) {
   lim->max_path = opt_size(L, idx, "max_path", lim->max_path);
   lim->max_local = opt_size(L, idx, "max_local", lim->max_local);
   lim->max_domain = opt_size(L, idx, "max_domain", lim->max_domain);
+  mp = opt_size(L, idx, "max_params", (size_t)lim->max_params);
   if (lim->max_path > SMTP_PATH_HARDMAX)
     luaL_error(L, "opts.max_path must be at most %d", SMTP_PATH_HARDMAX);
+  if (mp > SMTP_MAX_PARAMS)
+    luaL_error(L, "opts.max_params must be at most %d", SMTP_MAX_PARAMS);
+  lim->max_params = (int)mp;
 }
 
 static int push_error(lua_State *L, const smtp_error *err) {

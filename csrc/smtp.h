@@ -21,10 +21,11 @@ typedef struct smtp_limits {
   size_t max_path;    /* "<...>" incl. brackets (256, 4.5.3.1.3) */
   size_t max_local;   /* local part as written (64, 4.5.3.1.1) */
   size_t max_domain;  /* domain or address literal (255, 4.5.3.1.2) */
+  int max_params;     /* esmtp-params on one line (32, at most SMTP_MAX_PARAMS) */
   int utf8;           /* RFC 6531 SMTPUTF8: UTF-8 allowed in addresses */
 } smtp_limits;
 
-#define SMTP_MAX_PARAMS 32    /* esmtp-params on one MAIL/RCPT line */
+#define SMTP_MAX_PARAMS 64    /* ceiling of smtp_limits.max_params */
 #define SMTP_MAX_VERB 16      /* longest command verb accepted */
 #define SMTP_PATH_HARDMAX 4096 /* max_path can not be raised past this */
 

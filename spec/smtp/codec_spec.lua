@@ -380,8 +380,12 @@ describe("smtp.parse_command", function()
       local t = {}
       for i = 1, 33 do t[i] = "P" .. i end
       fails("too many parameters", 501, "5.5.4", smtp.parse_command("MAIL FROM:<a@b> " .. table.concat(t, " ")))
+      assert.are.equal("MAIL", (smtp.parse_command("MAIL FROM:<a@b> " .. table.concat(t, " "), { max_params = 33 })))
       t[33] = nil
       assert.are.equal("MAIL", (smtp.parse_command("MAIL FROM:<a@b> " .. table.concat(t, " "))))
+      fails("too many parameters", 501, "5.5.4",
+        smtp.parse_command("MAIL FROM:<a@b> A B", { max_params = 1 }))
+      assert.has_error(function() smtp.parse_command("QUIT", { max_params = 65 }) end)
     end)
 
     it("checks BODY and uppercases its value", function()
