@@ -600,36 +600,47 @@ void tn_feed(tn_t *t, const unsigned char *p, size_t n, const tn_sink *s) {
   }
 }
 
+/* bytes that escaping changes: IAC always, CR and LF under NVT rules */
+static const unsigned char nvt_special[256] = {
+  ['\r'] = 1, ['\n'] = 1, [TN_IAC] = 1
+};
+
 size_t tn_escape(const unsigned char *p, size_t n, int binary,
                  unsigned char *out) {
-  size_t i, w = 0;
-  for (i = 0; i < n; i++) {
-    unsigned char c = p[i];
-    if (c == TN_IAC) {
-      if (out) { out[w] = TN_IAC; out[w + 1] = TN_IAC; }
-      w += 2;
-    } else if (binary) {
-      if (out) out[w] = c;
-      w++;
-    } else if (c == '\r') {
-      /* RFC 854 p.11: a CR not followed by LF is sent as CR NUL */
-      if (i + 1 < n && p[i + 1] == '\n') {
-        if (out) { out[w] = '\r'; out[w + 1] = '\n'; }
-        i++;
-      } else if (out) {
+  size_t i = 0, w = 0;
+  while (i < n) {
+    /* copy the run of bytes that need no change */
+    size_t j = i;
+    unsigned char c;
+    if (binary) {
+      const unsigned char *iac = memchr(p + i, TN_IAC, n - i);
+      j = iac ? (size_t)(iac - p) : n;
+    } else {
+      while (j < n && !nvt_special[p[j]]) j++;
+    }
+    if (out && j > i) memcpy(out + w, p + i, j - i);
+    w += j - i;
+    if (j == n) break;
+    c = p[j];
+    i = j + 1;
+    if (out) {
+      if (c == TN_IAC) {
+        out[w] = TN_IAC; out[w + 1] = TN_IAC;
+      } else if (c == '\n') {
+        out[w] = '\r'; out[w + 1] = '\n';
+      } else if (i < n && p[i] == '\n') {      /* CR LF stays */
+        out[w] = '\r'; out[w + 1] = '\n';
+      } else {
+        /* RFC 854 p.11: a CR not followed by LF is sent as CR NUL */
         out[w] = '\r'; out[w + 1] = 0;
       }
-      w += 2;
-    } else if (c == '\n') {
-      if (out) { out[w] = '\r'; out[w + 1] = '\n'; }
-      w += 2;
-    } else {
-      if (out) out[w] = c;
-      w++;
     }
+    if (c == '\r' && i < n && p[i] == '\n') i++;
+    w += 2;
   }
   return w;
 }
+
 /* ===================================================================
 ** Lua binding
 ** =================================================================== */
