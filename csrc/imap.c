@@ -554,6 +554,13 @@ static int scan(imap_parser *p, size_t i, size_t end, int st) {
         i++;
       } else if (c == ')') {
         goto close;
+      } else if (c == '(' && p->response && i > 0 && b[i - 1] == ')' &&
+                 p->ntok && p->tok[p->ntok - 1].type == IMAP_T_CLOSE) {
+        st = S_ITEM;   /* 1*address, 1*body: lists follow without SP */
+      } else if (c >= 0x80) {
+        return fail(p, "8-bit byte in atom");
+      } else if (c < 0x20 || c == 0x7f) {
+        return fail(p, "control character");
       } else {
         return fail(p, "expected space");
       }
@@ -1416,7 +1423,8 @@ static int r_body(rctx *c, size_t *i, size_t end, size_t level) {
   imap_parser *p = c->p;
   size_t close, k, n = 0;
   int text = 0, msg = 0;
-  if (level > p->max_depth) return c->err = "body structure too deep", 0;
+  if (level > p->max_depth || !lua_checkstack(L, 16))
+    return c->err = "body structure too deep", 0;
   if (!r_open(c, *i, end)) return 0;
   close = TK(*i)->off;
   k = *i + 1;
@@ -2208,6 +2216,10 @@ static int l_parse_fetch_atts(lua_State *L) {
       lua_rawgeti(L, 4, j);
       if (lua_type(L, -1) != LUA_TSTRING || !att_kind_ok(L, 6, j)) goto bad;
       s = lua_tolstring(L, -1, &len);
+      if (ci_eq(s, len, "ALL") || ci_eq(s, len, "FAST") || ci_eq(s, len, "FULL")) {
+        e = "fetch macro inside a list";
+        goto fail;
+      }
       if ((e = imap_parse_fetch_att(s, len, &a)) != NULL) goto fail;
       push_att(L, &a);
       lua_rawseti(L, 5, ++n);
