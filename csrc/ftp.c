@@ -90,6 +90,15 @@
 **        kept; a CR ending a chunk is held for the next; d:finish() ->
 **        the held CR or "".  decode(encode(x)) == x for every x.
 **
+** Commands and numbers (server side)
+**   ftp.parse_command(line) -> VERB, arg   verb 1..4 letters uppercased,
+**        arg = everything after the single space (spaces kept), nil if
+**        none; leading Telnet IAC <cmd> pairs (IP/DM before ABOR, RFC 959
+**        4.1.3) are skipped.  nil, "bad command" / "nul in command".
+**   ftp.parse_size(s) -> integer   1*DIGIT < 2^63: the 213 text of SIZE
+**        (RFC 3659 4), a REST marker in stream mode (RFC 3659 5);
+**        nil, "bad number".
+**
 ** Paths
 **   ftp.normalize_path(cwd, arg) -> "/abs/path"  "." "..", "//"
 **        resolved, never above "/"; nil, "nul in path".
@@ -1004,6 +1013,51 @@ size_t ftp_ascii_decode(int *pending_cr, const char *in, size_t n,
 }
 
 /* ====================================================================
+** Commands (server side, RFC 959 section 5.3)
+** ==================================================================== */
+
+int ftp_parse_command(const char *s, size_t n, char verb[5], size_t *verb_len,
+                      const char **arg, size_t *arg_len, const char **err) {
+  /* an ABOR may come behind Telnet IP and Synch (IAC IP IAC DM, RFC 959
+  ** 4.1.3): skip IAC <command> pairs before the verb */
+  size_t i = 0, k = 0;
+  while (i + 1 < n && (unsigned char)s[i] == 255) i += 2;
+  while (i < n && k < 5 && ((s[i] >= 'A' && s[i] <= 'Z') ||
+                            (s[i] >= 'a' && s[i] <= 'z'))) {
+    if (k < 4) verb[k] = (char)(s[i] >= 'a' ? s[i] - 32 : s[i]);
+    k++;
+    i++;
+  }
+  if (k == 0 || k > 4 || (i < n && s[i] != ' ')) {
+    *err = "bad command";
+    return 0;
+  }
+  if (memchr(s, '\0', n) != NULL) {
+    *err = "nul in command";
+    return 0;
+  }
+  verb[k] = '\0';
+  *verb_len = k;
+  *arg = i < n ? s + i + 1 : NULL;
+  *arg_len = i < n ? n - i - 1 : 0;
+  return 1;
+}
+
+/* 1*DIGIT as a non-negative 64-bit integer (SIZE reply, REST marker) */
+int ftp_parse_size(const char *s, size_t n, long long *v) {
+  size_t i;
+  unsigned long long x = 0;
+  if (n == 0 || n > 19) return 0;
+  for (i = 0; i < n; i++) {
+    if (!isdig((unsigned char)s[i])) return 0;
+    x = x * 10 + (unsigned)(s[i] - '0');
+  }
+  if (x > 9223372036854775807ULL) return 0;
+  *v = (long long)x;
+  return 1;
+}
+
+/* ====================================================================
 ** Virtual paths
 ** ==================================================================== */
 
@@ -1754,6 +1808,30 @@ static int l_dec_tostring(lua_State *L) {
   return parley_tostring(L, *pending ? "(CR held)" : NULL);
 }
 
+/* ---- commands and numbers ---- */
+
+static int l_parse_command(lua_State *L) {
+  size_t n, vl, al;
+  const char *s = luaL_checklstring(L, 1, &n), *arg, *err;
+  char verb[5];
+  if (!ftp_parse_command(s, n, verb, &vl, &arg, &al, &err)) return fail(L, err);
+  lua_pushlstring(L, verb, vl);
+  if (arg == NULL)
+    lua_pushnil(L);
+  else
+    lua_pushlstring(L, arg, al);
+  return 2;
+}
+
+static int l_parse_size(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  long long v;
+  if (!ftp_parse_size(s, n, &v)) return fail(L, "bad number");
+  lua_pushinteger(L, (lua_Integer)v);
+  return 1;
+}
+
 /* ---- paths ---- */
 
 static int l_normalize_path(lua_State *L) {
@@ -1792,6 +1870,8 @@ int parley_open_ftp(lua_State *L) {
       {"ascii_encoder", l_ascii_encoder},
       {"ascii_decoder", l_ascii_decoder},
       {"normalize_path", l_normalize_path},
+      {"parse_command", l_parse_command},
+      {"parse_size", l_parse_size},
       {NULL, NULL}};
   static const luaL_Reg reply_methods[] = {{"feed_line", l_reply_feed_line},
                                            {"reset", l_reply_reset},

@@ -99,6 +99,13 @@ size_t ftp_ascii_encode(const char *in, size_t n, char *out);
 size_t ftp_ascii_decode(int *pending_cr, const char *in, size_t n,
                         char *out);
 
+/* ---- commands, numbers ---- */
+/* verb (uppercased, 1..4 letters, NUL-terminated) and the argument after
+** the single SP (NULL when there is none) */
+int ftp_parse_command(const char *s, size_t n, char verb[5], size_t *verb_len,
+                      const char **arg, size_t *arg_len, const char **err);
+int ftp_parse_size(const char *s, size_t n, long long *v);
+
 /* ---- paths ---- */
 /* out needs cwd_len + arg_len + 2 bytes; returns the length, 0 on NUL */
 size_t ftp_normalize_path(const char *cwd, size_t cwd_len, const char *arg,

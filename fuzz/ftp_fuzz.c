@@ -3,7 +3,7 @@
 **
 ** The first byte picks the part under test, the rest is the input:
 **   0 reply parser (input split into lines at LF, tiny limits too)
-**   1 host-port parsers (PORT, PASV, EPSV, EPRT)
+**   1 host-port parsers (PORT, PASV, EPSV, EPRT), commands, numbers
 **   2 list-line parser, then format of what it parsed and parse again
 **   3 facts parser, time-val parser
 **   4 TYPE A: encode, then decode in random-sized chunks == input
@@ -52,6 +52,16 @@ static void fuzz_hostport(const char *s, size_t n) {
   if (ftp_parse_eprt(s, n, addr, &fam, &port, &err))
     check(port >= 1 && port <= 65535 && (fam == 1 || fam == 2) &&
           strlen(addr) < 64);
+  {
+    char verb[5];
+    size_t vl, al;
+    const char *arg;
+    long long v;
+    if (ftp_parse_command(s, n, verb, &vl, &arg, &al, &err))
+      check(vl >= 1 && vl <= 4 && strlen(verb) == vl &&
+            (arg == NULL || arg + al == s + n));
+    if (ftp_parse_size(s, n, &v)) check(v >= 0);
+  }
 }
 
 static void fuzz_list(const char *s, size_t n) {

@@ -713,6 +713,45 @@ describe("ftp TYPE A", function()
   end)
 end)
 
+describe("ftp commands", function()
+  it("splits a command into its uppercased verb and argument", function()
+    assert.same({"RETR", "my file.txt"}, {ftp.parse_command("retr my file.txt")})
+    assert.same({"CWD", " spaced dir "}, {ftp.parse_command("CWD  spaced dir ")})
+    assert.same({"SITE", "CHMOD 644 f"}, {ftp.parse_command("Site CHMOD 644 f")})
+    assert.same({"PWD", ""}, {ftp.parse_command("PWD ")})
+    local verb, arg = ftp.parse_command("NOOP")
+    assert.equal("NOOP", verb)
+    assert.is_nil(arg)
+  end)
+
+  it("skips Telnet IP and Synch before ABOR", function()
+    assert.equal("ABOR", (ftp.parse_command("\255\244\255\242ABOR")))
+  end)
+
+  it("rejects malformed commands", function()
+    for _, line in ipairs{"", " RETR x", "RETRX x", "RE1R", "RETR\tx", "\255\244", "PASS a\0b", "2RETR"} do
+      local verb, err = ftp.parse_command(line)
+      assert.is_nil(verb, line)
+      assert.truthy(err == "bad command" or err == "nul in command", line)
+    end
+    assert.same({nil, "nul in command"}, {ftp.parse_command("PASS a\0b")})
+  end)
+end)
+
+describe("ftp SIZE and REST numbers", function()
+  it("parses decimal numbers", function()
+    assert.equal(1234, ftp.parse_size("1234"))
+    assert.equal(0, ftp.parse_size("0"))
+    assert.equal(math.maxinteger, ftp.parse_size("9223372036854775807"))
+  end)
+
+  it("rejects anything else", function()
+    for _, s in ipairs{"", "-1", "+1", "1 ", " 1", "1e3", "0x10", "9223372036854775808", "99999999999999999999"} do
+      assert.same({nil, "bad number"}, {ftp.parse_size(s)}, s)
+    end
+  end)
+end)
+
 describe("ftp virtual paths", function()
   it("resolves relative paths against the working directory", function()
     assert.equal("/home/u/docs", ftp.normalize_path("/home/u", "docs"))
