@@ -1196,13 +1196,31 @@ static size_t env_collect(lua_State *L, int idx, int kind, int send,
     return 1;                            /* true: the bare type, "all" */
   }
   luaL_checktype(L, idx, LUA_TTABLE);
+  if (send) {                            /* an array, sent in its order */
+    lua_Unsigned j, len = lua_rawlen(L, idx);
+    for (j = 1; j <= len; j++) {
+      if (lua_rawgeti(L, idx, (lua_Integer)j) != LUA_TSTRING) {
+        luaL_argerror(L, idx, "variable names must be strings");
+      }
+      if (e) {
+        envent *x = e + count;
+        x->kind = kind;
+        x->k = lua_tolstring(L, -1, &x->kn);   /* anchored by the table */
+        x->v = NULL;
+        x->vn = 0;
+      }
+      count++;
+      lua_pop(L, 1);
+    }
+    return count;
+  }
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    int ki = send ? -1 : -2;
+    int ki = -2;
     if (lua_type(L, ki) != LUA_TSTRING) {
       luaL_argerror(L, idx, "variable names must be strings");
     }
-    if (!send && lua_type(L, -1) != LUA_TSTRING &&
+    if (lua_type(L, -1) != LUA_TSTRING &&
         !(lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1))) {
       luaL_argerror(L, idx, "variable values must be strings or false");
     }
@@ -1212,7 +1230,7 @@ static size_t env_collect(lua_State *L, int idx, int kind, int send,
       x->k = lua_tolstring(L, ki, &x->kn);
       x->v = NULL;
       x->vn = 0;
-      if (!send && lua_type(L, -1) == LUA_TSTRING) x->v = lua_tolstring(L, -1, &x->vn);
+      if (lua_type(L, -1) == LUA_TSTRING) x->v = lua_tolstring(L, -1, &x->vn);
     }
     count++;
     lua_pop(L, 1);
