@@ -464,8 +464,14 @@ int http_head_incomplete(const char *buf, size_t start, size_t len,
                       (buf[ls] == '\r' && ls + 1 < len && buf[ls + 1] == '\n')))
     ls += buf[ls] == '\n' ? 1 : 2;
   lineroom = len - ls < lim->max_line + 2 ? len - ls : lim->max_line + 2;
-  if (!memchr(buf + ls, '\n', lineroom) && len - ls >= lim->max_line + 2)
+  lf = memchr(buf + ls, '\n', lineroom);
+  if (lf) {                             /* a complete line over the limit */
+    size_t l = (size_t)(lf - (buf + ls));
+    if (l > 0 && lf[-1] == '\r') l--;
+    if (l > lim->max_line) return 0;
+  } else if (len - ls >= lim->max_line + 2) {
     return 0;
+  }
   p = buf + (from > start + 3 ? from - 3 : start);
   while ((lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
     const char *b = lf - 1;

@@ -177,6 +177,14 @@ describe("http.parse_request", function()
     rejects(414, http.parse_request(part, 1, { max_request_line = 18 }, 10))
   end)
 
+  it("answers 414 to a complete over-long request line in an incomplete head, with the seen hint", function()
+    local part = "GET /" .. ("a"):rep(9000) .. " HTTP/1.1\r\nHost: x\r\n"
+    rejects(414, http.parse_request(part, 1, nil, 20))
+    -- one byte over, its bare LF within reach (found by fuzzing)
+    rejects(414, http.parse_request("GETTTP / HTTP/1.1\nH: 5\n", 1,
+                                    { max_request_line = 16, lenient = true }, 8))
+  end)
+
   it("accepts a request line of exactly max_request_line bytes", function()
     local line = "GET /" .. ("a"):rep(100 - 14) .. " HTTP/1.1"
     assert.are.equal(100, #line)
