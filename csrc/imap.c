@@ -34,7 +34,8 @@
 **                     come with a refused literal (a refused nonsync
 **                     literal is on its way: skip n bytes or send BYE).
 **                     The parser is reset: the next line starts anew.
-**   parser:feed_literal(value) -> same as feed_line.  value is the
+**   parser:feed_literal(value) -> "line" (now feed the next line, which
+**     may be empty), or nil, reason, tag.  value is the
 **     string of exactly n bytes, or any non-string Lua value (e.g. a
 **     file the server streamed the literal into) stored as is.
 **   parser:set_authenticated(bool), parser:reset(),
@@ -129,33 +130,30 @@
 #define C_TAG    0x04u   /* tag: ASTRING-CHAR except "+" */
 #define C_B64    0x08u   /* modified BASE64 alphabet (RFC 3501 5.1.3) */
 
-static const unsigned char *classes(void) {
-  /* built from the RFC's exclusion lists; constant after first use */
-  static unsigned char cc[256];
-  static int ready;
-  int c;
-  if (ready) return cc;
-  for (c = 0x21; c < 0x7f; c++) {
-    unsigned char k = 0;
-    if (!strchr("(){%*\"\\]", c)) k |= C_ATOM;
-    if ((k & C_ATOM) || c == '%' || c == '*' || c == ']' || c == '\\')
-      k |= C_TOKEN;
-    if (((k & C_ATOM) || c == ']') && c != '+') k |= C_TAG;
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-        (c >= '0' && c <= '9') || c == '+' || c == ',')
-      k |= C_B64;
-    cc[c] = k;
-  }
-  ready = 1;
-  return cc;
-}
+/* generated from the RFC's exclusion lists: atom-specials = "(" / ")" /
+   "{" / SP / CTL / list-wildcards / quoted-specials / resp-specials */
+static const unsigned char cls[256] = {
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 7, 0, 7, 7, 2, 7, 7, 0, 0, 2, 11, 15, 7, 7, 7,
+  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 7, 7, 7, 7, 7, 7,
+  7, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 7, 2, 6, 7, 7,
+  7, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+  15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 0, 7, 7, 7, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
 
-static const unsigned char *cls;
 #define IS(c, k) (cls[(unsigned char)(c)] & (k))
 
-void imap_init(void) {
-  if (!cls) cls = classes();
-}
+void imap_init(void) {}  /* kept for callers: the tables are constant */
 
 /* ---- growable byte buffer ---- */
 

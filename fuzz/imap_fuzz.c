@@ -4,13 +4,63 @@
 ** (split into CRLF lines and literals of exactly the announced size, as
 ** a server or client would read them), a sequence set, a FETCH
 ** attribute, or a modified UTF-7 name (decode, then encode must give
-** the input back).
+** the input back).  Parser input also runs through the Lua binding.
 */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
 #include "imap.h"
+
+int luaopen_parley_core(lua_State *L);
+
+/* The same stream through the Lua binding, which builds the tables
+   (envelopes, body structures, lists) from the tokens. */
+static const char lua_driver[] =
+    "local imap, response, s, auth = ...\n"
+    "local p = response and imap.response_parser{max_literal = 65536}\n"
+    "  or imap.command_parser{authenticated = auth}\n"
+    "local i = 1\n"
+    "while i <= #s do\n"
+    "  local e = s:find('\\n', i, true)\n"
+    "  local line = s:sub(i, (e or #s + 1) - 1):gsub('\\r$', '')\n"
+    "  i = e and e + 1 or #s + 1\n"
+    "  local r, v = p:feed_line(line)\n"
+    "  if r == 'literal' then\n"
+    "    if v > #s - i + 1 then return end\n"
+    "    p:feed_literal(s:sub(i, i + v - 1)); i = i + v\n"
+    "  elseif r == 'done' and not response then\n"
+    "    for k = 1, #v.args do imap.parse_fetch_atts(v.args, k) end\n"
+    "  end\n"
+    "end\n";
+
+static void feed_lua(int response, const char *s, size_t n, int auth) {
+  static lua_State *L;
+  if (!L) {
+    L = luaL_newstate();
+    luaL_openlibs(L);
+    luaopen_parley_core(L);
+    lua_getfield(L, -1, "imap");
+    lua_setfield(L, LUA_REGISTRYINDEX, "imap");
+    lua_settop(L, 0);
+  }
+  if (luaL_loadbuffer(L, lua_driver, sizeof lua_driver - 1, "driver")) abort();
+  lua_getfield(L, LUA_REGISTRYINDEX, "imap");
+  lua_pushboolean(L, response);
+  lua_pushlstring(L, s, n);
+  lua_pushboolean(L, auth);
+  if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
+    abort();
+  }
+  lua_settop(L, 0);
+  lua_gc(L, LUA_GCCOLLECT);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -67,9 +117,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   switch (data[0] % 5) {
     case 0:
       feed_stream(0, s, n, data[0] >> 3);
+      feed_lua(0, s, n, (data[0] >> 4) & 1);
       break;
     case 1:
       feed_stream(1, s, n, data[0] >> 3);
+      feed_lua(1, s, n, 1);
       break;
     case 2: {
       size_t count = 0;
