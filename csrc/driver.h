@@ -1,0 +1,122 @@
+/*
+** The driver's internals, shared by loop.c, stream.c and listener.c.
+**
+** One epoll loop per process.  Every descriptor is registered once,
+** edge-triggered, for both directions; a task that meets EAGAIN parks a
+** waiter on the descriptor (and on the timer heap when it has a
+** deadline) and yields from C.  The loop wakes the waiter and resumes
+** the task, which retries the system call.  Since a task only waits
+** after EAGAIN, edge-triggering never loses a wake-up.
+*/
+#ifndef PARLEY_DRIVER_H
+#define PARLEY_DRIVER_H
+
+#include "parley.h"
+
+#define PARLEY_TASK "parley.task"
+#define PARLEY_STREAM "parley.stream"
+#define PARLEY_LISTENER "parley.listener"
+#define PARLEY_COND "parley.cond"
+
+enum { W_IDLE, W_WAITING, W_FIRED };
+enum { WAKE_READY, WAKE_TIMEOUT, WAKE_CLOSED, WAKE_CANCEL };
+enum { P_READ, P_WRITE };
+
+struct task;
+struct pollable;
+struct waitq;
+
+typedef struct waiter {
+  struct task *task;      /* task to resume; NULL for an inline wait */
+  int state;              /* W_* */
+  int result;             /* WAKE_* once fired */
+  double deadline;        /* monotonic seconds; < 0: none */
+  size_t heap_idx;        /* 1-based slot in the timer heap; 0: not there */
+  struct pollable *p;     /* descriptor waited on, or NULL */
+  struct waitq *q;        /* queue waited in, or NULL */
+  struct waiter *qnext, *qprev;
+} waiter;
+
+/* a FIFO of waiters: conditions, joins */
+typedef struct waitq {
+  waiter *head, *tail;
+} waitq;
+
+typedef struct pollable {
+  int fd;
+  waiter *rd, *wr;
+  size_t dirty_idx;                   /* 1-based slot in the dirty list */
+  void (*flush)(struct pollable *);   /* writes queued output, no wait */
+} pollable;
+
+typedef struct task {
+  lua_State *co;
+  waiter w;
+  waitq joiners;
+  int nargs;              /* arguments waiting for the first resume */
+  int started, done, failed, cancel, main;
+} task;
+
+/* monotonic clock, seconds */
+double parley_now(void);
+
+/* deadline for a timeout in seconds (< 0: none) */
+double parley_deadline(double timeout);
+
+/*
+** Registers and forgets descriptors.  parley_watch adds fd to epoll
+** (both directions, edge-triggered) and maps it to p.
+*/
+int parley_watch(pollable *p);
+void parley_unwatch(pollable *p);
+
+/* wakes every waiter of p with `result` (used when p is closed) */
+void parley_wake_all(pollable *p, int result);
+
+/* detaches p's waiters without waking them (p is being collected) */
+void parley_forget(pollable *p);
+
+/* queues p for a flush before the loop next sleeps */
+void parley_mark_dirty(pollable *p);
+void parley_unmark_dirty(pollable *p);
+
+/*
+** Waits for p to be ready in direction dir (or for q to be signalled, or
+** just for the deadline when both are NULL).  In a task it yields and the
+** task continues in k(L, LUA_YIELD, ctx), where parley_waited(L) gives the
+** waiter (its result and deadline).  Anywhere else (main thread, a
+** coroutine of the user's, a metamethod) it runs the loop right here
+** until the wait is over and returns the WAKE_* result.
+*/
+int parley_wait(lua_State *L, pollable *p, int dir, waitq *q,
+                double deadline, lua_KContext ctx, lua_KFunction k);
+waiter *parley_waited(lua_State *L);
+
+/* wakes the first waiter of q (or all); returns how many were woken */
+int parley_signal(waitq *q, int all);
+
+/* pushes the Lua error message for a WAKE_* result other than READY */
+const char *parley_wake_message(int result);
+
+/* short lowercase text for an errno, LuaSocket's wording where it has one */
+const char *parley_strerror(int err);
+
+/* spawns a task running the function at `idx` (with nargs arguments above it); pops them */
+task *parley_spawn(lua_State *L, int nargs);
+
+/*
+** Addresses (addr.c).  parley_resolve fills an addrinfo list for a host
+** ("*" or "" for any IPv4 address when passive) and a numeric port; the
+** caller frees it with freeaddrinfo.  Returns NULL or a message.
+*/
+struct addrinfo;
+const char *parley_resolve(const char *host, const char *port, int passive,
+                           struct addrinfo **res);
+/* pushes ip, port, family ("inet" / "inet6") of a socket's address */
+int parley_push_sockname(lua_State *L, int fd, int peer);
+
+/* creates a stream on a connected non-blocking descriptor */
+struct stream;
+struct stream *parley_stream_new(lua_State *L, int fd);
+
+#endif

@@ -1,0 +1,161 @@
+--- parley.server: a listener plus one task per connection.
+--
+--     local srv = parley.serve{ listen = "127.0.0.1:0",
+--       handler = function(conn)
+--         for line in conn:lines() do conn:send(line .. "\r\n") end
+--       end }
+--
+-- Inside a task `serve` returns at once; in a plain script it runs the loop
+-- until the server is closed (SIGINT/SIGTERM, or `srv:close()` from a task).
+-- @module parley.server
+local core = require "parley.core"
+
+local M = {}
+
+local server = {}
+server.__index = server
+server.__name = "parley.server"
+
+local DEFAULTS = {
+  max_connections = 10000,
+  grace = 5,
+}
+
+local function log(msg)
+  require("parley").log(msg)
+end
+
+local function handle(srv, conn)
+  srv.conns[conn] = true
+  local ok, err = xpcall(srv.handler, debug.traceback, conn)
+  if not ok then
+    local report = srv.on_error
+    local rok, rerr = pcall(report, err, conn)
+    if not rok then log("on_error failed: " .. tostring(rerr)) end
+  end
+  conn:close()
+  srv.conns[conn] = nil
+  srv.n = srv.n - 1
+  srv.room:signal()
+  if srv.n == 0 then srv.idle:broadcast() end
+end
+
+local function accept_loop(srv)
+  local listener, opts = srv.listener, srv.opts
+  local max = opts.max_connections or DEFAULTS.max_connections
+  while not srv.closing do
+    if srv.n >= max then
+      srv.room:wait()   -- further clients wait in the kernel's backlog
+    else
+      local conn, err = listener:accept()
+      if conn then
+        srv.n = srv.n + 1
+        require("parley").apply_stream_opts(conn, opts)
+        core.spawn(handle, srv, conn)
+      elseif err == "closed" or err == "cancelled" then
+        break
+      else
+        -- e.g. out of descriptors: say so, and give handlers time to end
+        log(("%s: accept failed: %s"):format(srv.address, err))
+        core.sleep(0.1)
+      end
+    end
+  end
+end
+
+-- servers that SIGINT/SIGTERM shut down
+local signalled = setmetatable({}, { __mode = "k" })
+
+local function on_stop_signal(name)
+  -- a second Ctrl-C during the grace period kills at once
+  core.on_signal("INT", nil)
+  core.on_signal("TERM", nil)
+  for srv in pairs(signalled) do
+    log(("%s: %s received, shutting down"):format(srv.address, name))
+    core.spawn(srv.close, srv)
+  end
+end
+
+--- Starts a server.
+-- @tparam table opts
+-- `listen` (address, required), `handler` (function(conn), required),
+-- `max_connections` (10000), `timeout` (seconds per I/O call on each
+-- connection, default none), `max_line`, `lenient`, `grace` (5 s on
+-- shutdown), `on_error` (function(err, conn); default logs), `signals`
+-- (true: SIGINT/SIGTERM close the server), `backlog`, `reuseport`.
+-- @return server, or `nil, err`
+function M.serve(opts)
+  if type(opts) ~= "table" then error("serve expects an options table", 2) end
+  if type(opts.handler) ~= "function" then error("serve: handler must be a function", 2) end
+  local parley = require "parley"
+  local listener, err = parley.listen(opts.listen or error("serve: listen address missing", 2), opts)
+  if not listener then return nil, err end
+  local host, port = listener:getsockname()
+  local srv = setmetatable({
+    listener = listener,
+    host = host,
+    port = port,
+    address = (host:find(":") and "[" .. host .. "]" or host) .. ":" .. port,
+    handler = opts.handler,
+    on_error = opts.on_error or function(e) log(e) end,
+    opts = opts,
+    conns = {},
+    n = 0,
+    room = core.cond(),    -- a connection ended (room under max_connections)
+    idle = core.cond(),    -- the last connection ended
+    closed = core.cond(),  -- close() finished
+  }, server)
+  srv.task = core.spawn(accept_loop, srv)
+  if opts.signals ~= false then
+    signalled[srv] = true
+    core.on_signal("INT", on_stop_signal)
+    core.on_signal("TERM", on_stop_signal)
+  end
+  if not core.current() then
+    -- a plain script: serve until closed, then return
+    core.run(function() srv:wait() end)
+  end
+  return srv
+end
+
+--- How many handlers are running.
+function server:connections()
+  return self.n
+end
+
+--- Waits until the server has been closed and its handlers have ended.
+function server:wait(timeout)
+  if self.done then return true end
+  return self.closed:wait(timeout)
+end
+
+--- Stops accepting, gives running handlers `grace` seconds to finish,
+-- then closes their connections (their pending calls return
+-- `nil, "closed"`). Returns when every handler has ended.
+-- @tparam[opt] number grace seconds (default `opts.grace`, 5)
+function server:close(grace)
+  if self.done then return true end
+  if not self.closing then
+    self.closing = true
+    signalled[self] = nil
+    self.listener:close()
+    self.room:broadcast()
+  end
+  grace = grace or self.opts.grace or DEFAULTS.grace
+  if self.n > 0 and grace > 0 then self.idle:wait(grace) end
+  if self.n > 0 then
+    for conn in pairs(self.conns) do conn:close() end
+    -- handlers now see "closed"; let them run to their end
+    if self.n > 0 then self.idle:wait(1) end
+  end
+  self.done = true
+  self.closed:broadcast()
+  return true
+end
+
+function server:__tostring()
+  return ("parley.server: %s (%d connections)"):format(self.address, self.n)
+end
+
+M.server = server
+return M
