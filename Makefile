@@ -9,6 +9,7 @@ PREFIX    ?= /usr/local
 LUA_LDIR  ?= $(PREFIX)/share/lua/5.4
 LUA_CDIR  ?= $(PREFIX)/lib/lua/5.4
 BUSTED    ?= busted --lua=$(LUA)
+LIBS      := -lcrypt -lutil
 FUZZ_SECONDS ?= 60
 
 SRCS := $(wildcard csrc/*.c)
@@ -26,7 +27,7 @@ build/obj/%.o: csrc/%.c $(HDRS)
 
 $(CORE): $(OBJS)
 	@mkdir -p $(@D)
-	$(CC) -shared $(CFLAGS) -o $@ $(OBJS) $(LDFLAGS)
+	$(CC) -shared $(CFLAGS) -o $@ $(OBJS) $(LDFLAGS) $(LIBS)
 
 # Debian packages the build, the specs and the interop peers need.
 deps:
@@ -61,7 +62,7 @@ FUZZERS := $(patsubst fuzz/%_fuzz.c,fuzz/build/%_fuzz,$(wildcard fuzz/*_fuzz.c))
 fuzz/build/%_fuzz: fuzz/%_fuzz.c $(SRCS) $(HDRS)
 	@mkdir -p $(@D)
 	clang -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -Icsrc $(LUA_INC) \
-	    $< $(SRCS) -o $@ -llua5.4 -lm
+	    $< $(SRCS) -o $@ -llua5.4 -lm $(LIBS)
 fuzz: deps-check $(FUZZERS)
 	@for f in $(FUZZERS); do n=$$(basename $$f _fuzz); mkdir -p fuzz/corpus/$$n; \
 	    echo "== $$n ($(FUZZ_SECONDS)s)"; \

@@ -52,6 +52,8 @@ static const struct {
   {"smtp", parley_open_smtp},
   {"ftp", parley_open_ftp},
   {"imap", parley_open_imap},
+  {"fs", parley_open_fs},
+  {"pty", parley_open_pty},
 };
 
 int luaopen_parley_core(lua_State *L);

@@ -32,4 +32,9 @@ int parley_open_smtp(lua_State *L);
 int parley_open_ftp(lua_State *L);
 int parley_open_imap(lua_State *L);
 
+/* system helpers Lua lacks: files and directories (fsync, listing,
+   crypt(3)), pseudo-terminals */
+int parley_open_fs(lua_State *L);
+int parley_open_pty(lua_State *L);
+
 #endif

@@ -82,7 +82,9 @@ end
 -- `max_connections` (10000), `timeout` (seconds per I/O call on each
 -- connection, default none), `max_line`, `lenient`, `grace` (5 s on
 -- shutdown), `on_error` (function(err, conn); default logs), `signals`
--- (true: SIGINT/SIGTERM close the server), `backlog`, `reuseport`.
+-- (true: SIGINT/SIGTERM close the server), `backlog`, `reuseport`,
+-- `on_start` (function(server), called once listening: useful in plain
+-- scripts, where `serve` returns only when the server has stopped).
 -- @return server, or `nil, err`
 function M.serve(opts)
   if type(opts) ~= "table" then error("serve expects an options table", 2) end
@@ -111,6 +113,7 @@ function M.serve(opts)
     core.on_signal("INT", on_stop_signal)
     core.on_signal("TERM", on_stop_signal)
   end
+  if opts.on_start then opts.on_start(srv) end
   if not core.current() then
     -- a plain script: serve until closed, then return
     core.run(function() srv:wait() end)
