@@ -326,7 +326,7 @@ describe("parley streams", function()
     it("ends the lines iterator on an error and tells which", function()
       H.run(function()
         local c, s = H.pair({timeout = 2})
-        c:setoption("max-line", 8)
+        c:setoption("max-line", 16)
         put(s, "ok\r\n" .. string.rep("x", 20) .. "\r\nnot reached\r\n")
         local got = {}
         for line in c:lines() do got[#got + 1] = line end
