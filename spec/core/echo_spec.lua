@@ -67,6 +67,8 @@ describe("echo server", function()
       local srv = parley.serve{listen = "[::1]:0", handler = echo,
                                timeout = 10, signals = false}
       finally(function() srv:close(1) end)
+      assert.equal("::1", srv.host)
+      assert.equal("[::1]:" .. srv.port, srv.address)
       crowd(srv, "::1", 100, 3)
       srv:close(1)
     end, 30)

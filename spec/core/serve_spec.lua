@@ -121,6 +121,37 @@ describe("parley.serve", function()
     end)
   end)
 
+  it("limits lines on its connections to 8192 bytes by default", function()
+    H.run(function()
+      local srv = serve{handler = function(conn)
+        for _ = 1, 2 do
+          local line, err = conn:receive()
+          conn:send((line and #line or "nil") .. " " .. tostring(err) .. "\r\n")
+        end
+      end}
+      local c = connect(srv)
+      -- 8190 bytes + CRLF = 8192 pass; 8191 + CRLF = 8193 do not
+      c:send(string.rep("a", 8190) .. "\r\n" .. string.rep("b", 8191) .. "\r\n")
+      assert.equal("8190 nil", c:receive())
+      assert.equal("nil line too long", c:receive())
+      c:close()
+      srv:close()
+    end)
+  end)
+
+  it("gives its connections a 300 s I/O timeout by default", function()
+    H.run(function()
+      local srv = serve{handler = function(conn)
+        -- getoption is the only way to see a 300 s timeout without waiting
+        conn:send(tostring(conn.getoption and conn:getoption("timeout")) .. "\r\n")
+      end}
+      local c = connect(srv)
+      assert.equal(300, tonumber(c:receive()))
+      c:close()
+      srv:close()
+    end)
+  end)
+
   it("counts the handlers running with connections()", function()
     H.run(function()
       local srv = serve{handler = function(conn) conn:receive() end}
@@ -235,6 +266,20 @@ describe("parley.serve", function()
       local out, how, code = child:finish()
       assert.same({"exit", 0}, {how, code}, out)
       assert.matches("serve returned", out, 1, true)
+    end)
+
+    it("gives SIGTERM its default action back once the server is closed", function()
+      local child = H.child("serve_child.lua", "close-then-wait")
+      finally(function() child:cleanup() end)
+      assert.equal("closed, waiting", child:line())
+      child:kill("TERM")
+      local out, how, code = child:finish()
+      assert.is_nil(out:find("survived SIGTERM", 1, true), out)
+      -- killed by SIGTERM (15): `timeout` re-raises it or exits 128+15
+      assert.is_true((how == "signal" and code == 15) or
+                     (how == "exit" and code == 143),
+                     "child ended with " .. tostring(how) .. " " ..
+                     tostring(code) .. ": " .. out)
     end)
 
     it("runs the loop in a plain script until SIGTERM, then returns", function()

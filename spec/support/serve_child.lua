@@ -1,6 +1,8 @@
 -- Child for serve_spec: a parley.serve server with signals on (the default).
 --   serve_child.lua          serve is called inside parley.run; prints
 --                            "PORT PID" once it listens
+--   serve_child.lua close-then-wait  serve, close at once, print "closed,
+--                            waiting", sleep 3 s (SIGTERM should kill it)
 --   serve_child.lua PORT     plain-script use: prints "PORT PID" and calls
 --                            parley.serve outside any task (the spec retries
 --                            its connect until the server listens)
@@ -27,7 +29,18 @@ local function handler(conn)
   end
 end
 
-if arg[1] then
+if arg[1] == "close-then-wait" then
+  -- a server that is closed at once; SIGTERM must then act as by default
+  parley.run(function()
+    local srv = parley.serve{listen = "127.0.0.1:0", handler = handler}
+    srv:close()
+    print(srv.port .. " " .. pid)
+  end)
+  print("closed, waiting")
+  parley.sleep(3)
+  print("survived SIGTERM")
+  os.exit(0)
+elseif arg[1] then
   print(arg[1] .. " " .. pid)
   parley.serve{listen = "127.0.0.1:" .. arg[1], handler = handler,
                grace = 3, timeout = 10}
