@@ -573,27 +573,34 @@ static int l_run(lua_State *L) {
 }
 
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx; (void)L;
-  return 0;
-}
-
-static int l_sleep(lua_State *L) {
-  double s = luaL_optnumber(L, 1, 0);
-  int r;
-  if (s <= 0) {
-    /* let the others run: a plain yield when we can, a turn otherwise */
-    if (LP->current && LP->current->co == L && lua_isyieldable(L)) {
-      return lua_yieldk(L, 0, 0, sleep_k);
-    }
-    s = 0;
-  }
-  r = parley_wait(L, NULL, P_READ, NULL, parley_now() + s, 0, sleep_k);
+  int r = status == LUA_YIELD ? parley_waited(L)->result : (int)ctx;
   if (r == WAKE_CANCEL) {
     lua_pushnil(L);
     lua_pushstring(L, "cancelled");
     return 2;
   }
   return 0;
+}
+
+static int yield_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0;
+}
+
+static int l_sleep(lua_State *L) {
+  double s = luaL_optnumber(L, 1, 0);
+  lua_settop(L, 0);
+  if (s <= 0 && LP->current && LP->current->co == L && lua_isyieldable(L)) {
+    /* let the others run: a plain yield */
+    if (LP->current->cancel) {
+      LP->current->cancel = 0;
+      return sleep_k(L, LUA_OK, WAKE_CANCEL);
+    }
+    return lua_yieldk(L, 0, 0, yield_k);
+  }
+  return sleep_k(L, LUA_OK, parley_wait(L, NULL, P_READ, NULL,
+                                        parley_now() + (s > 0 ? s : 0), 0,
+                                        sleep_k));
 }
 
 static int l_now(lua_State *L) {
@@ -832,6 +839,8 @@ int parley_open_loop(lua_State *L) {
     }
     LP->sigpipe[0] = LP->sigpipe[1] = -1;
     LP->L = L;
+    /* made now, not at the first on_signal, so descriptors stay put */
+    if (ensure_sigpipe() != 0) return luaL_error(L, "cannot create signal pipe");
   }
   lua_newtable(L);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &TASKS_KEY);

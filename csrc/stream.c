@@ -199,7 +199,11 @@ static int try_line(lua_State *L, stream *s, int ended) {
       s->skipping = 1;
       return fail(L, s, "line too long");
     }
-    if (ended) return fail_partial(L, s, "closed", 3);
+    if (ended) {
+      int n = fail_partial(L, s, "closed", 3);
+      if (len == 0) s->lasterr = NULL;   /* a clean end between lines */
+      return n;
+    }
     return 0;
   }
 }
@@ -851,7 +855,24 @@ static int l_adopt(lua_State *L) {
 
 static int connect_k(lua_State *L, int status, lua_KContext ctx);
 
-/* tries the remaining addresses in turn; the stream is at index 4 */
+/* binds fd to the local host and port at stack indices 4 and 5, if any */
+static int bind_local(lua_State *L, int fd, int family) {
+  struct addrinfo *res, *ai;
+  const char *err;
+  int e = EADDRNOTAVAIL;
+  if (lua_isnoneornil(L, 4)) return 0;
+  err = parley_resolve(lua_tostring(L, 4), luaL_optstring(L, 5, "0"), 1, &res);
+  if (err) return EADDRNOTAVAIL;
+  for (ai = res; ai; ai = ai->ai_next) {
+    if (ai->ai_family != family) continue;
+    e = bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 ? 0 : errno;
+    break;
+  }
+  freeaddrinfo(res);
+  return e;
+}
+
+/* tries the remaining addresses in turn; the stream is at index 6 */
 static int connect_loop(lua_State *L, stream *s, double deadline, int resumed,
                         int last_err) {
   for (;;) {
@@ -881,7 +902,8 @@ static int connect_loop(lua_State *L, stream *s, double deadline, int resumed,
       last_err = errno;
       continue;
     }
-    if ((e = parley_watch(&s->p)) != 0) {
+    if ((e = bind_local(L, s->p.fd, ai->ai_family)) != 0 ||
+        (e = parley_watch(&s->p)) != 0) {
       close(s->p.fd);
       s->p.fd = -1;
       last_err = e;
@@ -908,12 +930,12 @@ connected:
   freeaddrinfo(s->ai);
   s->ai = s->ai_next = NULL;
   nodelay(s->p.fd);
-  lua_settop(L, 4);
+  lua_settop(L, 6);
   return 1;
 }
 
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 4);
+  stream *s = check_stream(L, 6);
   waiter *w = parley_waited(L);
   (void)status; (void)ctx;
   if (w->result != WAKE_READY) {
@@ -925,14 +947,16 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   return connect_loop(L, s, w->deadline, 1, 0);
 }
 
-/* connect(host, port, [timeout]) */
+/* connect(host, port, [timeout], [bind_host], [bind_port]) */
 static int l_connect(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   const char *port = luaL_checkstring(L, 2);
   double timeout = luaL_optnumber(L, 3, -1);
   const char *err;
   stream *s;
-  lua_settop(L, 3);
+  luaL_optstring(L, 4, NULL);
+  luaL_optstring(L, 5, NULL);
+  lua_settop(L, 5);
   s = new_stream(L);
   if ((err = parley_resolve(host, port, 0, &s->ai)) != NULL) {
     s->ai = NULL;

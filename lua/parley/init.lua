@@ -88,7 +88,8 @@ parley.apply_stream_opts = apply_stream_opts
 -- @tparam string host
 -- @tparam number|string port
 -- @tparam[opt] table opts `timeout` (I/O, default none), `connect_timeout`
--- (default `timeout` or 30), `max_line`, `lenient`
+-- (default `timeout` or 30), `max_line`, `lenient`, `bind` (local
+-- `"host"` or `"host:port"` to connect from)
 -- @return a stream, or `nil, err`
 function parley.connect(host, port, opts)
   if type(port) == "table" or (port == nil and type(host) == "string" and host:find(":%d+$")) then
@@ -100,8 +101,13 @@ function parley.connect(host, port, opts)
   opts = opts or {}
   if type(host) ~= "string" then error("bad argument #1 to 'connect' (string expected)", 2) end
   if tonumber(port) == nil then error("bad argument #2 to 'connect' (port expected)", 2) end
+  local bhost, bport
+  if opts.bind then
+    bhost, bport = parley.parse_address(opts.bind:find(":%d+$") and opts.bind or opts.bind .. ":0")
+    if not bhost then return nil, bport end
+  end
   local s, err = core.connect(host, tostring(math.tointeger(tonumber(port)) or port),
-    opts.connect_timeout or opts.timeout or 30)
+    opts.connect_timeout or opts.timeout or 30, bhost, bport)
   if not s then return nil, err end
   return apply_stream_opts(s, opts)
 end

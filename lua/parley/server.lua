@@ -19,6 +19,8 @@ server.__name = "parley.server"
 local DEFAULTS = {
   max_connections = 10000,
   grace = 5,
+  timeout = 300,     -- seconds a connection may sit in one I/O call
+  max_line = 8192,   -- bytes per line, CRLF included
 }
 
 local function log(msg)
@@ -50,7 +52,9 @@ local function accept_loop(srv)
       local conn, err = listener:accept()
       if conn then
         srv.n = srv.n + 1
-        require("parley").apply_stream_opts(conn, opts)
+        conn:settimeout(opts.timeout or DEFAULTS.timeout)
+        conn:setoption("max-line", opts.max_line or DEFAULTS.max_line)
+        if opts.lenient then conn:setoption("lenient", true) end
         core.spawn(handle, srv, conn)
       elseif err == "closed" or err == "cancelled" then
         break
@@ -80,7 +84,7 @@ end
 -- @tparam table opts
 -- `listen` (address, required), `handler` (function(conn), required),
 -- `max_connections` (10000), `timeout` (seconds per I/O call on each
--- connection, default none), `max_line`, `lenient`, `grace` (5 s on
+-- connection, 300), `max_line` (8192), `lenient`, `grace` (5 s on
 -- shutdown), `on_error` (function(err, conn); default logs), `signals`
 -- (true: SIGINT/SIGTERM close the server), `backlog`, `reuseport`,
 -- `on_start` (function(server), called once listening: useful in plain
@@ -141,6 +145,10 @@ function server:close(grace)
   if not self.closing then
     self.closing = true
     signalled[self] = nil
+    if next(signalled) == nil then
+      core.on_signal("INT", nil)
+      core.on_signal("TERM", nil)
+    end
     self.listener:close()
     self.room:broadcast()
   end
