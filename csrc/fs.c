@@ -1,10 +1,642 @@
 /*
-** fs (placeholder until it lands): core.fs = {}.
+** fs: the system calls Lua lacks, for the mail store, the FTP server and
+** the CLI.  `require("parley.core").fs`.  Not a codec: every function here
+** does I/O, none keeps global state.
+**
+** Errors: a failed system call returns `nil, message, errno` where message
+** is strerror(errno) in lower case ("no space left on device", "file
+** exists", "no such file or directory").  Wrong argument types raise.
+**
+** Files:
+** fs.open(path [, flags [, mode]]) -> file | nil, err, errno
+**   flags: a string of letters, default "wcx": r read-only, w write-only,
+**   + read-write, c O_CREAT, x O_EXCL, t O_TRUNC, a O_APPEND.  mode
+**   (default 0600) applies when the file is created.  Always O_CLOEXEC.
+** file:write(s, ...) -> true | nil, err, errno   strings or numbers.
+**   Small writes collect in a 64 KiB buffer (allocated on first use);
+**   larger ones go straight to write(2).  A failed write loses the
+**   unwritten data: the file is then only good for close and unlink.
+** file:flush() -> true | nil, err, errno   writes the buffer out.
+** file:fsync() -> true | nil, err, errno   flush, then fsync(2).
+** file:size() -> bytes written through this handle (buffer included).
+** file:lfs() -> number of LF bytes not preceded by CR written through
+**   this handle (so size + lfs is the size with CRLF line ends).
+** file:fd() -> the descriptor (flush first if you write to it directly).
+** file:lock([how [, nonblock]]) -> true | nil, err, errno   flock(2):
+**   how = "ex" (default), "sh" or "un"; nonblock: fail with
+**   "resource temporarily unavailable" instead of waiting.
+** file:read([n]) -> string (n bytes at most, default 65536; "" at end)
+**   | nil, err, errno   (for handles opened with "r" or "+").
+** file:close() -> true | nil, err, errno   flushes, closes; idempotent.
+**   __gc and __close close too (without reporting errors).
+**
+** fs.fsync(f) -> true | nil, err, errno   f: a Lua file (flushed first),
+**   a parley.fs.file or an integer descriptor.
+** fs.fsync_dir(path) -> true | nil, err, errno
+**
+** Names:
+** fs.rename(old, new [, noreplace]) -> true | nil, err, errno
+**   noreplace: renameat2(RENAME_NOREPLACE), fails with "file exists".
+** fs.link(old, new), fs.unlink(path), fs.rmdir(path) -> true | nil, ...
+** fs.mkdir(path [, mode = 0700]) -> true | nil, err, errno
+** fs.listdir(path) -> array of names (no "." and "..", unsorted)
+**   | nil, err, errno
+** fs.stat(path) / fs.lstat(path) -> {size=, mtime=, atime=, ctime=,
+**   mode= (permission bits), type= ("file", "directory", "link", "fifo",
+**   "socket", "char", "block"), ino=, nlink=, uid=, gid=, dev=}
+**   | nil, err, errno
+** fs.realpath(path) -> absolute path with no symlinks | nil, err, errno
+** fs.utime(path, atime, mtime) -> true | nil, err, errno  (seconds,
+**   may be fractional)
+** fs.statvfs(path) -> {avail=, free=, size=} (bytes) | nil, err, errno
+**
+** Process and time:
+** fs.getpid() -> integer; fs.gethostname() -> string
+** fs.alive(pid) -> boolean   kill(pid, 0) succeeds or fails with EPERM
+** fs.time() -> seconds, microseconds   (gettimeofday: wall clock)
+**
+** Passwords:
+** fs.crypt(password, setting) -> hash | nil, err   crypt_r(3) from
+**   libxcrypt ($y$, $6$, $5$, $2b$, $1$ ...); an unsupported or
+**   malformed setting gives nil, "invalid salt".
+** fs.gensalt(prefix [, rounds]) -> setting | nil, err   crypt_gensalt_rn
+**   with random bytes from the system ("$y$", "$6$", "$2b$" ...).
+** fs.equal(a, b) -> boolean   compares in time that depends only on the
+**   lengths, never on where the strings differ.
 */
+#include <ctype.h>
+#include <crypt.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <unistd.h>
+
 #include "parley.h"
 
-int parley_open_fs(lua_State *L) {
+#define FS_FILE "parley.fs.file"
+#define FS_BUFSIZE 65536
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+static int push_errno(lua_State *L, int e) {
+  char msg[128];
+  const char *s = strerror(e);
+  size_t i;
+  for (i = 0; s[i] && i < sizeof msg - 1; i++) {
+    msg[i] = (char)tolower((unsigned char)s[i]);
+  }
+  msg[i] = '\0';
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushinteger(L, e);
+  return 3;
+}
+
+static int push_result(lua_State *L, int rc) {
+  if (rc != 0) return push_errno(L, errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* write all of [p, p+n) to fd, retrying on EINTR and short writes */
+static int write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* ----------------------------------------------------------------- files */
+
+typedef struct {
+  int fd;
+  int last_cr;            /* last byte written was CR */
+  char *buf;              /* FS_BUFSIZE bytes, lazily allocated */
+  size_t used;
+  lua_Integer size;       /* bytes accepted by write */
+  lua_Integer lfs;        /* LF bytes not preceded by CR */
+} fs_file;
+
+static fs_file *checkfile(lua_State *L, int i) {
+  return (fs_file *)luaL_checkudata(L, i, FS_FILE);
+}
+
+static fs_file *checkopen(lua_State *L, int i) {
+  fs_file *f = checkfile(L, i);
+  if (f->fd < 0) luaL_error(L, "attempt to use a closed file");
+  return f;
+}
+
+static int file_flushbuf(fs_file *f) {
+  if (f->used == 0) return 0;
+  if (write_all(f->fd, f->buf, f->used) != 0) {
+    f->used = 0;           /* what failed is lost; do not retry it */
+    return -1;
+  }
+  f->used = 0;
+  return 0;
+}
+
+static void file_release(fs_file *f) {
+  if (f->fd >= 0) {
+    close(f->fd);
+    f->fd = -1;
+  }
+  free(f->buf);
+  f->buf = NULL;
+  f->used = 0;
+}
+
+static int l_open(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  const char *how = luaL_optstring(L, 2, "wcx");
+  lua_Integer mode = luaL_optinteger(L, 3, 0600);
+  int flags = O_CLOEXEC, acc = O_WRONLY, fd;
+  fs_file *f;
+  const char *p;
+  for (p = how; *p; p++) {
+    switch (*p) {
+      case 'r': acc = O_RDONLY; break;
+      case 'w': acc = O_WRONLY; break;
+      case '+': acc = O_RDWR; break;
+      case 'c': flags |= O_CREAT; break;
+      case 'x': flags |= O_EXCL; break;
+      case 't': flags |= O_TRUNC; break;
+      case 'a': flags |= O_APPEND; break;
+      default: return luaL_argerror(L, 2, "flags are letters of \"rw+cxta\"");
+    }
+  }
+  if (mode < 0 || mode > 07777) return luaL_argerror(L, 3, "bad mode");
+  f = (fs_file *)lua_newuserdatauv(L, sizeof *f, 0);
+  f->fd = -1;
+  f->buf = NULL;
+  f->used = 0;
+  f->size = f->lfs = 0;
+  f->last_cr = 0;
+  luaL_setmetatable(L, FS_FILE);
+  do {
+    fd = open(path, flags | acc, (mode_t)mode);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return push_errno(L, errno);
+  f->fd = fd;
+  return 1;
+}
+
+/* count LF bytes not preceded by CR in [p, p+n), given the byte before */
+static lua_Integer bare_lfs(const char *p, size_t n, int last_cr) {
+  lua_Integer c = 0;
+  const char *end = p + n, *q = p;
+  while (q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+    if (q == p ? !last_cr : q[-1] != '\r') c++;
+    q++;
+  }
+  return c;
+}
+
+static int l_file_write(lua_State *L) {
+  fs_file *f = checkopen(L, 1);
+  int i, top = lua_gettop(L);
+  for (i = 2; i <= top; i++) {
+    size_t n;
+    const char *s = luaL_checklstring(L, i, &n);
+    if (n == 0) continue;
+    f->lfs += bare_lfs(s, n, f->last_cr);
+    f->last_cr = s[n - 1] == '\r';
+    f->size += (lua_Integer)n;
+    if (f->used + n <= FS_BUFSIZE && n < FS_BUFSIZE / 2) {
+      if (f->buf == NULL) {
+        f->buf = (char *)malloc(FS_BUFSIZE);
+        if (f->buf == NULL) return push_errno(L, ENOMEM);
+      }
+      memcpy(f->buf + f->used, s, n);
+      f->used += n;
+      continue;
+    }
+    if (file_flushbuf(f) != 0) return push_errno(L, errno);
+    if (n < FS_BUFSIZE / 2) {
+      memcpy(f->buf + f->used, s, n);   /* buf exists: used was > 0 */
+      f->used += n;
+    } else if (write_all(f->fd, s, n) != 0) {
+      return push_errno(L, errno);
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_file_flush(lua_State *L) {
+  fs_file *f = checkopen(L, 1);
+  return push_result(L, file_flushbuf(f));
+}
+
+static int l_file_fsync(lua_State *L) {
+  fs_file *f = checkopen(L, 1);
+  if (file_flushbuf(f) != 0) return push_errno(L, errno);
+  return push_result(L, fsync(f->fd));
+}
+
+static int l_file_size(lua_State *L) {
+  lua_pushinteger(L, checkfile(L, 1)->size);
+  return 1;
+}
+
+static int l_file_lfs(lua_State *L) {
+  lua_pushinteger(L, checkfile(L, 1)->lfs);
+  return 1;
+}
+
+static int l_file_fd(lua_State *L) {
+  lua_pushinteger(L, checkopen(L, 1)->fd);
+  return 1;
+}
+
+static int l_file_lock(lua_State *L) {
+  static const char *const hows[] = {"ex", "sh", "un", NULL};
+  static const int ops[] = {LOCK_EX, LOCK_SH, LOCK_UN};
+  fs_file *f = checkopen(L, 1);
+  int op = ops[luaL_checkoption(L, 2, "ex", hows)];
+  int rc;
+  if (lua_toboolean(L, 3)) op |= LOCK_NB;
+  do {
+    rc = flock(f->fd, op);
+  } while (rc != 0 && errno == EINTR);
+  return push_result(L, rc);
+}
+
+static int l_file_read(lua_State *L) {
+  fs_file *f = checkopen(L, 1);
+  lua_Integer n = luaL_optinteger(L, 2, 65536);
+  luaL_Buffer b;
+  ssize_t r;
+  char *p;
+  luaL_argcheck(L, n >= 0 && n <= (1 << 30), 2, "bad count");
+  if (file_flushbuf(f) != 0) return push_errno(L, errno);
+  p = luaL_buffinitsize(L, &b, (size_t)n);
+  do {
+    r = read(f->fd, p, (size_t)n);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return push_errno(L, errno);
+  luaL_pushresultsize(&b, (size_t)r);
+  return 1;
+}
+
+static int l_file_close(lua_State *L) {
+  fs_file *f = checkfile(L, 1);
+  int rc = 0, e = 0;
+  if (f->fd < 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (file_flushbuf(f) != 0) {
+    rc = -1;
+    e = errno;
+  }
+  if (close(f->fd) != 0 && rc == 0) {
+    rc = -1;
+    e = errno;
+  }
+  f->fd = -1;
+  file_release(f);
+  if (rc != 0) return push_errno(L, e);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_file_gc(lua_State *L) {
+  file_release(checkfile(L, 1));
+  return 0;
+}
+
+static int l_file_tostring(lua_State *L) {
+  fs_file *f = checkfile(L, 1);
+  char detail[32];
+  if (f->fd < 0) return parley_tostring(L, "(closed)");
+  snprintf(detail, sizeof detail, "(fd %d)", f->fd);
+  return parley_tostring(L, detail);
+}
+
+/* ------------------------------------------------------------- syncing */
+
+static int l_fsync(lua_State *L) {
+  int fd;
+  if (lua_isinteger(L, 1)) {
+    fd = (int)lua_tointeger(L, 1);
+  } else if (luaL_testudata(L, 1, FS_FILE)) {
+    fs_file *f = checkopen(L, 1);
+    if (file_flushbuf(f) != 0) return push_errno(L, errno);
+    fd = f->fd;
+  } else {
+    luaL_Stream *s = (luaL_Stream *)luaL_testudata(L, 1, LUA_FILEHANDLE);
+    if (s == NULL) return luaL_typeerror(L, 1, "file or descriptor");
+    if (s->closef == NULL) return luaL_error(L, "attempt to use a closed file");
+    if (fflush(s->f) != 0) return push_errno(L, errno);
+    fd = fileno(s->f);
+  }
+  return push_result(L, fsync(fd));
+}
+
+static int l_fsync_dir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc, e;
+  if (fd < 0) return push_errno(L, errno);
+  rc = fsync(fd);
+  e = errno;
+  close(fd);
+  if (rc != 0) return push_errno(L, e);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* --------------------------------------------------------------- names */
+
+static int l_rename(lua_State *L) {
+  const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
+  if (lua_toboolean(L, 3)) {
+    return push_result(L, renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_NOREPLACE));
+  }
+  return push_result(L, rename(a, b));
+}
+
+static int l_link(lua_State *L) {
+  const char *a = luaL_checkstring(L, 1), *b = luaL_checkstring(L, 2);
+  return push_result(L, link(a, b));
+}
+
+static int l_unlink(lua_State *L) {
+  return push_result(L, unlink(luaL_checkstring(L, 1)));
+}
+
+static int l_rmdir(lua_State *L) {
+  return push_result(L, rmdir(luaL_checkstring(L, 1)));
+}
+
+static int l_mkdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer mode = luaL_optinteger(L, 2, 0700);
+  luaL_argcheck(L, mode >= 0 && mode <= 07777, 2, "bad mode");
+  return push_result(L, mkdir(path, (mode_t)mode));
+}
+
+static int l_listdir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  struct dirent *de;
+  lua_Integer n = 0;
+  if (d == NULL) return push_errno(L, errno);
   lua_newtable(L);
+  for (;;) {
+    errno = 0;
+    de = readdir(d);
+    if (de == NULL) break;
+    if (de->d_name[0] == '.' &&
+        (de->d_name[1] == '\0' || (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+      continue;
+    lua_pushstring(L, de->d_name);
+    lua_rawseti(L, -2, ++n);
+  }
+  if (errno != 0) {
+    int e = errno;
+    closedir(d);
+    return push_errno(L, e);
+  }
+  closedir(d);
+  return 1;
+}
+
+static const char *type_name(mode_t m) {
+  if (S_ISREG(m)) return "file";
+  if (S_ISDIR(m)) return "directory";
+  if (S_ISLNK(m)) return "link";
+  if (S_ISFIFO(m)) return "fifo";
+  if (S_ISSOCK(m)) return "socket";
+  if (S_ISCHR(m)) return "char";
+  if (S_ISBLK(m)) return "block";
+  return "other";
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static void set_time(lua_State *L, const char *k, struct timespec ts) {
+  if (ts.tv_nsec == 0) {
+    lua_pushinteger(L, (lua_Integer)ts.tv_sec);
+  } else {
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  }
+  lua_setfield(L, -2, k);
+}
+
+static int do_stat(lua_State *L, int follow) {
+  const char *path = luaL_checkstring(L, 1);
+  struct stat st;
+  if ((follow ? stat(path, &st) : lstat(path, &st)) != 0) {
+    return push_errno(L, errno);
+  }
+  lua_createtable(L, 0, 11);
+  set_int(L, "size", (lua_Integer)st.st_size);
+  set_time(L, "mtime", st.st_mtim);
+  set_time(L, "atime", st.st_atim);
+  set_time(L, "ctime", st.st_ctim);
+  set_int(L, "mode", (lua_Integer)(st.st_mode & 07777));
+  lua_pushstring(L, type_name(st.st_mode));
+  lua_setfield(L, -2, "type");
+  set_int(L, "ino", (lua_Integer)st.st_ino);
+  set_int(L, "nlink", (lua_Integer)st.st_nlink);
+  set_int(L, "uid", (lua_Integer)st.st_uid);
+  set_int(L, "gid", (lua_Integer)st.st_gid);
+  set_int(L, "dev", (lua_Integer)st.st_dev);
+  return 1;
+}
+
+static int l_stat(lua_State *L) { return do_stat(L, 1); }
+static int l_lstat(lua_State *L) { return do_stat(L, 0); }
+
+static int l_realpath(lua_State *L) {
+  char *r = realpath(luaL_checkstring(L, 1), NULL);
+  if (r == NULL) return push_errno(L, errno);
+  lua_pushstring(L, r);
+  free(r);
+  return 1;
+}
+
+static struct timespec to_timespec(lua_Number t) {
+  struct timespec ts;
+  lua_Number s = t < 0 ? 0 : t;
+  ts.tv_sec = (time_t)s;
+  ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+  if (ts.tv_nsec < 0 || ts.tv_nsec > 999999999) ts.tv_nsec = 0;
+  return ts;
+}
+
+static int l_utime(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct timespec ts[2];
+  ts[0] = to_timespec(luaL_checknumber(L, 2));
+  ts[1] = to_timespec(luaL_checknumber(L, 3));
+  return push_result(L, utimensat(AT_FDCWD, path, ts, 0));
+}
+
+static int l_statvfs(lua_State *L) {
+  struct statvfs v;
+  if (statvfs(luaL_checkstring(L, 1), &v) != 0) return push_errno(L, errno);
+  lua_createtable(L, 0, 3);
+  set_int(L, "avail", (lua_Integer)v.f_bavail * (lua_Integer)v.f_frsize);
+  set_int(L, "free", (lua_Integer)v.f_bfree * (lua_Integer)v.f_frsize);
+  set_int(L, "size", (lua_Integer)v.f_blocks * (lua_Integer)v.f_frsize);
+  return 1;
+}
+
+/* ------------------------------------------------------- process, time */
+
+static int l_getpid(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+static int l_gethostname(lua_State *L) {
+  char name[HOST_NAME_MAX + 1];
+  if (gethostname(name, sizeof name) != 0) return push_errno(L, errno);
+  name[HOST_NAME_MAX] = '\0';
+  lua_pushstring(L, name);
+  return 1;
+}
+
+static int l_alive(lua_State *L) {
+  lua_Integer pid = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, pid > 0 && pid <= INT_MAX, 1, "bad pid");
+  lua_pushboolean(L, kill((pid_t)pid, 0) == 0 || errno == EPERM);
+  return 1;
+}
+
+static int l_time(lua_State *L) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  lua_pushinteger(L, (lua_Integer)tv.tv_sec);
+  lua_pushinteger(L, (lua_Integer)tv.tv_usec);
+  return 2;
+}
+
+/* ----------------------------------------------------------- passwords */
+
+static int l_crypt(lua_State *L) {
+  const char *pw = luaL_checkstring(L, 1);
+  const char *setting = luaL_checkstring(L, 2);
+  struct crypt_data *cd = (struct crypt_data *)calloc(1, sizeof *cd);
+  const char *h;
+  if (cd == NULL) return luaL_error(L, "out of memory");
+  h = crypt_r(pw, setting, cd);
+  /* libxcrypt returns NULL or a "*0"/"*1" failure token */
+  if (h == NULL || h[0] == '*') {
+    free(cd);
+    lua_pushnil(L);
+    lua_pushliteral(L, "invalid salt");
+    return 2;
+  }
+  lua_pushstring(L, h);
+  explicit_bzero(cd, sizeof *cd);
+  free(cd);
+  return 1;
+}
+
+static int l_gensalt(lua_State *L) {
+  const char *prefix = luaL_checkstring(L, 1);
+  lua_Integer rounds = luaL_optinteger(L, 2, 0);
+  char out[CRYPT_GENSALT_OUTPUT_SIZE];
+  luaL_argcheck(L, rounds >= 0 && rounds <= 0x7fffffff, 2, "bad rounds");
+  if (crypt_gensalt_rn(prefix, (unsigned long)rounds, NULL, 0, out,
+                       (int)sizeof out) == NULL) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "unsupported hash method");
+    return 2;
+  }
+  lua_pushstring(L, out);
+  return 1;
+}
+
+static int l_equal(lua_State *L) {
+  size_t na, nb, i;
+  const unsigned char *a = (const unsigned char *)luaL_checklstring(L, 1, &na);
+  const unsigned char *b = (const unsigned char *)luaL_checklstring(L, 2, &nb);
+  /* walk the longer string whole; a differing length is a difference */
+  size_t n = na > nb ? na : nb;
+  volatile unsigned char d = (unsigned char)(na != nb);
+  for (i = 0; i < n; i++) {
+    unsigned char x = i < na ? a[i] : 0, y = i < nb ? b[i] : 0;
+    d |= (unsigned char)(x ^ y);
+  }
+  lua_pushboolean(L, d == 0);
+  return 1;
+}
+
+/* -------------------------------------------------------------- opener */
+
+int parley_open_fs(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"write", l_file_write},
+    {"flush", l_file_flush},
+    {"fsync", l_file_fsync},
+    {"size", l_file_size},
+    {"lfs", l_file_lfs},
+    {"fd", l_file_fd},
+    {"lock", l_file_lock},
+    {"read", l_file_read},
+    {"close", l_file_close},
+    {NULL, NULL}
+  };
+  static const luaL_Reg meta[] = {
+    {"__gc", l_file_gc},
+    {"__close", l_file_gc},
+    {"__tostring", l_file_tostring},
+    {NULL, NULL}
+  };
+  static const luaL_Reg funcs[] = {
+    {"open", l_open},
+    {"fsync", l_fsync},
+    {"fsync_dir", l_fsync_dir},
+    {"rename", l_rename},
+    {"link", l_link},
+    {"unlink", l_unlink},
+    {"rmdir", l_rmdir},
+    {"mkdir", l_mkdir},
+    {"listdir", l_listdir},
+    {"stat", l_stat},
+    {"lstat", l_lstat},
+    {"realpath", l_realpath},
+    {"utime", l_utime},
+    {"statvfs", l_statvfs},
+    {"getpid", l_getpid},
+    {"gethostname", l_gethostname},
+    {"alive", l_alive},
+    {"time", l_time},
+    {"crypt", l_crypt},
+    {"gensalt", l_gensalt},
+    {"equal", l_equal},
+    {NULL, NULL}
+  };
+  parley_newclass(L, FS_FILE, methods, meta);
+  luaL_newlib(L, funcs);
   lua_setfield(L, -2, "fs");
   return 0;
 }
