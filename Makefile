@@ -12,16 +12,17 @@ BUSTED    ?= busted --lua=$(LUA)
 LIBS      := -lcrypt -lutil
 FUZZ_SECONDS ?= 60
 
+BUILD ?= build
 SRCS := $(wildcard csrc/*.c)
 HDRS := $(wildcard csrc/*.h)
-OBJS := $(SRCS:csrc/%.c=build/obj/%.o)
-CORE := build/parley/core.so
+OBJS := $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
+CORE := $(BUILD)/parley/core.so
 
 .PHONY: all test demo bench sanitize fuzz install deps deps-check docs rock clean
 
 all: $(CORE)
 
-build/obj/%.o: csrc/%.c $(HDRS)
+$(BUILD)/obj/%.o: csrc/%.c $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(WARN) $(CFLAGS) $(LUA_INC) -fPIC -c $< -o $@
 
@@ -45,17 +46,16 @@ demo: deps-check all
 bench: deps-check all
 	bench/run
 
-# The whole suite with the C module built with ASan + UBSan.  lua5.4 is
-# not instrumented, so the ASan runtime is preloaded.
+# The whole suite with the C module built with ASan + UBSan, in its own
+# build directory.  lua5.4 is not instrumented, so the runtime is preloaded.
+ASAN_BUILD := build/asan
 sanitize: deps-check
-	$(MAKE) clean-core
-	$(MAKE) CC=clang CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	        LDFLAGS="-fsanitize=address,undefined" all
+	$(MAKE) BUILD=$(ASAN_BUILD) CC=clang \
+	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined" all
 	LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    $(BUSTED) $(BUSTED_ARGS)
-	$(MAKE) clean-core
-	$(MAKE) all
+	    $(BUSTED) --cpath="$(ASAN_BUILD)/?.so" $(BUSTED_ARGS)
 
 # One libFuzzer binary per fuzz/<codec>_fuzz.c, each run FUZZ_SECONDS.
 FUZZERS := $(patsubst fuzz/%_fuzz.c,fuzz/build/%_fuzz,$(wildcard fuzz/*_fuzz.c))
@@ -80,9 +80,6 @@ docs:
 # The rock must build and install into a private tree (CI checks it).
 rock:
 	.ci/rock-check
-
-clean-core:
-	rm -rf build/obj build/parley
 
 clean:
 	rm -rf build fuzz/build

@@ -16,7 +16,8 @@ typedef struct buf {
 } buf;
 
 #define buf_len(b)  ((b)->end - (b)->start)
-#define buf_head(b) ((b)->data + (b)->start)
+/* an empty buffer has no storage: its head is a valid empty string */
+#define buf_head(b) ((b)->data ? (b)->data + (b)->start : (char *)"")
 #define buf_tail(b) ((b)->data + (b)->end)
 #define buf_room(b) ((b)->cap - (b)->end)
 
