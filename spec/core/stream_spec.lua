@@ -361,6 +361,19 @@ describe("parley streams", function()
       end)
     end)
 
+    it("ends the lines iterator on a bare LF with lasterror bare lf", function()
+      H.run(function()
+        local c, s = H.pair({timeout = 2})
+        put(s, "one\r\ntwo\nthree\r\n")
+        local got = {}
+        for line in c:lines() do got[#got + 1] = line end
+        assert.same({"one"}, got)
+        assert.equal("bare lf", c:lasterror())
+        assert.equal("three", c:receive())
+        c:close(); s:close()
+      end)
+    end)
+
     it("tells how many bytes are buffered but not consumed", function()
       H.run(function()
         local c, s = H.pair({timeout = 2})
@@ -822,6 +835,20 @@ describe("parley streams", function()
         end
         assert.equal(base, H.fd_count())
         assert.same({nil, "connection refused"}, {parley.connect("127.0.0.1", port)})
+      end)
+    end)
+
+    it("closes a stream and a listener that are garbage collected", function()
+      H.run(function()
+        local base = H.fd_count()
+        do
+          local l = assert(parley.listen("127.0.0.1:0"))
+          local c = assert(parley.connect("127.0.0.1", l:port()))
+          local s = assert(l:accept(2))
+          assert.equal(base + 3, H.fd_count())
+          c, s, l = nil, nil, nil
+        end
+        assert.equal(base, H.fd_count())
       end)
     end)
 

@@ -57,6 +57,21 @@ describe("parley tasks", function()
       assert.matches("late boom", err, 1, true)
     end)
 
+    it("runs normally again after a run that raised while tasks were waiting", function()
+      local ok = pcall(parley.run, function()
+        parley.spawn(function() parley.sleep(0.2) end)
+        error("raised with a sleeper pending")
+      end)
+      assert.is_false(ok)
+      local got
+      local dt = H.timed(parley.run, function()
+        parley.sleep(0.01)
+        got = "second run"
+      end)
+      assert.equal("second run", got)
+      assert.is_true(dt < 1, "second run took " .. dt)
+    end)
+
     it("just calls the function when already inside a task", function()
       local outer, inner
       parley.run(function()
@@ -144,6 +159,37 @@ describe("parley tasks", function()
       assert.is_true(pos.a1 < pos.b3, table.concat(log, ","))
     end)
 
+    it("wakes 1,000 sleepers in deadline order, also when some are cancelled", function()
+      math.randomseed(20240611)
+      local woke, late, cancelled_woke = {}, {}, {}
+      H.run(function()
+        local ts = {}
+        for i = 1, 1000 do
+          local d = math.random(0, 100) / 1000
+          ts[i] = parley.spawn(function()
+            local deadline = parley.now() + d
+            local r = table.pack(parley.sleep(d))
+            if r[2] == "cancelled" then return end
+            if parley.now() < deadline - 0.001 then late[#late + 1] = i end
+            woke[#woke + 1] = deadline
+          end)
+        end
+        for i = 3, 1000, 3 do ts[i]:cancel() end  -- removes from the middle of the timers
+        for i = 1, 1000 do
+          local ok = ts[i]:join(5)
+          if not ok then cancelled_woke[#cancelled_woke + 1] = i end
+        end
+      end)
+      assert.same({}, cancelled_woke)
+      assert.same({}, late)
+      assert.equal(1000 - 333, #woke)
+      for k = 2, #woke do
+        -- deadlines a timer tick apart may swap; more is out of order
+        assert.is_true(woke[k] >= woke[k - 1] - 0.002,
+                       ("sleeper %d woke before an earlier deadline"):format(k))
+      end
+    end)
+
     it("sleeps outside parley.run by running the loop right there", function()
       local t0 = parley.now()
       parley.sleep(0.02)
@@ -213,6 +259,31 @@ describe("parley tasks", function()
         return 7
       end)
       assert.same({true, 7}, {t:join(5)})
+    end)
+
+    it("lets several tasks join the same task", function()
+      H.run(function()
+        local t = parley.spawn(function()
+          parley.sleep(0.02)
+          return "shared"
+        end)
+        local js = {}
+        for i = 1, 3 do js[i] = parley.spawn(function() return t:join(2) end) end
+        for i = 1, 3 do assert.same({true, true, "shared"}, {js[i]:join(2)}) end
+      end)
+    end)
+
+    it("keeps running a task whose handle was dropped", function()
+      local finished = false
+      H.run(function()
+        parley.spawn(function()
+          parley.sleep(0.02)
+          finished = true
+        end)
+        collectgarbage()
+        collectgarbage()
+      end)
+      assert.is_true(finished)
     end)
 
     it("gives a task handle a name and a string form", function()
@@ -297,6 +368,26 @@ describe("parley tasks", function()
         assert.is_true(ok)
         assert.is_nil(line)
         assert.equal("cancelled", err)
+        c:close()
+        s:close()
+      end)
+    end)
+
+    it("interrupts a send blocked on a peer that never reads", function()
+      H.run(function()
+        local c, s = H.pair({timeout = 5})
+        local w = parley.spawn(function()
+          local chunk = string.rep("x", 65536)
+          for _ = 1, 2000 do
+            local r, e = c:send(chunk)
+            if not r then return e end
+          end
+          return "never blocked"
+        end)
+        parley.sleep(0.2)
+        w:cancel()
+        assert.same({true, "cancelled"}, {w:join(2)})
+        c:settimeout(0.1)
         c:close()
         s:close()
       end)
