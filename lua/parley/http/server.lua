@@ -1,0 +1,747 @@
+--- parley.http.server: an HTTP/1.1 server (RFC 9110, RFC 9112) with routing.
+--
+--     local http = require "parley.http"
+--     local app = http.server.new{ access_log = io.stdout }
+--     app:get("/hello/:name", function(req, res)
+--       res:header("Content-Type", "text/plain")
+--       return res:send("hello " .. req.params.name .. "\n")
+--     end)
+--     app:static("/", "www")                   -- files, index.html, 304, 206
+--     app:serve{ listen = "127.0.0.1:8080" }
+--
+-- One task per connection reads request heads with `core.http.parse_request`
+-- from its own buffer, answers every request of a pipelined batch before it
+-- reads again (the driver writes the batch's replies in one go), keeps the
+-- connection alive (HTTP/1.1 default, HTTP/1.0 with `Connection:
+-- keep-alive`), and closes it after a protocol error, a timeout, or
+-- `max_requests` requests.
+--
+-- Handlers are `function(req, res)`; see `request` and `response` below.
+-- A handler may also just return `status, body [, headers]`.
+-- @module parley.http.server
+local parley = require "parley"
+local core = require "parley.core"
+local body = require "parley.http.body"
+
+local http = core.http
+local parse_request = http.parse_request
+local response_head = http.response_head
+local body_framing = http.body_framing
+local http_date = http.date
+local chunk = http.chunk
+local now = core.now
+local find, sub, lower, byte = string.find, string.sub, string.lower, string.byte
+local concat = table.concat
+
+local M = {}
+
+--- Defaults for `new` (every limit has a name).
+M.defaults = {
+  max_request_line = 8192,   -- bytes; longer -> 414
+  max_head = 32768,          -- bytes of request line + fields; more -> 431
+  max_headers = 100,         -- header fields; more -> 431
+  max_body = 16 * 1024 * 1024, -- request body bytes; more -> 413
+  header_timeout = 20,       -- seconds to receive a whole head -> 408
+  body_timeout = 60,         -- seconds per body read -> 408
+  send_timeout = 60,         -- seconds per response write
+  keepalive_timeout = 75,    -- idle seconds between requests -> close
+  max_requests = 1000,       -- requests per connection, then close
+  discard_limit = 65536,     -- unread body bytes skipped to keep a connection
+  server_name = "parley",    -- Server header (false: none)
+  lenient = false,           -- accept bare LF line ends in heads
+}
+
+---------------------------------------------------------------------------
+-- Small helpers
+---------------------------------------------------------------------------
+
+-- does a comma-separated header value hold `token` (case-insensitively)?
+local function has_token(value, token)
+  if value == token then return true end
+  for t in lower(value):gmatch("[^,%s]+") do
+    if t == token then return true end
+  end
+  return false
+end
+M.has_token = has_token
+
+local function unhex(h) return string.char(tonumber(h, 16)) end
+
+--- Percent-decodes a string (`%41` -> `A`; `+` is left alone).
+function M.unescape(s)
+  if not find(s, "%", 1, true) then return s end
+  return (s:gsub("%%(%x%x)", unhex))
+end
+
+local function html_escape(s)
+  return (s:gsub("[&<>\"']", { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+                               ['"'] = "&quot;", ["'"] = "&#39;" }))
+end
+M.html_escape = html_escape
+
+local BODILESS = { [204] = true, [304] = true }
+
+-- access log time, cached per second
+local log_sec, log_time = -1, nil
+local function log_date()
+  local t = os.time()
+  if t ~= log_sec then
+    log_sec, log_time = t, os.date("!%d/%b/%Y:%H:%M:%S +0000", t)
+  end
+  return log_time
+end
+
+---------------------------------------------------------------------------
+-- Request
+---------------------------------------------------------------------------
+
+--- The request a handler gets.
+-- Fields: `method`, `target` (as sent), `path` (percent-decoded, without
+-- the query), `query` (raw, or nil), `minor` (HTTP/1.minor), `headers`
+-- (lowercased names: `req.headers["content-type"]`, and the fields in order
+-- as `headers[2i-1], headers[2i]`), `params` (route captures), `peer` (ip),
+-- `conn` (the stream).
+-- @type request
+local request = {}
+request.__index = request
+request.__name = "parley.http.request"
+
+--- A header's value by name (any case), repeated fields joined by ", ".
+function request:header(name)
+  return self.headers[lower(name)]
+end
+
+-- sends "100 Continue" the first time a body read is attempted (RFC 9110 §10.1.1)
+local function reader_of(req)
+  local r = req._body
+  if req._continue then
+    req._continue = nil
+    if not req._res.sent then
+      req.conn:send("HTTP/1.1 100 Continue\r\n\r\n")
+      req.conn:flush()
+    end
+  end
+  return r
+end
+
+--- The whole body as a string (`""` when there is none), or
+-- `nil, err, status` (`"body too large"` 413 over `max` or the server's
+-- `max_body`, a timeout 408, a malformed or short body 400).
+-- @tparam[opt] integer max a smaller limit for this call
+function request:body(max)
+  local r = reader_of(self)
+  if max and (r.max == nil or max < r.max) then r.max = max end
+  if r.kind == "length" and r.max and r.left > r.max then
+    return r:fail("body too large", 413)
+  end
+  local data, err, status = r:all()
+  if not data then return nil, err, status end
+  return data
+end
+
+--- The next piece of the body (streaming), `nil` at its end, or
+-- `nil, err, status`.
+function request:read(max)
+  return reader_of(self):read(max)
+end
+
+--- Streams the body into an ltn12 sink; returns the byte count or
+-- `nil, err, status`.
+function request:body_to(sink)
+  return reader_of(self):to(sink)
+end
+
+--- An ltn12 source over the body.
+function request:source()
+  return reader_of(self):source()
+end
+
+---------------------------------------------------------------------------
+-- Response
+---------------------------------------------------------------------------
+
+--- The response a handler fills in.
+-- Fields: `status` (default 200), `sent` (true once the head went out),
+-- `close` (set true to close the connection after this response).
+-- @type response
+local response = {}
+response.__index = response
+response.__name = "parley.http.response"
+
+--- Sets a response header, replacing one of the same name.
+-- A value may be an array of values (one field line each).
+-- Raises on CR, LF or NUL in name or value (when the head is built).
+function response:header(name, value)
+  local h = self.hdrs
+  if not h then
+    h = {}
+    self.hdrs = h
+  end
+  local ln = lower(name)
+  for i = 1, #h, 2 do
+    if lower(h[i]) == ln then
+      if value == nil then
+        table.remove(h, i)
+        table.remove(h, i)
+      else
+        h[i + 1] = value
+      end
+      return self
+    end
+  end
+  if value ~= nil then
+    h[#h + 1] = name
+    h[#h + 1] = value
+  end
+  return self
+end
+
+--- A response header's value as set so far (any case), or nil.
+function response:get_header(name)
+  local h = self.hdrs
+  if not h then return nil end
+  local ln = lower(name)
+  for i = 1, #h, 2 do
+    if lower(h[i]) == ln then return h[i + 1] end
+  end
+  return nil
+end
+
+-- the head with the framework's fields; `framing` is a length (number),
+-- "chunked", "close" or false (no body fields)
+local function build_head(self, framing)
+  local st = self._st
+  local h = {}
+  local n = 0
+  local user = self.hdrs
+  if user then
+    for i = 1, #user do h[i] = user[i] end
+    n = #user
+  end
+  local opts = st.opts
+  if opts.server_name then
+    h[n + 1], h[n + 2] = "Server", opts.server_name
+    n = n + 2
+  end
+  h[n + 1], h[n + 2] = "Date", http_date()
+  n = n + 2
+  if framing == "chunked" then
+    h[n + 1], h[n + 2] = "Transfer-Encoding", "chunked"
+    n = n + 2
+  elseif framing == "close" then
+    self.close = true
+  elseif framing then
+    h[n + 1], h[n + 2] = "Content-Length", framing
+    n = n + 2
+  end
+  if self.close or not st.keep then
+    st.keep = false
+    h[n + 1], h[n + 2] = "Connection", "close"
+  elseif st.minor == 0 then
+    h[n + 1], h[n + 2] = "Connection", "keep-alive"
+  end
+  return response_head(self.status, h, self.reason)
+end
+
+local function start(self)
+  if self.sent then error("response already sent", 3) end
+  self.sent = true
+  self._st.conn:settimeout(self._st.opts.send_timeout)
+end
+
+local function write_failed(self, err)
+  self._st.keep = false
+  self._st.broken = true
+  return nil, err
+end
+
+--- Sends the response.
+-- `body`: a string (sent with Content-Length), an ltn12 source function
+-- (sent chunked, or as is when a Content-Length header was set; to an
+-- HTTP/1.0 client, delimited by closing the connection), or nil (empty).
+-- HEAD requests and 204/304 get the head only.
+-- @tparam[opt] string|function body
+-- @tparam[opt] integer status sets `res.status` first
+-- @return true, or `nil, err` when the client went away
+function response:send(data, status)
+  start(self)
+  if status then self.status = status end
+  local st = self._st
+  local conn = st.conn
+  local code = self.status
+  local nobody = st.head or BODILESS[code] or code < 200
+  if type(data) == "function" then
+    local given = self:get_header("content-length")
+    local framing = given and false or (st.minor == 1 and "chunked" or "close")
+    if nobody then framing = given and false or "chunked" end
+    if not conn:send(build_head(self, framing)) then return write_failed(self, "closed") end
+    if nobody then return true end
+    local sent = 0
+    for _ = 1, math.huge do
+      local piece, err = data()
+      if piece == nil then
+        if err then
+          -- the body cannot be finished: the client must see it cut short
+          parley.log("http: response source failed: " .. tostring(err))
+          return write_failed(self, err)
+        end
+        break
+      end
+      if #piece > 0 then
+        sent = sent + #piece
+        local ok, werr = conn:send(framing == "chunked" and chunk(piece) or piece)
+        if not ok then return write_failed(self, werr) end
+      end
+    end
+    self.bytes = sent
+    if framing == "chunked" then
+      local ok, werr = conn:send("0\r\n\r\n")
+      if not ok then return write_failed(self, werr) end
+    end
+    return true
+  end
+  data = data or ""
+  if type(data) ~= "string" then
+    if type(data) == "number" then data = tostring(data)
+    else error("response body must be a string or an ltn12 source", 2) end
+  end
+  local ok, err = conn:send(build_head(self, not (BODILESS[code] or code < 200) and #data))
+  if not ok then return write_failed(self, err) end
+  if nobody or #data == 0 then return true end
+  self.bytes = #data
+  ok, err = conn:send(data)
+  if not ok then return write_failed(self, err) end
+  return true
+end
+
+--- Sends a file with sendfile(2).
+-- @tparam string path
+-- @tparam[opt=0] integer offset
+-- @tparam[opt] integer count bytes (default: to the end of the file)
+-- @tparam[opt] integer size the file's size, if known (saves a stat)
+-- @return true, or `nil, err`
+function response:sendfile(path, offset, count, size)
+  offset = offset or 0
+  if not count then
+    if not size then
+      local f = io.open(path, "rb")
+      if not f then return nil, "cannot open " .. path end
+      size = f:seek("end")
+      f:close()
+    end
+    count = size - offset
+  end
+  start(self)
+  local st = self._st
+  local conn = st.conn
+  local ok, err = conn:send(build_head(self, count))
+  if not ok then return write_failed(self, err) end
+  if st.head or count == 0 then return true end
+  local n
+  n, err = conn:sendfile(path, offset, count)
+  if not n then return write_failed(self, err) end
+  self.bytes = n
+  return true
+end
+
+--- Sends a redirect (302 unless `status` says otherwise).
+function response:redirect(location, status)
+  self:header("Location", location)
+  self:header("Content-Type", "text/html; charset=utf-8")
+  local s = status or 302
+  return self:send(("<a href=\"%s\">%d %s</a>\n"):format(
+    html_escape(location), s, http.status_text(s) or ""), s)
+end
+
+--- Sends a short plain-text error page for `status`.
+function response:error(status, text)
+  self:header("Content-Type", "text/plain; charset=utf-8")
+  return self:send(("%d %s\n"):format(status, text or http.status_text(status) or ""), status)
+end
+
+---------------------------------------------------------------------------
+-- Routing
+---------------------------------------------------------------------------
+
+--- An application: routes plus options.
+-- @type app
+local app = {}
+app.__index = app
+app.__name = "parley.http.app"
+
+--- Creates an application.
+-- @tparam[opt] table opts the limits of `M.defaults`, plus `access_log`
+--   (a file handle, or `function(line)`; default none), `on_error`
+--   (`function(err, req)`; default `parley.log`), `not_found`
+--   (`function(req, res)`)
+-- @treturn app
+function M.new(opts)
+  local o = {}
+  for k, v in pairs(M.defaults) do o[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local self = setmetatable({
+    opts = o,
+    exact = {},      -- method -> path -> route
+    patterns = {},   -- ordered list of {method, lua pattern, names, fn}
+    limits = { max_request_line = o.max_request_line, max_head = o.max_head,
+               max_headers = o.max_headers, lenient = o.lenient },
+  }, app)
+  local log = o.access_log
+  if log and type(log) ~= "function" then
+    local fh = log
+    self.log = function(line) fh:write(line) end
+  else
+    self.log = log or nil
+  end
+  return self
+end
+
+-- "/users/:id/*" -> "^/users/([^/]+)/(.*)$", {"id", "*"}
+local function compile(path)
+  local names = {}
+  local pat = path:gsub("[%^%$%(%)%%%.%[%]%+%-%?]", "%%%0")
+  pat = pat:gsub(":([%a_][%w_]*)", function(name)
+    names[#names + 1] = name
+    return "([^/]+)"
+  end)
+  if pat:sub(-1) == "*" then
+    names[#names + 1] = "*"
+    pat = pat:sub(1, -2) .. "(.*)"
+  end
+  return "^" .. pat .. "$", names
+end
+
+--- Adds a route.
+-- `path` is exact (`"/hello"`), has `:name` segments (`"/users/:id"`,
+-- captured into `req.params.id`) and/or ends in `*` (the rest of the path
+-- into `req.params["*"]`). `method` is a method name or `"*"` (any); a
+-- GET route also answers HEAD. Routes are tried in the order added; exact
+-- paths first.
+-- @tparam string method
+-- @tparam string path
+-- @tparam function fn `function(req, res)`
+-- @return the app (chainable)
+function app:route(method, path, fn)
+  if type(method) ~= "string" or type(path) ~= "string" or type(fn) ~= "function" then
+    error("route(method, path, function(req, res))", 2)
+  end
+  method = method:upper()
+  if not find(path, "[:*]") then
+    local t = self.exact[method]
+    if not t then
+      t = {}
+      self.exact[method] = t
+    end
+    if t[path] == nil then t[path] = fn end
+  else
+    local pat, names = compile(path)
+    self.patterns[#self.patterns + 1] = { method, pat, names, fn }
+  end
+  return self
+end
+
+for _, m in ipairs { "get", "post", "put", "delete", "patch", "options" } do
+  app[m] = function(self, path, fn) return self:route(m:upper(), path, fn) end
+end
+
+--- Serves the files under `root` at URL prefix `prefix` (see
+-- `parley.http.static`); `opts.listing` turns on directory listings.
+function app:static(prefix, root, opts)
+  local handler = require("parley.http.static").handler(root, opts)
+  if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
+  local route = prefix .. "*"
+  self:route("GET", route, handler)
+  if prefix ~= "/" then
+    -- "/docs" -> "/docs/"
+    self:route("GET", prefix:sub(1, -2), function(req, res)
+      return res:redirect(prefix .. (req.query and "?" .. req.query or ""), 301)
+    end)
+  end
+  return self
+end
+
+local NOPARAMS = setmetatable({}, { __newindex = function() error("params are read-only", 2) end })
+
+-- the route's function and params, or nil, allowed-methods-string
+local function lookup(self, method, path)
+  local exact = self.exact
+  local t = exact[method]
+  local fn = t and t[path]
+  if fn then return fn, NOPARAMS end
+  if method == "HEAD" then
+    t = exact.GET
+    fn = t and t[path]
+    if fn then return fn, NOPARAMS end
+  end
+  t = exact["*"]
+  fn = t and t[path]
+  if fn then return fn, NOPARAMS end
+  local allowed
+  for _, r in ipairs(self.patterns) do
+    local m = r[1]
+    local caps = { path:match(r[2]) }
+    if caps[1] then
+      if m == method or m == "*" or (method == "HEAD" and m == "GET") then
+        local params, names = {}, r[3]
+        for i = 1, #names do params[names[i]] = caps[i] end
+        return r[4], params
+      end
+      allowed = allowed or {}
+      allowed[m] = true
+    end
+  end
+  for m, paths in pairs(exact) do
+    if paths[path] then
+      allowed = allowed or {}
+      allowed[m] = true
+    end
+  end
+  if allowed then
+    if allowed.GET then allowed.HEAD = true end
+    local list = {}
+    for m in pairs(allowed) do list[#list + 1] = m end
+    table.sort(list)
+    return nil, concat(list, ", ")
+  end
+  return nil
+end
+
+local function dispatch(self, req, res)
+  local fn, params = lookup(self, req.method, req.path)
+  if not fn then
+    if params then
+      res:header("Allow", params)
+      return res:error(405)
+    end
+    if self.opts.not_found then return self.opts.not_found(req, res) end
+    return res:error(404)
+  end
+  req.params = params
+  local status, data, headers = fn(req, res)
+  if not res.sent and status ~= nil and status ~= true then
+    if type(status) ~= "number" then
+      error("a handler returns status, body [, headers] (got " .. type(status) .. ")", 0)
+    end
+    if headers then
+      for k, v in pairs(headers) do res:header(k, v) end
+    end
+    return res:send(data, status)
+  end
+end
+
+---------------------------------------------------------------------------
+-- The connection loop
+---------------------------------------------------------------------------
+
+-- answers a request we could not take and closes: status, short text
+local function reject(st, status, reason)
+  local conn = st.conn
+  local text = ("%d %s\n"):format(status, http.status_text(status) or reason or "")
+  conn:settimeout(st.opts.send_timeout)
+  conn:send(response_head(status, {
+    "Date", http_date(), "Content-Type", "text/plain; charset=utf-8",
+    "Content-Length", #text, "Connection", "close" }) .. text)
+  conn:flush()
+  -- linger a little: closing with unread input would send a reset that
+  -- can destroy the reply before the client reads it (RFC 9112 §9.6)
+  conn:settimeout(0.05)
+  for _ = 1, 16 do
+    if not conn:receive_some(65536) then break end
+  end
+  return status
+end
+
+local function log_request(self, st, req, res, status)
+  local h = req and req.headers or {}
+  local line = ('%s - - [%s] "%s %s HTTP/1.%d" %d %d "%s" "%s"\n'):format(
+    st.peer or "-", log_date(),
+    req and req.method or "-", req and req.target or "-", req and req.minor or 1,
+    status, res and res.bytes or 0,
+    (h.referer or "-"):gsub('[%c"\\]', "\\%0"), (h["user-agent"] or "-"):gsub('[%c"\\]', "\\%0"))
+  self.log(line)
+end
+
+local function traceback(e)
+  if type(e) == "string" then return debug.traceback(e, 2) end
+  return e
+end
+
+--- Serves one connection (the handler given to `parley.serve`).
+-- @tparam stream conn
+function app:handle(conn)
+  local opts, limits = self.opts, self.limits
+  local st = { conn = conn, buf = "", pos = 1, opts = opts, keep = true }
+  if self.log then st.peer = conn:getpeername() end
+  local header_timeout, keepalive_timeout = opts.header_timeout, opts.keepalive_timeout
+  local max_requests, max_body = opts.max_requests, opts.max_body
+  local nreq = 0
+  local idle_deadline = now() + header_timeout  -- first request: from accept
+  while true do
+    ---------------------------------------------------------------- head
+    local n, method, target, minor, headers
+    local buf, pos = st.buf, st.pos
+    local seen, deadline
+    while true do
+      if pos <= #buf then
+        n, method, target, minor, headers = parse_request(buf, pos, limits, seen)
+        if n then break end
+        if method then
+          if self.log then log_request(self, st, nil, nil, target) end
+          return reject(st, target, method)
+        end
+        -- the head is incomplete: keep it at the start of buf
+        if pos > 1 then buf, pos = sub(buf, pos), 1 end
+        seen = #buf
+        deadline = deadline or now() + header_timeout
+      end
+      local wait
+      if deadline then
+        wait = deadline - now()
+      elseif nreq == 0 then
+        wait = idle_deadline - now()
+      else
+        wait = keepalive_timeout
+      end
+      if wait <= 0 then
+        if deadline then return reject(st, 408) end
+        return
+      end
+      conn:settimeout(wait)
+      local more, err = conn:receive_some(65536)
+      if not more then
+        if err == "timeout" and deadline then
+          if self.log then log_request(self, st, nil, nil, 408) end
+          return reject(st, 408)
+        end
+        return   -- closed, reset, or idle too long: nothing to say
+      end
+      if pos <= #buf then buf = buf .. more else buf, pos = more, 1 end
+    end
+    st.buf, st.pos = buf, pos + n
+    nreq = nreq + 1
+    ---------------------------------------------------------------- checks
+    local keep
+    local ch = headers.connection
+    if minor == 1 then
+      keep = not (ch and has_token(ch, "close"))
+    else
+      keep = ch ~= nil and has_token(ch, "keep-alive")
+    end
+    if nreq >= max_requests then keep = false end
+    st.keep, st.minor = keep, minor
+    st.head = method == "HEAD"
+    local kind, len
+    if headers["content-length"] == nil and headers["transfer-encoding"] == nil then
+      kind = "none"
+    else
+      local status
+      kind, len, status = body_framing(headers, true)
+      if not kind then
+        -- RFC 9112 §6.1: bad framing -> answer and close
+        if self.log then log_request(self, st, nil, nil, status) end
+        return reject(st, status, len)
+      end
+      if kind == "length" and len > max_body then
+        return reject(st, 413)
+      end
+    end
+    local host = headers.host
+    if minor == 1 and (host == nil or find(host, ",", 1, true)) then
+      return reject(st, 400)   -- RFC 9112 §3.2: exactly one Host in 1.1
+    end
+    local req = setmetatable({
+      method = method, target = target, minor = minor, headers = headers,
+      conn = conn, peer = st.peer,
+    }, request)
+    local q = find(target, "?", 1, true)
+    local path = q and sub(target, 1, q - 1) or target
+    if byte(path, 1) ~= 47 then -- not "/": absolute-form or "*"
+      local p = path:match("^[hH][tT][tT][pP][sS]?://[^/]*(.*)$")
+      if p then path = p ~= "" and p or "/" end
+    end
+    req.path = find(path, "%", 1, true) and path:gsub("%%(%x%x)", unhex) or path
+    if q then req.query = sub(target, q + 1) end
+    local res = setmetatable({ status = 200, _st = st }, response)
+    req._res = res
+    req._body = body.reader(st, kind, len, {
+      max = max_body, timeout = opts.body_timeout,
+      limits = { max_chunk_ext = 4096, max_trailer = 8192, max_headers = opts.max_headers,
+                 lenient = opts.lenient },
+    })
+    local expect = headers.expect
+    if expect then
+      if minor == 1 and lower(expect) == "100-continue" then
+        if kind ~= "none" then req._continue = true end
+      else
+        return reject(st, 417)
+      end
+    end
+    ---------------------------------------------------------------- handler
+    local ok, err = xpcall(dispatch, traceback, self, req, res)
+    if not ok then
+      local report = opts.on_error
+      if report then pcall(report, err, req) else parley.log("http: " .. tostring(err)) end
+      if res.sent then return end   -- cannot tell the client: cut it short
+      st.keep = false
+      res.status = 500
+      res.hdrs = nil
+      res:error(500)
+    elseif not res.sent then
+      local r = req._body
+      if r.err == "body too large" then
+        st.keep = false
+        res:error(413)
+      else
+        res:send("")
+      end
+    end
+    if self.log then log_request(self, st, req, res, res.status) end
+    if st.broken then return end
+    ---------------------------------------------------------------- next
+    local r = req._body
+    if not r.done then
+      -- an unread body: skip a little of it, else close (RFC 9112 §9.3)
+      if req._continue or r.err or not r:drain(opts.discard_limit) then
+        conn:flush()
+        return
+      end
+    end
+    if not st.keep then
+      conn:flush()
+      return
+    end
+  end
+end
+
+--- Serves the app: `parley.serve` with this app as the handler.
+-- @tparam table|string opts `listen` and the options of `parley.serve`
+-- (or just the address)
+-- @return the parley server, or `nil, err`
+function app:serve(opts)
+  if type(opts) == "string" then opts = { listen = opts } end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.handler = function(conn) return self:handle(conn) end
+  return parley.serve(o)
+end
+
+--- Shortcut: `serve{listen = ..., handler = function(req, res) ... end}`
+-- (one handler for every request) or `serve{listen = ..., root = DIR}`
+-- (static files), plus the options of `new` and `parley.serve`.
+function M.serve(opts)
+  local a = M.new(opts)
+  if opts.root then a:static("/", opts.root, opts) end
+  if opts.handler then a:route("*", "/*", opts.handler) end
+  if opts.routes then
+    for _, r in ipairs(opts.routes) do a:route(r[1], r[2], r[3]) end
+  end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.handler, o.root, o.routes = nil, nil, nil
+  return a:serve(o)
+end
+
+M.request = request
+M.response = response
+M.app = app
+return M

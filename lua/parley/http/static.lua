@@ -1,0 +1,205 @@
+--- parley.http.static: files from a directory, the way a web server serves them.
+--
+-- `index.html` for directories (optional listing otherwise), media types by
+-- extension, `ETag` and `Last-Modified` with `If-None-Match` /
+-- `If-Modified-Since` -> 304 (RFC 9110 §13), a single `Range` -> 206 or
+-- 416 with `If-Range` (RFC 9110 §14), bodies by sendfile(2). Paths never
+-- leave the root: after percent-decoding, a NUL or a `..` segment is
+-- refused; when `core.fs.realpath` exists the resolved path (symlinks
+-- followed) must also stay under the resolved root.
+-- @module parley.http.static
+local core = require "parley.core"
+local lfs = require "lfs"
+local mime = require "parley.http.mime_types"
+
+local http = core.http
+local http_date = http.date
+local find, format, lower = string.find, string.format, string.lower
+
+local M = {}
+
+local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
+                 Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
+
+-- days since 1970-01-01 of a civil date (proleptic Gregorian)
+local function days_from_civil(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = (y >= 0 and y or y - 399) // 400
+  local yoe = y - era * 400
+  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  return era * 146097 + doe - 719468
+end
+
+--- Parses an HTTP date (IMF-fixdate, RFC 850 or asctime: RFC 9110 §5.6.7)
+-- into seconds since the epoch, or nil.
+function M.parse_date(s)
+  if type(s) ~= "string" then return nil end
+  local d, mon, y, h, mi, sec = s:match("^%a+, (%d%d) (%a%a%a) (%d%d%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+  if not d then
+    d, mon, y, h, mi, sec = s:match("^%a+, (%d%d)%-(%a%a%a)%-(%d%d) (%d%d):(%d%d):(%d%d) GMT$")
+    if y then
+      y = tonumber(y)
+      y = y + (y < 70 and 2000 or 1900)  -- RFC 9110 §5.6.7: 50-year window, near enough
+    end
+  end
+  if not d then
+    mon, d, h, mi, sec, y = s:match("^%a%a%a (%a%a%a) ([ %d]%d) (%d%d):(%d%d):(%d%d) (%d%d%d%d)$")
+  end
+  local m = mon and MONTHS[mon]
+  if not m then return nil end
+  return days_from_civil(tonumber(y), m, tonumber(d)) * 86400
+         + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+-- If-None-Match: does the list hold `etag` (weak comparison, RFC 9110 §8.8.3.2)?
+local function etag_matches(list, etag)
+  if list == "*" then return true end
+  for tag in list:gmatch("[^,]+") do
+    tag = tag:match("^%s*(.-)%s*$"):gsub("^W/", "")
+    if tag == etag then return true end
+  end
+  return false
+end
+
+--- Parses a Range header against a size: first, last (0-based, inclusive);
+-- or false when the range cannot be satisfied (416); or nil when the header
+-- is to be ignored (not bytes, several ranges, malformed: RFC 9110 §14.2).
+function M.parse_range(value, size)
+  local spec = value:match("^%s*[bB][yY][tT][eE][sS]%s*=%s*(.-)%s*$")
+  if not spec or find(spec, ",", 1, true) then return nil end
+  local a, b = spec:match("^(%d*)%s*%-%s*(%d*)$")
+  if not a or (a == "" and b == "") or #a > 18 or #b > 18 then return nil end
+  if a == "" then                       -- suffix: the last b bytes
+    local n = tonumber(b)
+    if n == 0 or size == 0 then return false end
+    return math.max(0, size - n), size - 1
+  end
+  local first = tonumber(a)
+  local last = b ~= "" and tonumber(b) or size - 1
+  if b ~= "" and last < first then return nil end
+  if first >= size then return false end
+  if last >= size then last = size - 1 end
+  return first, last
+end
+
+local function urlescape(s)
+  return (s:gsub("[^%w%-%._~/]", function(c) return format("%%%02X", c:byte()) end))
+end
+
+local function listing(res, dir, urlpath, head)
+  local names = {}
+  for name in lfs.dir(dir) do
+    if name ~= "." and name ~= ".." and name:sub(1, 1) ~= "." then
+      local mode = lfs.attributes(dir .. "/" .. name, "mode")
+      names[#names + 1] = mode == "directory" and name .. "/" or name
+    end
+  end
+  table.sort(names)
+  local esc = require("parley.http.server").html_escape
+  local out = { "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Index of ",
+                esc(urlpath), "</title></head>\n<body><h1>Index of ", esc(urlpath),
+                "</h1>\n<ul>\n" }
+  if urlpath ~= "/" then out[#out + 1] = "<li><a href=\"../\">../</a></li>\n" end
+  for _, name in ipairs(names) do
+    out[#out + 1] = format("<li><a href=\"%s\">%s</a></li>\n", urlescape(name), esc(name))
+  end
+  out[#out + 1] = "</ul></body></html>\n"
+  res:header("Content-Type", "text/html; charset=utf-8")
+  return res:send(table.concat(out))
+end
+
+--- A handler serving the files under `root`.
+-- The file path is `req.params["*"]` when the route has a `*`, else
+-- `req.path`.
+-- @tparam string root directory
+-- @tparam[opt] table opts `listing` (false: directories without index.html
+--   get 403), `index` ("index.html"), `types` (extension -> media type,
+--   over `parley.http.mime_types`), `cache_control` (a header value)
+-- @treturn function `function(req, res)`
+function M.handler(root, opts)
+  opts = opts or {}
+  if type(root) ~= "string" then error("static: root must be a directory path", 2) end
+  root = root:gsub("/+$", "")
+  if root == "" then root = "/" end
+  local rmode = lfs.attributes(root, "mode")
+  if rmode ~= "directory" then error("static: not a directory: " .. root, 2) end
+  local index = opts.index == nil and "index.html" or opts.index
+  local types = opts.types or {}
+  local realpath = core.fs and core.fs.realpath
+  local realroot = realpath and realpath(root)
+  local show_listing = opts.listing
+  local cache_control = opts.cache_control
+
+  return function(req, res)
+    local rel = req.params and req.params["*"] or req.path
+    local path = req.path
+    -- RFC 9110 §4.2.3/§7.1: refuse what could leave the root
+    if find(rel, "\0", 1, true) then return res:error(400) end
+    if find("/" .. rel .. "/", "/%.%./") then return res:error(403) end
+    local full = root .. "/" .. rel
+    local attr = lfs.attributes(full)
+    if not attr then return res:error(404) end
+    if realroot then
+      local real = realpath(full)
+      if not real or (real ~= realroot and real:sub(1, #realroot + 1) ~= realroot .. "/") then
+        return res:error(404)
+      end
+    end
+    if attr.mode == "directory" then
+      if path:sub(-1) ~= "/" then
+        local loc = urlescape(path) .. "/" .. (req.query and "?" .. req.query or "")
+        return res:redirect(loc, 301)
+      end
+      local dir = full:gsub("/+$", "")
+      local ia = index and lfs.attributes(dir .. "/" .. index)
+      if ia and ia.mode == "file" then
+        full, attr = dir .. "/" .. index, ia
+      elseif show_listing then
+        return listing(res, dir, path, req.method == "HEAD")
+      else
+        return res:error(403)
+      end
+    elseif attr.mode ~= "file" then
+      return res:error(403)
+    end
+    local size, mtime = attr.size, attr.modification
+    local etag = format('"%x-%x"', mtime, size)
+    local lastmod = http_date(mtime)
+    local h = req.headers
+    res:header("Content-Type", types[full:match("%.(%w+)$") or ""] or mime.lookup(full))
+    res:header("Last-Modified", lastmod)
+    res:header("ETag", etag)
+    res:header("Accept-Ranges", "bytes")
+    if cache_control then res:header("Cache-Control", cache_control) end
+    -- RFC 9110 §13.2.2: If-None-Match first, If-Modified-Since only without it
+    local inm = h["if-none-match"]
+    if inm then
+      if etag_matches(inm, etag) then return res:send(nil, 304) end
+    else
+      local ims = h["if-modified-since"]
+      local t = ims and M.parse_date(ims)
+      if t and mtime <= t then return res:send(nil, 304) end
+    end
+    local range = h.range
+    if range and req.method == "GET" then
+      local ifr = h["if-range"]
+      if ifr and ifr ~= etag and ifr ~= lastmod then range = nil end
+      if range then
+        local first, last = M.parse_range(range, size)
+        if first == false then
+          res:header("Content-Range", "bytes */" .. size)
+          return res:error(416)
+        elseif first then
+          res.status = 206
+          res:header("Content-Range", format("bytes %d-%d/%d", first, last, size))
+          return res:sendfile(full, first, last - first + 1)
+        end
+      end
+    end
+    return res:sendfile(full, 0, size)
+  end
+end
+
+M.etag_matches = etag_matches
+return M
