@@ -38,7 +38,9 @@
 ** pty.raw(fd) -> saved | nil, err   puts the terminal on fd in raw mode
 **   (cfmakeraw, keeping output post-processing so "\n" still returns the
 **   carriage); saved is the previous termios as an opaque string
-** pty.restore(fd, saved) -> true | nil, err   puts saved back
+** pty.restore(fd, saved [, eol]) -> true | nil, err   puts saved back;
+**   eol (a byte value) also becomes VEOL, so that key ends a line at once
+**   in canonical mode (the interactive client's escape key)
 ** pty.stream(fd) -> stream   a parley stream on dup(fd) made non-blocking
 **   (e.g. 0 for stdin, 1 for stdout).  O_NONBLOCK belongs to the open
 **   file description, which fd shares: call pty.set_blocking(fd, true)
@@ -450,6 +452,11 @@ static int l_restore(lua_State *L) {
   struct termios t;
   luaL_argcheck(L, n == sizeof t, 2, "not a saved terminal state");
   memcpy(&t, saved, sizeof t);
+  if (!lua_isnoneornil(L, 3)) {
+    lua_Integer eol = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, eol >= 0 && eol <= 255, 3, "not a byte value");
+    t.c_cc[VEOL] = (cc_t)eol;
+  }
   if (tcsetattr(fd, TCSAFLUSH, &t) != 0) return fail(L, NULL, errno);
   lua_pushboolean(L, 1);
   return 1;

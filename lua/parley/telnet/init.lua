@@ -1,0 +1,31 @@
+--- parley.telnet: Telnet (RFC 854/855 with RFC 1143 negotiation) client
+-- and server.
+--
+--     local telnet = require "parley.telnet"
+--     local c = assert(telnet.client.connect("127.0.0.1", 2323, { naws = {80, 24} }))
+--     c:expect("login: ") ; c:send("alice")
+--
+--     telnet.server.serve{ listen = "127.0.0.1:2323", app = "chat" }
+--
+-- `.client` (parley.telnet.client), `.server` (parley.telnet.server),
+-- `.session` (the server's per-connection object), `.users` (the users
+-- file), `.codec` (`core.telnet`, the C codec).
+-- @module parley.telnet
+local M = {}
+
+setmetatable(M, { __index = function(t, k)
+  local mods = { client = "parley.telnet.client", server = "parley.telnet.server",
+                 session = "parley.telnet.session", users = "parley.telnet.users",
+                 shell = "parley.telnet.shell" }
+  if mods[k] then
+    local v = require(mods[k])
+    rawset(t, k, v)
+    return v
+  elseif k == "codec" then
+    local v = require("parley.core").telnet
+    rawset(t, k, v)
+    return v
+  end
+end })
+
+return M
