@@ -56,7 +56,8 @@ function M.options(o)
     opts.users = u
   end
   if o.aliases then
-    local a, err = require("parley.mail.aliases").load(o.aliases)
+    local a, err = require("parley.mail.aliases").load(o.aliases,
+      { users = opts.users, domains = o.domain })
     if not a then return nil, "aliases file: " .. tostring(err) end
     opts.aliases = a
   end

@@ -47,8 +47,7 @@ M.DEFAULTS = {
   max_auth_failures = 3,   -- failed AUTH attempts before disconnect
   idle_timeout = 300,      -- waiting for a command (4.5.3.2.7)
   data_timeout = 600,      -- waiting for DATA/BDAT bytes
-  max_alias_depth = 10,
-  grace = 10,              -- seconds transactions get on shutdown
+    grace = 10,              -- seconds transactions get on shutdown
 }
 
 local function split_text(text)
@@ -143,54 +142,46 @@ end
 
 -- Recipients -----------------------------------------------------------
 
--- Resolves a local address through the aliases to local users and remote
--- addresses. Returns locals (set user -> true), remotes (array) or nil.
-local function expand(o, addr, locals, remotes, depth, seen)
-  if depth > o.max_alias_depth then return nil, "alias loop" end
-  local lkey = addr:lower()
-  if seen[lkey] then return true end
-  seen[lkey] = true
-  local lp, dom = addr:match("^(.*)@([^@]*)$")
-  if not lp then lp, dom = addr, nil end
-  local is_local = dom == nil or o.domain_set[dom:lower()]
-  if not is_local then
-    remotes[#remotes + 1] = addr
-    return true
-  end
-  local targets = o.aliases and o.aliases:expand(dom and (lp .. "@" .. dom) or lp)
-  if targets and #targets > 0 then
-    for _, t in ipairs(targets) do
-      local ok, err = expand(o, t, locals, remotes, depth + 1, seen)
-      if not ok then return nil, err end
-    end
-    return true
-  end
-  -- a local user: "name" or "name@domain" in the users file
+-- Resolves a local address through the aliases (parley.mail.aliases:
+-- `a:expand(addr)` gives the final targets, catch-all and nesting done)
+-- to local users and remote addresses. Fills locals (user -> true) and
+-- remotes (array); returns true or nil, why.
+local function local_user(o, lp, dom)
   local users = o.users
   if users then
-    local full = dom and (lp .. "@" .. dom) or lp
-    if users:exists(full) then locals[full] = true return true end
-    if users:exists(lp) then locals[lp] = true return true end
+    local full = dom and (lp .. "@" .. dom) or nil
+    if full and users:exists(full) then return full end
+    if users:exists(lp) then return lp end
     if lp:lower() == "postmaster" and o.postmaster and users:exists(o.postmaster) then
-      locals[o.postmaster] = true
-      return true
+      return o.postmaster
     end
-    local ca = o.aliases and dom and o.aliases.catchall and o.aliases:catchall(dom)
-    if ca and #ca > 0 and depth == 0 then
-      for _, t in ipairs(ca) do
-        local ok, err = expand(o, t, locals, remotes, depth + 1, seen)
-        if not ok then return nil, err end
-      end
-      return true
-    end
-    return nil, "no such user"
+    return nil
   end
   -- no users file: any plain local part is a mailbox
-  if lp:match("^[%w][%w%.%+_%-]*$") and not lp:find("..", 1, true) then
-    locals[lp:lower()] = true
-    return true
+  if lp:match("^[%w][%w%.%+_%-]*$") and not lp:find("..", 1, true) then return lp:lower() end
+  return nil
+end
+
+local function expand(o, addr, locals, remotes)
+  local targets = { addr }
+  if o.aliases then
+    local t, err = o.aliases:expand(addr)
+    if not t then return nil, err and err:match("loop") and "alias loop" or (err or "alias error") end
+    targets = t
   end
-  return nil, "no such user"
+  local dom0 = addr:match("@([^@]*)$")
+  for _, t in ipairs(targets) do
+    local lp, dom = t:match("^(.*)@([^@]*)$")
+    if not lp then lp, dom = t, dom0 end
+    if dom and not o.domain_set[dom:lower()] then
+      remotes[#remotes + 1] = t
+    else
+      local u = local_user(o, lp, dom)
+      if not u then return nil, "no such user" end
+      locals[u] = true
+    end
+  end
+  return true
 end
 
 local function relay_allowed(s)
@@ -277,7 +268,7 @@ handlers.VRFY = function(s, arg)
   local addr = arg:match("^<(.*)>$") or arg
   local locals, remotes = {}, {}
   if not addr:find("@") then addr = addr .. "@" .. o.domains[1] end
-  local ok = o.domain_set[(addr:match("@([^@]*)$") or ""):lower()] and expand(o, addr, locals, remotes, 0, {})
+  local ok = o.domain_set[(addr:match("@([^@]*)$") or ""):lower()] and expand(o, addr, locals, remotes)
   if ok then return reply(s, 250, "2.1.5", "<" .. addr .. ">") end
   err_reply(s, 550, "5.1.1", "no such user")
 end
@@ -288,7 +279,7 @@ handlers.EXPN = function(s, arg)
   local locals, remotes = {}, {}
   local addr = arg:match("^<(.*)>$") or arg
   if not addr:find("@") then addr = addr .. "@" .. o.domains[1] end
-  if not expand(o, addr, locals, remotes, 0, {}) then return err_reply(s, 550, "5.1.1", "no such list") end
+  if not expand(o, addr, locals, remotes) then return err_reply(s, 550, "5.1.1", "no such list") end
   local out = {}
   for u in pairs(locals) do out[#out + 1] = "<" .. (u:find("@") and u or u .. "@" .. o.domains[1]) .. ">" end
   for _, r in ipairs(remotes) do out[#out + 1] = "<" .. r .. ">" end
@@ -466,7 +457,7 @@ handlers.RCPT = function(s, to, params, info)
     end
     local addr = info.postmaster and "postmaster@" .. dom or to
     local locals, remotes = {}, {}
-    local ok, why = expand(o, addr, locals, remotes, 0, {})
+    local ok, why = expand(o, addr, locals, remotes)
     if not ok then
       if why == "alias loop" then return err_reply(s, 554, "5.4.6", "alias loop") end
       return err_reply(s, 550, "5.1.1", "no such user here")
@@ -581,7 +572,7 @@ local function body_target(s, tx)
         end,
         commit = function()
           if failed then return nil, failed end
-          return true, sink(nil)
+          return true, nil, sink(nil)
         end,
         abort = function() if not failed then pcall(sink, nil, "aborted") end end,
         hook = true,
