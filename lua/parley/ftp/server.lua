@@ -787,7 +787,7 @@ end
 
 local function perm_fact(acct, e)
   local p = acct.perms
-  if e.type == "dir" then
+  if e.type == "dir" or e.type == "cdir" or e.type == "pdir" then
     return "el" .. (p.write and "c" or "") .. (p.delete and "d" or "") ..
            (p.rename and "f" or "") .. (p.mkdir and "m" or "") .. (p.delete and "p" or "")
   end
