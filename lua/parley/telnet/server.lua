@@ -34,6 +34,7 @@ M.defaults = {
   max_login_attempts = 3, -- then the connection closes
   max_connections = 1000,
   app = "menu",
+  linger = 0.2,           -- seconds spent reading stray input before closing
 }
 
 --- Resolves an app: a name, a table with `new`, or a function(sess).
@@ -109,7 +110,7 @@ end
 -- `parley.telnet.shell`), `idle_timeout` (600), `login_timeout` (60),
 -- `login_delay` (2), `max_login_attempts` (3), `max_connections` (1000),
 -- `negotiate` (true), `max_subneg` (4096), `max_line` (4096),
--- `negotiation_wait` (1), `on_start`, `signals`, `on_error`.
+-- `negotiation_wait` (1), `linger` (0.2), `on_start`, `signals`, `on_error`.
 -- @return a parley server (`port`, `address`, `close()`), or `nil, err`
 function M.serve(opts)
   if type(opts) ~= "table" then error("telnet.server.serve expects an options table", 2) end
@@ -134,8 +135,7 @@ function M.serve(opts)
     run = M.load_app(cfg.app, cfg.app_opts)
   end
 
-  local function handler(conn)
-    local sess = session.new(conn, cfg)
+  local function converse(conn, sess)
     sess:settimeout(cfg.idle_timeout)
     local ok, err = sess:start()
     if not ok then return end
@@ -155,7 +155,24 @@ function M.serve(opts)
     if r == nil and err == "timeout" then
       sess:print("\r\nidle timeout; bye")
     end
-    if not sess.closed then sess:flush() end
+  end
+
+  local function handler(conn)
+    local sess = session.new(conn, cfg)
+    converse(conn, sess)
+    if not sess.closed then
+      -- Negotiation answers may still be in flight: closing with unread
+      -- input makes the kernel send RST, which can destroy our last words
+      -- at the client.  Read (and drop) them for up to `linger` seconds.
+      sess:flush()
+      local deadline = parley.now() + cfg.linger
+      while true do
+        local left = deadline - parley.now()
+        if left <= 0 then break end
+        conn:settimeout(left)
+        if not conn:receive_some() then break end
+      end
+    end
   end
 
   return parley.serve{

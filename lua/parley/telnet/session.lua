@@ -221,7 +221,8 @@ function session:_event(ev)
   elseif t == "ttype" then
     local n = #self.ttypes
     if ev.index == 1 then self.ttypes = {} n = 0 end
-    if n < 64 then self.ttypes[n + 1] = ev.name end
+    -- the repeated name that ends a round (RFC 1091) is not a new type
+    if n < 64 and not (ev.last and self.ttypes[n] == ev.name) then self.ttypes[n + 1] = ev.name end
     self.ttype = self.ttype or ev.name
     if ev.index == 1 then self.ttype = ev.name end
     if not ev.last then
