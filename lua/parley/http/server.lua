@@ -245,7 +245,6 @@ end
 
 local function start(self)
   if self.sent then error("response already sent", 3) end
-  self.sent = true
   self._st.conn:settimeout(self._st.opts.send_timeout)
 end
 
@@ -272,9 +271,11 @@ function response:send(data, status)
   local nobody = st.head or BODILESS[code] or code < 200
   if type(data) == "function" then
     local given = self:get_header("content-length")
-    local framing = given and false or (st.minor == 1 and "chunked" or "close")
-    if nobody then framing = given and false or "chunked" end
-    if not conn:send(build_head(self, framing)) then return write_failed(self, "closed") end
+    local framing = false
+    if not given then framing = (nobody or st.minor == 1) and "chunked" or "close" end
+    local head = build_head(self, framing)   -- raises on header injection
+    self.sent = true
+    if not conn:send(head) then return write_failed(self, "closed") end
     if nobody then return true end
     local sent = 0
     for _ = 1, math.huge do
@@ -305,7 +306,9 @@ function response:send(data, status)
     if type(data) == "number" then data = tostring(data)
     else error("response body must be a string or an ltn12 source", 2) end
   end
-  local ok, err = conn:send(build_head(self, not (BODILESS[code] or code < 200) and #data))
+  local head = build_head(self, not (BODILESS[code] or code < 200) and #data)
+  self.sent = true
+  local ok, err = conn:send(head)
   if not ok then return write_failed(self, err) end
   if nobody or #data == 0 then return true end
   self.bytes = #data
@@ -334,7 +337,9 @@ function response:sendfile(path, offset, count, size)
   start(self)
   local st = self._st
   local conn = st.conn
-  local ok, err = conn:send(build_head(self, count))
+  local head = build_head(self, count)
+  self.sent = true
+  local ok, err = conn:send(head)
   if not ok then return write_failed(self, err) end
   if st.head or count == 0 then return true end
   local n

@@ -1,0 +1,372 @@
+-- parley.http.server: keep-alive, pipelining, HEAD, bodies, 100-continue,
+-- routing, response kinds, limits and the access log.
+local parley = require "parley"
+local H = require "helper"
+local U = require "http.support.util"
+local http = require "parley.http"
+local ltn12 = require "ltn12"
+
+local function hello(app)
+  app:get("/hello", function(_, res)
+    res:header("Content-Type", "text/plain")
+    return res:send("hello world\n")
+  end)
+  app:post("/echo", function(req, res)
+    local b, err, status = req:body()
+    if not b then return res:error(status, err) end
+    return res:send(b)
+  end)
+end
+
+describe("http server connections", function()
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
+
+  it("keeps an HTTP/1.1 connection alive across requests", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      for _ = 1, 3 do
+        c:send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        local r = U.read_responses(c, 1)
+        assert.equal(200, r[1].status)
+        assert.equal("hello world\n", r[1].body)
+        assert.equal("12", r[1].headers["content-length"])
+        assert.is_nil(r[1].headers.connection)
+      end
+    end)
+  end)
+
+  it("answers a pipelined batch in order and in one write", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      local req = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+      c:send(req:rep(5) .. "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc" .. req)
+      c:flush()
+      parley.sleep(0.1)
+      -- everything came back at once: one receive gets all seven replies
+      local first = c:receive_some(65536)
+      assert.equal(7, #U.statuses(first))
+      local st = { conn = c, buf = first, pos = 1 }
+      assert.is_truthy(st.buf:find("abc", 1, true))
+    end)
+  end)
+
+  it("closes an HTTP/1.0 connection after the response unless asked to keep it", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      local text, err = U.exchange(c, "GET /hello HTTP/1.0\r\n\r\n")
+      assert.equal("closed", err)
+      assert.matches("^HTTP/1%.1 200 OK\r\n", text)
+      assert.matches("Connection: close\r\n", text)
+      local c2 <close> = U.connect(srv)
+      c2:send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+      local r = U.read_responses(c2, 1)
+      assert.equal("keep-alive", r[1].headers.connection)
+      c2:send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+      assert.equal(200, U.read_responses(c2, 1)[1].status)
+    end)
+  end)
+
+  it("closes after 'Connection: close' and says so", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      local text, err = U.exchange(c, "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.equal("closed", err)
+      assert.matches("Connection: close", text)
+    end)
+  end)
+
+  it("answers HEAD with the GET head and no body", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      c:send("HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+      local r = U.read_responses(c, 2, true)
+      assert.equal(200, r[1].status)
+      assert.equal("12", r[1].headers["content-length"])
+      assert.equal("", r[1].body)
+      -- the next response starts right after the head
+      assert.equal(200, r[2].status)
+    end)
+  end)
+
+  it("closes the connection after max_requests requests", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      local text, err = U.exchange(c, ("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"):rep(4))
+      assert.equal("closed", err)
+      assert.same({ 200, 200, 200 }, U.statuses(text))
+      assert.matches("Connection: close", text)
+    end, { max_requests = 3 })
+  end)
+
+  it("closes a keep-alive connection idle longer than keepalive_timeout", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      c:send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+      U.read_responses(c, 1)
+      local t0 = parley.now()
+      local text, err = U.exchange(c, nil, 3)
+      assert.equal("closed", err)
+      assert.equal("", text)
+      assert.is_true(parley.now() - t0 < 1.5)
+    end, { keepalive_timeout = 0.3 })
+  end)
+
+  it("requires exactly one Host in HTTP/1.1", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      local text = U.exchange(c, "GET /hello HTTP/1.1\r\n\r\n")
+      assert.matches("^HTTP/1%.1 400 ", text)
+      local c2 <close> = U.connect(srv)
+      text = U.exchange(c2, "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+      assert.matches("^HTTP/1%.1 400 ", text)
+    end)
+  end)
+
+  it("accepts an absolute-form target", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      c:send("GET http://example.com/hello HTTP/1.1\r\nHost: example.com\r\n\r\n")
+      assert.equal("hello world\n", U.read_responses(c, 1)[1].body)
+    end)
+  end)
+end)
+
+describe("http server request bodies", function()
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
+
+  it("reads a body by Content-Length and a chunked body", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      c:send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+      c:send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             .. "3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nX-Trailer: t\r\n\r\n")
+      local r = U.read_responses(c, 2)
+      assert.equal("hello", r[1].body)
+      assert.equal("abcdefg", r[2].body)
+    end)
+  end)
+
+  it("streams a large body to the handler piece by piece", function()
+    local pieces, total = 0, 0
+    U.with_app(function(app)
+      app:put("/up", function(req, res)
+        for piece in req.source and req:source() do
+          pieces = pieces + 1
+          total = total + #piece
+        end
+        return res:send(tostring(total))
+      end)
+    end, function(srv)
+      local size = 5 * 1024 * 1024
+      local block = ("x"):rep(65536)
+      local n = 0
+      local r = assert(http.client.request{
+        url = "http://127.0.0.1:" .. srv.port .. "/up", method = "PUT",
+        body = function()
+          if n >= size then return nil end
+          n = n + #block
+          return block
+        end })
+      assert.equal(200, r.status)
+      assert.equal(tostring(size), r.body)
+      assert.is_true(pieces > 10)
+    end)
+  end)
+
+  it("sends 100 Continue only when the handler reads the body", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      c:send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+      c:flush()
+      local line = c:receive("l")
+      assert.equal("HTTP/1.1 100 Continue", line)
+      assert.equal("", c:receive("l"))
+      c:send("abc")
+      local r = U.read_responses(c, 1)
+      assert.equal(200, r[1].status)
+      assert.equal("abc", r[1].body)
+      -- a handler that does not read: no 100, a final answer, then close
+      local c2 <close> = U.connect(srv)
+      local text, err = U.exchange(c2, "GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+      assert.not_matches("100 Continue", text)
+      assert.matches("^HTTP/1%.1 200", text)
+      assert.equal("closed", err)
+    end)
+  end)
+
+  it("answers 417 to an expectation it does not know", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      local text = U.exchange(c, "GET /hello HTTP/1.1\r\nHost: x\r\nExpect: teapot\r\n\r\n")
+      assert.matches("^HTTP/1%.1 417 ", text)
+    end)
+  end)
+
+  it("answers 413 to a declared body over max_body, at once", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      local text, err = U.exchange(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n")
+      assert.matches("^HTTP/1%.1 413 ", text)
+      assert.equal("closed", err)
+    end, { max_body = 1000 })
+  end)
+
+  it("answers 413 when a chunked body grows over max_body", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      local text = U.exchange(c, "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        .. "400\r\n" .. ("y"):rep(1024) .. "\r\n0\r\n\r\n")
+      assert.matches("^HTTP/1%.1 413 ", text)
+    end, { max_body = 1000 })
+  end)
+
+  it("skips a small unread body and keeps the connection", function()
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      c:send("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nabcd"
+             .. "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+      local r = U.read_responses(c, 2)
+      assert.equal(405, r[1].status)
+      assert.equal(200, r[2].status)
+    end)
+  end)
+end)
+
+describe("http server routing and responses", function()
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
+
+  local function routes(app)
+    app:get("/users/:id", function(req) return 200, "user " .. req.params.id end)
+    app:get("/files/*", function(req) return 200, "file " .. req.params["*"] end)
+    app:route("*", "/any", function(req) return 200, req.method end)
+    app:get("/q", function(req) return 200, (req.query or "") .. "|" .. req.path end)
+    app:get("/source", function(_, res)
+      return res:send(ltn12.source.cat(ltn12.source.string("one "), ltn12.source.string("two "), ltn12.source.string("three")))
+    end)
+    app:get("/sized", function(_, res)
+      res:header("Content-Length", "11")
+      return res:send(ltn12.source.string("fixed sized"))
+    end)
+    app:get("/file", function(_, res) return res:sendfile("/etc/hostname") end)
+    app:get("/boom", function() error("kaboom") end)
+    app:get("/nothing", function(_, res) res.status = 204 end)
+    app:get("/redir", function(_, res) return res:redirect("/hello") end)
+    app:get("/headers", function(_, res)
+      res:header("X-A", "1"):header("x-a", "2"):header("Set-Cookie", { "a=1", "b=2" })
+      return 200, "h", { ["X-B"] = "3" }
+    end)
+  end
+
+  it("captures :name segments and * tails, decodes the path, keeps the query", function()
+    U.with_app(routes, function(srv)
+      local base = "http://127.0.0.1:" .. srv.port
+      assert.equal("user 42", http.client.request(base .. "/users/42").body)
+      assert.equal("file a/b/c.txt", http.client.request(base .. "/files/a/b/c.txt").body)
+      assert.equal("x=1&y=%20|/q", http.client.request(base .. "/q?x=1&y=%20").body)
+      assert.equal("DELETE", http.client.request{ url = base .. "/any", method = "DELETE" }.body)
+    end)
+  end)
+
+  it("answers 404 for no route and 405 with Allow for another method", function()
+    U.with_app(routes, function(srv)
+      local base = "http://127.0.0.1:" .. srv.port
+      assert.equal(404, http.client.request(base .. "/nope").status)
+      local r = http.client.request{ url = base .. "/users/1", method = "POST", body = "" }
+      assert.equal(405, r.status)
+      assert.equal("GET, HEAD", r.headers.allow)
+    end)
+  end)
+
+  it("sends an ltn12 source chunked, or as is when the length is set", function()
+    U.with_app(routes, function(srv)
+      local c <close> = U.connect(srv)
+      c:send("GET /source HTTP/1.1\r\nHost: x\r\n\r\nGET /sized HTTP/1.1\r\nHost: x\r\n\r\n")
+      local r = U.read_responses(c, 2)
+      assert.equal("chunked", r[1].headers["transfer-encoding"])
+      assert.equal("one two three", r[1].body)
+      assert.equal("11", r[2].headers["content-length"])
+      assert.equal("fixed sized", r[2].body)
+      -- HTTP/1.0 gets the source delimited by the close
+      local c2 <close> = U.connect(srv)
+      local text, err = U.exchange(c2, "GET /source HTTP/1.0\r\n\r\n")
+      assert.equal("closed", err)
+      assert.matches("\r\n\r\none two three$", text)
+    end)
+  end)
+
+  it("sends a file with sendfile", function()
+    U.with_app(routes, function(srv)
+      local f = assert(io.open("/etc/hostname"))
+      local want = f:read("a")
+      f:close()
+      local r = http.client.request("http://127.0.0.1:" .. srv.port .. "/file")
+      assert.equal(want, r.body)
+    end)
+  end)
+
+  it("answers 500 when a handler raises and carries on", function()
+    local logged
+    U.with_app(routes, function(srv)
+      local base = "http://127.0.0.1:" .. srv.port
+      assert.equal(500, http.client.request(base .. "/boom").status)
+      assert.matches("kaboom", logged)
+      assert.equal(200, http.client.request(base .. "/users/1").status)
+    end, { on_error = function(e) logged = e end })
+  end)
+
+  it("sends res.status with an empty body when the handler sends nothing", function()
+    U.with_app(routes, function(srv)
+      local r = http.client.request("http://127.0.0.1:" .. srv.port .. "/nothing")
+      assert.equal(204, r.status)
+      assert.is_nil(r.headers["content-length"])
+    end)
+  end)
+
+  it("sets, replaces and repeats response headers", function()
+    U.with_app(routes, function(srv)
+      local r = http.client.request("http://127.0.0.1:" .. srv.port .. "/headers")
+      assert.equal("2", r.headers["x-a"])
+      assert.equal("3", r.headers["x-b"])
+      local cookies = {}
+      for i = 1, #r.headers, 2 do
+        if r.headers[i] == "set-cookie" then cookies[#cookies + 1] = r.headers[i + 1] end
+      end
+      assert.same({ "a=1", "b=2" }, cookies)
+    end)
+  end)
+
+  it("refuses header injection in a response header", function()
+    local caught
+    U.with_app(function(app)
+      app:get("/inject", function(_, res)
+        res:header("X-Evil", "a\r\nSet-Cookie: pwned=1")
+        return res:send("x")
+      end)
+    end, function(srv)
+      local r = http.client.request("http://127.0.0.1:" .. srv.port .. "/inject")
+      assert.equal(500, r.status)
+      assert.is_nil(r.headers["set-cookie"])
+      assert.is_truthy(caught)
+    end, { on_error = function(e) caught = e end })
+  end)
+end)
+
+describe("http server access log", function()
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
+
+  it("writes one combined-format line per request", function()
+    local lines = {}
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      c:send("GET /hello?a=1 HTTP/1.1\r\nHost: x\r\nReferer: http://r/\r\nUser-Agent: spec \"agent\"\r\n\r\n")
+      U.read_responses(c, 1)
+    end, { access_log = function(line) lines[#lines + 1] = line end })
+    assert.equal(1, #lines)
+    assert.matches('^127%.0%.0%.1 %- %- %[%d%d/%a%a%a/%d%d%d%d:%d%d:%d%d:%d%d %+0000%] '
+      .. '"GET /hello%?a=1 HTTP/1%.1" 200 12 "http://r/" "spec \\"agent\\""\n$', lines[1])
+  end)
+end)
