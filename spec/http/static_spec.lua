@@ -1,0 +1,153 @@
+-- parley.http.static: index.html, media types, validators and 304, ranges,
+-- traversal, listings.
+local H = require "helper"
+local U = require "http.support.util"
+local http = require "parley.http"
+local static = require "parley.http.static"
+
+local root
+
+local function site(opts)
+  return function(app) app:static("/", root, opts) end
+end
+
+local function get(srv, path, headers, method)
+  return assert(http.client.request{ url = "http://127.0.0.1:" .. srv.port .. path,
+                                     headers = headers, method = method })
+end
+
+describe("http static files", function()
+  before_each(function()
+    H.fd_snapshot()
+    root = U.webroot()
+  end)
+  after_each(function()
+    H.rmdir(root)
+    H.fd_check()
+  end)
+
+  it("serves index.html for / with its media type and validators", function()
+    U.with_app(site(), function(srv)
+      local r = get(srv, "/")
+      assert.equal(200, r.status)
+      assert.matches("hello", r.body)
+      assert.equal("text/html; charset=utf-8", r.headers["content-type"])
+      assert.matches('^"%x+%-%x+"$', r.headers.etag)
+      assert.is_number(static.parse_date(r.headers["last-modified"]))
+      assert.equal("bytes", r.headers["accept-ranges"])
+      assert.equal("text/css; charset=utf-8", get(srv, "/style.css").headers["content-type"])
+      assert.equal(1024, #get(srv, "/1k.txt").body)
+    end)
+  end)
+
+  it("answers 304 to a matching If-None-Match and If-Modified-Since", function()
+    U.with_app(site(), function(srv)
+      local r = get(srv, "/1k.txt")
+      local etag, lm = r.headers.etag, r.headers["last-modified"]
+      local r2 = get(srv, "/1k.txt", { ["If-None-Match"] = 'W/"nope", ' .. etag })
+      assert.equal(304, r2.status)
+      assert.equal("", r2.body)
+      assert.equal(etag, r2.headers.etag)
+      assert.equal(304, get(srv, "/1k.txt", { ["If-Modified-Since"] = lm }).status)
+      assert.equal(304, get(srv, "/1k.txt", { ["If-None-Match"] = "*" }).status)
+      -- If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2)
+      assert.equal(200, get(srv, "/1k.txt", { ["If-None-Match"] = '"other"',
+                                             ["If-Modified-Since"] = lm }).status)
+      assert.equal(200, get(srv, "/1k.txt", { ["If-Modified-Since"] = "Thu, 01 Jan 1970 00:00:00 GMT" }).status)
+    end)
+  end)
+
+  it("answers a single Range with 206 and Content-Range", function()
+    U.with_app(site(), function(srv)
+      local r = get(srv, "/1k.txt", { Range = "bytes=0-9" })
+      assert.equal(206, r.status)
+      assert.equal("ABCDEFGHIJ", r.body)
+      assert.equal("bytes 0-9/1024", r.headers["content-range"])
+      r = get(srv, "/1k.txt", { Range = "bytes=-4" })
+      assert.equal("bytes 1020-1023/1024", r.headers["content-range"])
+      assert.equal(4, #r.body)
+      r = get(srv, "/1k.txt", { Range = "bytes=1000-" })
+      assert.equal(24, #r.body)
+      r = get(srv, "/1k.txt", { Range = "bytes=5000-" })
+      assert.equal(416, r.status)
+      assert.equal("bytes */1024", r.headers["content-range"])
+      -- several ranges: the whole file (RFC 9110 §14.2 lets us ignore Range)
+      r = get(srv, "/1k.txt", { Range = "bytes=0-1,5-6" })
+      assert.equal(200, r.status)
+      assert.equal(1024, #r.body)
+    end)
+  end)
+
+  it("ignores Range when If-Range does not match", function()
+    U.with_app(site(), function(srv)
+      local etag = get(srv, "/1k.txt").headers.etag
+      assert.equal(206, get(srv, "/1k.txt", { Range = "bytes=0-1", ["If-Range"] = etag }).status)
+      assert.equal(200, get(srv, "/1k.txt", { Range = "bytes=0-1", ["If-Range"] = '"old"' }).status)
+    end)
+  end)
+
+  it("answers HEAD with the file's length and no body", function()
+    U.with_app(site(), function(srv)
+      local r = get(srv, "/1k.txt", nil, "HEAD")
+      assert.equal("1024", r.headers["content-length"])
+      assert.equal("", r.body)
+    end)
+  end)
+
+  it("refuses .. segments, encoded or not, and NUL", function()
+    U.with_app(site(), function(srv)
+      for _, target in ipairs { "/../etc/passwd", "/%2e%2e/etc/passwd", "/sub/..%2f..%2fetc/passwd",
+                                "/sub/%2E%2E/%2e%2e/etc/passwd" } do
+        local c <close> = U.connect(srv)
+        local text = U.exchange(c, "GET " .. target .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert.matches("^HTTP/1%.1 403 ", text, nil, target)
+        assert.not_matches("root:", text)
+      end
+      local c <close> = U.connect(srv)
+      local text = U.exchange(c, "GET /1k.txt%00.html HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("^HTTP/1%.1 400 ", text)
+    end)
+  end)
+
+  it("answers 404 for a missing file and redirects a directory without its slash", function()
+    U.with_app(site(), function(srv)
+      assert.equal(404, get(srv, "/missing.txt").status)
+      local r = get(srv, "/sub", nil, nil)
+      -- the client follows the 301 to /sub/, which has no index: 403
+      assert.equal(403, r.status)
+      assert.equal(1, #r.redirects)
+      r = http.client.request{ url = "http://127.0.0.1:" .. srv.port .. "/sub?x=1", max_redirects = 0 }
+      assert.equal(301, r.status)
+      assert.equal("/sub/?x=1", r.headers.location)
+    end)
+  end)
+
+  it("lists a directory without index.html when asked, names escaped", function()
+    U.with_app(site{ listing = true }, function(srv)
+      local r = get(srv, "/sub/")
+      assert.equal(200, r.status)
+      assert.matches('<a href="a%%20b%.txt">a b%.txt</a>', r.body)
+      assert.matches("&lt;x&gt;%.txt", r.body)
+      assert.not_matches("<x>", r.body, 1, true)
+      assert.equal("spaced\n", get(srv, "/sub/a%20b.txt").body)
+    end)
+  end)
+
+  it("parses the three HTTP date formats", function()
+    local t = 784111777
+    assert.equal(t, static.parse_date("Sun, 06 Nov 1994 08:49:37 GMT"))
+    assert.equal(t, static.parse_date("Sunday, 06-Nov-94 08:49:37 GMT"))
+    assert.equal(t, static.parse_date("Sun Nov  6 08:49:37 1994"))
+    assert.is_nil(static.parse_date("yesterday"))
+  end)
+
+  it("parses byte ranges against a size", function()
+    assert.same({ 0, 99 }, { static.parse_range("bytes=0-99", 1000) })
+    assert.same({ 900, 999 }, { static.parse_range("bytes=-100", 1000) })
+    assert.same({ 10, 999 }, { static.parse_range("bytes=10-5000", 1000) })
+    assert.is_false(static.parse_range("bytes=1000-", 1000))
+    assert.is_nil(static.parse_range("bytes=5-1", 1000))
+    assert.is_nil(static.parse_range("items=0-1", 1000))
+    assert.is_nil(static.parse_range("bytes=0-1,3-4", 1000))
+  end)
+end)
