@@ -231,11 +231,9 @@ local function exchange(conn, head, data, framing, method, o, sink, follow)
   local st = { conn = conn, buf = "", pos = 1 }
   local minor, status, reason, headers
   for _ = 1, 100 do   -- skip interim 1xx responses (RFC 9110 §15.2)
-    local nothing
     minor, status, reason, headers = read_head(st, o)
     if not minor then
-      nothing = headers
-      return nil, status, nothing
+      return nil, status, reason   -- reason: true when no response byte came
     end
     if status >= 200 or status == 101 then break end
   end
