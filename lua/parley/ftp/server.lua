@@ -96,6 +96,24 @@ function M.read_users(path, base)
   return users
 end
 
+local fs = core.fs
+
+--- Checks a password against a stored one: a crypt(3) hash ("$y$...",
+-- "$6$...", "$2b$..." ...) when core.fs offers crypt, plain text
+-- otherwise; compared in constant time.
+function M.check_password(stored, given)
+  if type(stored) ~= "string" or type(given) ~= "string" then return false end
+  if stored:match("^%$[%w]+%$") and fs and fs.crypt then
+    local h = fs.crypt(given, stored)
+    return h ~= nil and (fs.equal and fs.equal(h, stored) or h == stored)
+  end
+  if fs and fs.equal then return fs.equal(stored, given) end
+  if #stored ~= #given then return false end
+  local diff = 0
+  for i = 1, #given do diff = diff | (stored:byte(i) ~ given:byte(i)) end
+  return diff == 0
+end
+
 local function unmap(ip)
   if ip and ip:sub(1, 7) == "::ffff:" and ip:find(".", 8, true) then return ip:sub(8) end
   return ip
@@ -424,12 +442,7 @@ function C.PASS(s, arg)
       s.anon_pass = arg
     else
       local u = srv.users and srv.users[s.user]
-      -- compare every byte: no early exit on the first difference
-      if u and #u.password == #arg then
-        local diff = 0
-        for i = 1, #arg do diff = diff | (u.password:byte(i) ~ arg:byte(i)) end
-        if diff == 0 then acct = u end
-      end
+      if u and M.check_password(u.password, arg) then acct = u end
     end
   end
   local account, err

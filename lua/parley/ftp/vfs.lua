@@ -13,8 +13,11 @@
 -- swapping a directory for a link in between) is not closed; the server
 -- runs for FTP users, not against local users sharing the tree.
 --
--- The file-system calls go through a small backend: core.fs when it offers
--- them, LuaFileSystem (lfs) otherwise.
+-- The file-system calls go through a small backend: core.fs (realpath(3)
+-- resolves links) when it offers them, LuaFileSystem (lfs, links followed
+-- component by component here) otherwise. A link whose target does not
+-- exist is refused with core.fs (a STOR through it would create a file
+-- wherever it points).
 -- @module parley.ftp.vfs
 local core = require "parley.core"
 local ftp = core.ftp
@@ -58,17 +61,24 @@ local function norm_attr(a)
   }
 end
 
+local has_lfs, lfs = pcall(require, "lfs")
+
 local cfs = core.fs
-if cfs and cfs.lstat and cfs.listdir and cfs.stat then
+if cfs and cfs.lstat and cfs.listdir and cfs.stat and cfs.realpath then
   -- core.fs (csrc/fs.c)
   function B.lstat(p) local a, e = cfs.lstat(p) if not a then return nil, e end return norm_attr(a) end
   function B.stat(p) local a, e = cfs.stat(p) if not a then return nil, e end return norm_attr(a) end
-  B.readlink = cfs.readlink or function(p) local a = cfs.lstat(p) return a and a.target end
-  function B.listdir(p) return cfs.listdir(p) end
-  B.mkdir, B.rmdir, B.unlink, B.rename = cfs.mkdir, cfs.rmdir, cfs.unlink, cfs.rename
+  -- core.fs has no readlink: link targets (only shown in LIST) come from
+  -- lfs when it is installed
+  B.readlink = cfs.readlink or (has_lfs and function(p) return lfs.symlinkattributes(p, "target") end)
+    or function() return nil end
+  B.listdir = cfs.listdir
+  B.realpath = cfs.realpath
+  B.mkdir = function(p) return cfs.mkdir(p, 493) end
+  B.rmdir, B.unlink, B.rename = cfs.rmdir, cfs.unlink, cfs.rename
   B.name = "core.fs"
 else
-  local lfs = require "lfs"
+  lfs = lfs or require "lfs"
   function B.lstat(p)
     local a, e = lfs.symlinkattributes(p)
     if not a then return nil, e end
@@ -89,7 +99,7 @@ else
     end
     return out
   end
-  function B.mkdir(p, mode) return lfs.mkdir(p, mode) end
+  function B.mkdir(p) return lfs.mkdir(p) end
   function B.rmdir(p) return lfs.rmdir(p) end
   function B.unlink(p) return os.remove(p) end
   function B.rename(a, b) return os.rename(a, b) end
@@ -117,6 +127,17 @@ end
 -- @treturn boolean whether it exists
 -- @return or nil, err
 function M.realpath(path)
+  if B.realpath then
+    local r, err = B.realpath(path)
+    if r then return r, true end
+    local parent, leaf = path:match("^(.*)/([^/]+)/*$")
+    if not parent or leaf == "." or leaf == ".." then return nil, err end
+    -- a link whose target is missing: refused rather than followed
+    if B.lstat(path) then return nil, "dangling symbolic link" end
+    local pr, perr = B.realpath(parent == "" and "/" or parent)
+    if not pr then return nil, perr end
+    return (pr == "/" and "" or pr) .. "/" .. leaf, false
+  end
   local todo = split(path)
   local out = {}
   local hops = 0
