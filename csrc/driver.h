@@ -44,6 +44,14 @@ typedef struct waitq {
 
 typedef struct pollable {
   int fd;
+  /*
+  ** Read readiness as nginx keeps it: rd_ready says input may be
+  ** waiting (an edge came since the last short read), so a receive
+  ** that needs more data waits at once instead of probing for EAGAIN;
+  ** hup says the peer's FIN (or an error) was seen, after which every
+  ** read is tried, since no further edge will come.
+  */
+  int rd_ready, hup;
   waiter *rd, *wr;
   size_t dirty_idx;                   /* 1-based slot in the dirty list */
   void (*flush)(struct pollable *);   /* writes queued output, no wait */

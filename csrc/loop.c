@@ -466,8 +466,10 @@ static void loop_turn(lua_State *L, waiter *until) {
     }
     p = (size_t)fd < LP->fdcap ? LP->fdtab[fd] : NULL;
     if (!p) continue;   /* closed since: a stale event */
-    if ((e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && p->rd) {
-      wake(p->rd, WAKE_READY);
+    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+      p->rd_ready = 1;  /* even with no reader now: the edge is spent */
+      if (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) p->hup = 1;
+      if (p->rd) wake(p->rd, WAKE_READY);
     }
     if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
       if (p->wr) wake(p->wr, WAKE_READY);

@@ -97,9 +97,12 @@ static int fill(stream *s, size_t room) {
     return -2;
   }
   for (;;) {
-    n = read(s->p.fd, buf_tail(&s->in), buf_room(&s->in));
+    size_t avail = buf_room(&s->in);
+    n = read(s->p.fd, buf_tail(&s->in), avail);
     if (n > 0) {
       s->in.end += (size_t)n;
+      /* a short read emptied the socket: new data brings a new edge */
+      if ((size_t)n < avail && !s->p.hup) s->p.rd_ready = 0;
       return 1;
     }
     if (n == 0) {
@@ -107,7 +110,10 @@ static int fill(stream *s, size_t room) {
       return 0;
     }
     if (errno == EINTR) continue;
-    if (errno == EAGAIN) return -1;
+    if (errno == EAGAIN) {
+      if (!s->p.hup) s->p.rd_ready = 0;
+      return -1;
+    }
     return -2;
   }
 }
@@ -349,7 +355,7 @@ static int recv_loop(lua_State *L, stream *s, int mode, double deadline) {
     if (s->closed) return fail(L, s, "closed");
     n = tries[mode](L, s, s->eof);
     if (n) return n;
-    r = fill(s, room_for(L, s, mode));
+    r = s->p.rd_ready ? fill(s, room_for(L, s, mode)) : -1;
     if (r > 0 || r == 0) continue;   /* more data, or the end: try again */
     if (r == -2) {
       const char *msg = parley_strerror(errno);
@@ -812,6 +818,7 @@ static stream *new_stream(lua_State *L) {
   stream *s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   s->p.fd = -1;
+  s->p.rd_ready = 1;
   s->p.flush = flush_cb;
   s->timeout = -1;
   s->max_line = DEFAULT_MAX_LINE;

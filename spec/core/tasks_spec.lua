@@ -190,8 +190,9 @@ describe("parley tasks", function()
       assert.same({}, early)
       assert.equal(1000 - 333, #woke)
       for k = 2, #woke do
-        -- the loop measures the deadline a few microseconds after we do
-        assert.is_true(woke[k] >= woke[k - 1] - 0.001,
+        -- the loop measures the deadline just after we do (a busy machine may
+        -- preempt us in between)
+        assert.is_true(woke[k] >= woke[k - 1] - 0.01,
                        ("wake-up %d came before an earlier deadline (%.6f < %.6f)")
                        :format(k, woke[k], woke[k - 1]))
       end
