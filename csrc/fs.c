@@ -41,6 +41,15 @@
 ** fs.mkdir(path [, mode = 0700]) -> true | nil, err, errno
 ** fs.listdir(path) -> array of names (no "." and "..", unsorted)
 **   | nil, err, errno
+** fs.maildir_list(dir, isnew, out, n) -> n' | nil, err, errno
+**   Lists a Maildir's new/ or cur/ (dir is its path) for the store's
+**   scan: appends one table per file not starting with "." to the array
+**   out after index n, returns the new count.  Each table: name (file
+**   name without ":2,<flags>"), file, path (dir .. "/" .. file), flags,
+**   new (= isnew), and when the name tells them: size (",S="), vsize
+**   (",W="), mtime (leading seconds) and key, an integer that sorts in
+**   delivery order: ((sec * 10^6 + usec) << 10 | counter & 1023) for
+**   "<sec>.M<usec>P<pid>Q<counter>." names, (sec * 10^6) << 10 else.
 ** fs.stat(path) / fs.lstat(path) -> {size=, mtime=, atime=, ctime=,
 **   mode= (permission bits), type= ("file", "directory", "link", "fifo",
 **   "socket", "char", "block"), ino=, nlink=, uid=, gid=, dev=}
@@ -423,6 +432,134 @@ static int l_listdir(lua_State *L) {
   return 1;
 }
 
+/* digits at *p (at most 18): value, advancing *p; -1 if none */
+static long long take_digits(const char **p, const char *end) {
+  long long v = 0;
+  int n = 0;
+  while (*p < end && **p >= '0' && **p <= '9' && n < 18) {
+    v = v * 10 + (**p - '0');
+    (*p)++;
+    n++;
+  }
+  return n ? v : -1;
+}
+
+/* the number after the field tag (",S=" or ",W=") in [s, end), or -1 */
+static long long field_value(const char *s, const char *end, char tag) {
+  const char *p = s;
+  while (p + 3 <= end && (p = memchr(p, ',', (size_t)(end - p))) != NULL) {
+    if (p + 3 <= end && p[1] == tag && p[2] == '=') {
+      const char *q = p + 3;
+      return take_digits(&q, end);
+    }
+    p++;
+  }
+  return -1;
+}
+
+static int l_maildir_list(lua_State *L) {
+  size_t dlen;
+  const char *dir = luaL_checklstring(L, 1, &dlen);
+  int isnew = lua_toboolean(L, 2);
+  lua_Integer n;
+  DIR *d;
+  struct dirent *de;
+  luaL_checktype(L, 3, LUA_TTABLE);
+  n = luaL_checkinteger(L, 4);
+  d = opendir(dir);
+  if (d == NULL) return push_errno(L, errno);
+  for (;;) {
+    const char *f, *end, *base_end, *p, *c;
+    size_t flen;
+    long long sec, usec = 0, q = 0, size, vsize;
+    luaL_Buffer b;
+    errno = 0;
+    de = readdir(d);
+    if (de == NULL) break;
+    f = de->d_name;
+    if (f[0] == '.') continue;
+    flen = strlen(f);
+    end = f + flen;
+    base_end = end;
+    for (c = f; (c = memchr(c, ':', (size_t)(end - c))) != NULL; c++) {
+      if (c + 3 <= end && c[1] == '2' && c[2] == ',') {
+        base_end = c;
+        break;
+      }
+    }
+    lua_createtable(L, 0, 9);
+    lua_pushlstring(L, f, (size_t)(base_end - f));
+    if (base_end == end) {                  /* no flags: file == name */
+      lua_pushvalue(L, -1);
+      lua_setfield(L, -3, "name");
+    } else {
+      lua_setfield(L, -2, "name");
+      lua_pushlstring(L, f, flen);
+    }
+    lua_setfield(L, -2, "file");
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, dir, dlen);
+    luaL_addchar(&b, '/');
+    luaL_addlstring(&b, f, flen);
+    luaL_pushresult(&b);
+    lua_setfield(L, -2, "path");
+    if (base_end < end) {
+      lua_pushlstring(L, base_end + 3, (size_t)(end - base_end - 3));
+    } else {
+      lua_pushliteral(L, "");
+    }
+    lua_setfield(L, -2, "flags");
+    lua_pushboolean(L, isnew);
+    lua_setfield(L, -2, "new");
+    size = field_value(f, base_end, 'S');
+    vsize = field_value(f, base_end, 'W');
+    if (size >= 0) {
+      lua_pushinteger(L, (lua_Integer)size);
+      lua_setfield(L, -2, "size");
+    }
+    if (vsize >= 0) {
+      lua_pushinteger(L, (lua_Integer)vsize);
+      lua_setfield(L, -2, "vsize");
+    }
+    p = f;
+    sec = take_digits(&p, base_end);
+    if (sec >= 0 && sec < 4000000000LL) {  /* the key fits in 63 bits */
+      /* "<sec>.M<usec>P<pid>Q<n>." */
+      const char *r = p;
+      if (r + 1 < base_end && r[0] == '.' && r[1] == 'M') {
+        long long u, pid, qq;
+        r += 2;
+        u = take_digits(&r, base_end);
+        if (u >= 0 && u < 1000000 && r < base_end && *r == 'P') {
+          r++;
+          pid = take_digits(&r, base_end);
+          if (pid >= 0 && r < base_end && *r == 'Q') {
+            r++;
+            qq = take_digits(&r, base_end);
+            if (qq >= 0 && r < base_end && *r == '.') {
+              usec = u;
+              q = qq;
+            }
+          }
+        }
+      }
+      lua_pushinteger(L, (lua_Integer)sec);
+      lua_setfield(L, -2, "mtime");
+      lua_pushinteger(L, (lua_Integer)(((sec * 1000000 + usec) << 10) | (q & 1023)));
+      lua_setfield(L, -2, "key");
+    }
+    lua_rawseti(L, 3, ++n);
+  }
+  if (errno != 0) {
+    int e = errno;
+    closedir(d);
+    return push_errno(L, e);
+  }
+  closedir(d);
+  lua_pushinteger(L, n);
+  return 1;
+}
+
 static const char *type_name(mode_t m) {
   if (S_ISREG(m)) return "file";
   if (S_ISDIR(m)) return "directory";
@@ -621,6 +758,7 @@ int parley_open_fs(lua_State *L) {
     {"rmdir", l_rmdir},
     {"mkdir", l_mkdir},
     {"listdir", l_listdir},
+    {"maildir_list", l_maildir_list},
     {"stat", l_stat},
     {"lstat", l_lstat},
     {"realpath", l_realpath},

@@ -422,70 +422,51 @@ function mailbox_methods:exists()
   return st ~= nil and st.type == "directory"
 end
 
--- A key that sorts in delivery order: our names by (sec, usec, pid,
--- counter), others by their leading seconds, then the whole name.
-local function order_key(name)
-  local sec, usec, pid, q = name:match("^(%d+)%.M(%d+)P(%d+)Q(%d+)")
-  if sec then
-    return string.format("%012d%06d%010d%010d/%s", sec, usec, pid, q, name), tonumber(sec)
-  end
-  sec = name:match("^(%d+)")
-  return string.format("%012d~%s", tonumber(sec or 0) or 0, name), tonumber(sec)
-end
-
 --- Lists the messages, in delivery order, moving nothing. One listdir of
--- `new/` and one of `cur/`; sizes come from `,S=` in the name (a stat
--- only for names without it).
+-- `new/` and one of `cur/`, parsed in C (core.fs.maildir_list); sizes
+-- come from `,S=` in the name (a stat only for names without it).
+-- Delivery order: by (seconds, microseconds, counter) for
+-- `<sec>.M<usec>P<pid>Q<n>.` names, by leading seconds for others.
 -- @return array of `{name=, file=, path=, size=, vsize=, flags=, new=,
 -- mtime=}`: `name` is the message name (no flags), `file` the current
 -- file name, `vsize` the size with CRLF line ends when the name says it
 -- (`,W=`) or nil, `flags` e.g. "RS", `new` true for messages in `new/`,
--- `mtime` the delivery time taken from the name (a stat when the name has
--- none). Or nil, err.
+-- `mtime` the delivery time (seconds) from the name, or from a stat for
+-- names that hold no size or time. Or nil, err.
 function mailbox_methods:scan()
   local dir = self.dir
-  local list, byname, keys = {}, {}, {}
-  for _, sub in ipairs { "new", "cur" } do
-    local names, err, errno = fs.listdir(dir .. "/" .. sub)
-    if not names then
+  local all, n = {}, 0
+  for _, which in ipairs { "new", "cur" } do
+    local count, err, errno = fs.maildir_list(dir .. "/" .. which, which == "new", all, n)
+    if not count then
       if errno ~= ENOENT then return nil, err end
-      names = {}
+    else
+      n = count
     end
-    local isnew = sub == "new"
-    local prefix = dir .. "/" .. sub .. "/"
-    for i = 1, #names do
-      local file = names[i]
-      if file:byte(1) ~= 46 then            -- skip dot files
-        local name, flags = split_flags(file)
-        local size = name:match(",S=(%d+)")
-        local vsize = name:match(",W=(%d+)")
-        local path = prefix .. file
-        local key, sec = order_key(name)
-        local m = { name = name, file = file, path = path, flags = flags,
-                    new = isnew, mtime = sec }
-        if size then
-          m.size = tonumber(size)
-        else
-          local st = fs.stat(path)
-          m.size = st and st.size or 0
-          m.mtime = st and st.mtime or sec
-        end
-        if vsize then m.vsize = tonumber(vsize) end
-        if not m.mtime then
-          local st = fs.stat(path)
-          m.mtime = st and st.mtime or 0
-        end
-        if not byname[name] then       -- a name in both new/ and cur/: once
-          byname[name] = m
-          keys[#keys + 1] = key
-          list[key] = m
-        end
-      end
+  end
+  local byname, bykey, keys, nk = {}, {}, {}, 0
+  for i = 1, n do
+    local m = all[i]
+    local key = m.key
+    if not (m.size and key) then
+      local st = fs.stat(m.path)
+      m.size = m.size or (st and st.size) or 0
+      m.mtime = m.mtime or (st and st.mtime) or 0
+      key = key or ((m.mtime // 1) * 1000000) << 10
+    end
+    m.key = nil
+    local name = m.name
+    if not byname[name] then           -- a name in both new/ and cur/: once
+      byname[name] = m
+      while bykey[key] do key = key + 1 end   -- same microsecond and counter
+      bykey[key] = m
+      nk = nk + 1
+      keys[nk] = key
     end
   end
   table.sort(keys)
   local out = {}
-  for i = 1, #keys do out[i] = list[keys[i]] end
+  for i = 1, nk do out[i] = bykey[keys[i]] end
   self.index = byname
   return out
 end
@@ -824,7 +805,7 @@ local function clean_dir(tmpdir, cutoff)
         dead = pid == fs.getpid() or not fs.alive(pid)
       end
       local st = fs.lstat(p)
-      if st and st.type ~= "directory" and (dead or st.mtime < cutoff) then
+      if st and st.type ~= "directory" and (dead or st.mtime <= cutoff) then
         if fs.unlink(p) then removed = removed + 1 end
       end
     end
@@ -839,7 +820,9 @@ end
 -- @tparam[opt] string user only this user's Maildir and folders
 -- @return the number of files removed
 function store_methods:clean_tmp(max_age, user)
-  local cutoff = os.time() - (max_age or M.TMP_MAX_AGE)
+  max_age = max_age or M.TMP_MAX_AGE
+  -- max_age 0: everything not in flight, even files from this second
+  local cutoff = max_age <= 0 and math.huge or os.time() - max_age
   local users
   if user then
     local ok, err = check_user(user)
