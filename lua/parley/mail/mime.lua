@@ -356,7 +356,8 @@ local function count_lines(s, off, size)
     n = n + 1
     pos = e + 1
   end
-  if pos <= stop then n = n + 1 end -- a last line without a line end
+  -- a last line without a line end is not counted: what Dovecot answers
+  -- (checked against dovecot-imapd 2.3), RFC 3501 does not say
   return n
 end
 M.count_lines = count_lines
@@ -380,8 +381,8 @@ end
 -- {type, params}, language = {tags}, location}; message/rfc822 adds
 -- envelope and body. Multipart: {type = "multipart", subtype, parts,
 -- params, disposition, language, location}. Sizes are octets of the
--- encoded body in the raw message; lines count line ends (plus a last
--- line without one).
+-- encoded body in the raw message; lines count line ends (LF), as
+-- Dovecot does.
 function M.bodystructure(p)
   local s = RAW[p]
   if p.type == "multipart" then
