@@ -820,8 +820,10 @@ int parley_open_loop(lua_State *L) {
     {"join", t_join}, {"cancel", t_cancel}, {"status", t_status},
     {NULL, NULL}
   };
+  /* `local t <close> = spawn(...)`: leaving the scope cancels the task */
   static const luaL_Reg task_meta[] = {
-    {"__gc", t_gc}, {"__tostring", t_tostring}, {NULL, NULL}
+    {"__gc", t_gc}, {"__close", t_cancel}, {"__tostring", t_tostring},
+    {NULL, NULL}
   };
   static const luaL_Reg cond_methods[] = {
     {"wait", c_wait}, {"signal", c_signal}, {"broadcast", c_broadcast},

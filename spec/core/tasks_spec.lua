@@ -308,6 +308,19 @@ describe("parley tasks", function()
   end)
 
   describe("cancel", function()
+    it("cancels a task held in a <close> variable when its scope ends", function()
+      H.run(function()
+        local got
+        do
+          local t <close> = parley.spawn(function() got = table.pack(parley.sleep(10)) end)
+          parley.sleep(0.01)
+          assert.equal("waiting", t:status())
+        end
+        parley.sleep(0.01)
+        assert.same({n = 2, nil, "cancelled"}, got)
+      end)
+    end)
+
     it("makes a pending sleep return nil, cancelled at once", function()
       H.run(function()
         local t = parley.spawn(function()
