@@ -133,16 +133,18 @@ function F.spawn(cmd, pattern)
     quote("echo $$; exec timeout 60 " .. cmd) .. " 2>&1", "r"))
   local pid = tonumber(fh:read("l"))
   local port
+  local seen = {}
   for _ = 1, 20 do
     local line = fh:read("l")
     if not line then break end
+    seen[#seen + 1] = line
     port = tonumber(line:match(pattern or ":(%d+)%s*$"))
     if port then break end
   end
   local c = setmetatable({ fh = fh, pid = pid, port = port }, Child)
   if not port then
     c:stop()
-    error("child did not start: " .. cmd, 2)
+    error("child did not start: " .. cmd .. "\n" .. table.concat(seen, "\n"), 2)
   end
   return c
 end
