@@ -54,6 +54,9 @@ end
 
 -- A target as written -> the target to keep, or nil, err.
 local function check_target(t)
+  if t:gsub('"[^"]*"', ""):find("%s") then
+    return nil, "space in target " .. t .. " (a missing comma?)"
+  end
   local inner = t:match('^"(.*)"$')
   if inner then t = inner:gsub("\\(.)", "%1") end
   if t:sub(1, 9):lower() == ":include:" then
