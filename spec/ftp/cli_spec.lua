@@ -1,0 +1,66 @@
+-- `parley serve ftp` and examples/ftpserver.lua, run as child processes.
+local parley = require "parley"
+local H = require "helper"
+local F = require "ftp.support.ftp_helper"
+local ftp = require "parley.ftp"
+local q = F.quote
+
+describe("parley serve ftp", function()
+  it("serves a root with --anonymous, --users, --pasv-ports and --pasv-address", function()
+    local t = F.tree()
+    F.write(t.base .. "/users", "alice:pw:users/alice:rw\n")
+    local lo = 43000 + math.random(0, 2000)
+    local child = F.parley_child(("--root %s --anonymous --users %s --pasv-ports %d-%d --pasv-address 127.0.0.1")
+      :format(q(t.root), q(t.base .. "/users"), lo, lo + 20))
+    local ok, err = pcall(H.run, function()
+      local c = assert(ftp.client.connect("127.0.0.1", child.port, { epsv = false, timeout = 10 }))
+      assert(c:login())
+      assert.equal("hello, world\n", assert(c:get("hello.txt")))
+      local _, perr, reply = c:put("x", "y")
+      assert.equal(550, reply and reply.code, perr)
+      local r = assert(c:command("PASV"))
+      local ip, port = parley.core.ftp.parse_pasv(r.text)
+      assert.equal("127.0.0.1", ip)
+      assert.is_true(port >= lo and port <= lo + 20)
+      c:quit()
+      local a = assert(ftp.client.connect("127.0.0.1", child.port, { timeout = 10 }))
+      assert(a:login("alice", "pw"))
+      assert.equal(2, assert(a:put("new.txt", "hi")))
+      a:quit()
+    end)
+    child:stop()
+    local written = F.read(t.root .. "/users/alice/new.txt")
+    F.cleanup(t)
+    if not ok then error(err, 0) end
+    assert.equal("hi", written)
+  end)
+
+  it("refuses to start without --root", function()
+    local out, ok = F.sh("cd " .. q(H.root) .. " && lua5.4 bin/parley serve ftp --listen 127.0.0.1:0")
+    assert.is_falsy(ok)
+    assert.matches("needs %-%-root", out)
+  end)
+end)
+
+describe("examples/ftpserver.lua", function()
+  it("serves a directory anonymously and to the editor user", function()
+    local t = F.tree()
+    local child = F.spawn(("env LUA_PATH=%s LUA_CPATH=%s lua5.4 examples/ftpserver.lua %s 127.0.0.1:0"):format(
+      q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), q(H.root .. "/build/?.so;;"), q(t.root)))
+    local ok, err = pcall(H.run, function()
+      local c = assert(ftp.client.connect("127.0.0.1", child.port, { timeout = 10 }))
+      assert(c:login())
+      assert.equal("hello, world\n", assert(c:get("hello.txt")))
+      c:quit()
+      local e = assert(ftp.client.connect("127.0.0.1", child.port, { timeout = 10 }))
+      assert(e:login("editor", "change me"))
+      assert.equal(3, assert(e:put("up/e.txt", "abc")))
+      e:quit()
+    end)
+    child:stop()
+    local written = F.read(t.root .. "/up/e.txt")
+    F.cleanup(t)
+    if not ok then error(err, 0) end
+    assert.equal("abc", written)
+  end)
+end)
