@@ -120,7 +120,8 @@ end
 --- Writes text followed by a line end; "\n" inside becomes CR LF even in
 -- BINARY mode.
 function session:print(text)
-  text = tostring(text or ""):gsub("\r?\n", "\r\n")
+  text = tostring(text or "")
+  if text:find("\n", 1, true) then text = text:gsub("\r?\n", "\r\n") end
   return self:_send(self.codec:escape(text .. "\r\n"))
 end
 
@@ -147,17 +148,32 @@ end
 --- Asks to enable an option on our side (`"us"`, WILL) or the client's
 -- (`"him"`, DO), RFC 1143.
 function session:enable(opt, side)
+  self.cache = nil
   return self:_send(self.codec:enable(optnum(opt), side or "us"))
 end
 
 --- Asks to disable an option.
 function session:disable(opt, side)
+  self.cache = nil
   return self:_send(self.codec:disable(optnum(opt), side or "us"))
 end
 
 --- Whether an option is on: `sess:enabled("naws", "him")`.
 function session:enabled(opt, side)
-  return self.codec:enabled(optnum(opt), side or "us")
+  side = side or "us"
+  local n = type(opt) == "number" and opt or optnum(opt)
+  -- cached until the next negotiation: apps ask on every line
+  local cache = self.cache
+  if not cache then
+    cache = { us = {}, him = {} }
+    self.cache = cache
+  end
+  local v = cache[side][n]
+  if v == nil then
+    v = self.codec:enabled(n, side)
+    cache[side][n] = v
+  end
+  return v
 end
 
 --- The RFC 1143 states of an option: us, him.
@@ -257,7 +273,8 @@ function session:fill()
   if not chunk then return nil, err end
   local data, events, reply = self.codec:feed(chunk)
   if reply ~= "" then self:_send(reply) end
-  if #events > 0 then
+  if events[1] then
+    self.cache = nil
     local parts, pos = {}, 0
     for _, ev in ipairs(events) do
       local ins = self:_event(ev)
@@ -349,10 +366,12 @@ end
 -- @return line, or `nil, err` (`"closed"`, `"timeout"`, `"line too long"`,
 -- `"interrupted"` for Ctrl-C / Telnet IP, `"eof"` for Ctrl-D on an empty
 -- line in character mode)
+local NOOPTS = {}
+
 function session:read_line(opts)
-  opts = opts or {}
+  opts = opts or NOOPTS
   local max = opts.max or self.max_line
-  local acc = {}
+  local acc
   local len, toolong = 0, false
   while true do
     while self.buf == "" do
@@ -360,10 +379,23 @@ function session:read_line(opts)
       if not ok then return nil, err end
       skip_lf(self)
     end
-    skip_lf(self)
+    if self.skip_lf then skip_lf(self) end
     local buf = self.buf
-    if not self.codec:enabled(OPT.echo, "us") then
+    if not self:enabled(OPT.echo, "us") then
+      -- the common case first: a whole line waiting, nothing accumulated
+      if len == 0 then
+        local j = buf:find("\n", 1, true)
+        local r = j and buf:find("\r", 1, true)
+        local i = (r == nil or r == j - 1) and r or j
+        if j and (r == nil or r == j - 1) and i - 1 <= max then
+          local line = buf:sub(1, i - 1)
+          self.buf = j == #buf and "" or buf:sub(j + 1)
+          if not line:find("\3", 1, true) then return line end
+          return nil, "interrupted"
+        end
+      end
       -- line mode: the client edited the line; find its end
+      acc = acc or {}
       local i = buf:find("[\r\n]")
       if not i then
         if len + #buf > max then toolong = true else acc[#acc + 1] = buf len = len + #buf end
@@ -380,6 +412,7 @@ function session:read_line(opts)
       end
     else
       -- character mode: edit and echo here
+      acc = acc or {}
       local echo = opts.echo ~= false
       local out = {}
       local i, n = 1, #buf
