@@ -561,23 +561,21 @@ local UIDLIST = "parley-uidlist"
 local function read_uidlist(path)
   local fh = io.open(path, "rb")
   if not fh then return nil end
-  local header = fh:read("l")
-  local validity = header and tonumber(header:match("^3 .-V(%d+)"))
-  local nextuid = header and tonumber(header:match(" N(%d+)"))
-  if not validity then fh:close(); return nil end
-  local map, maxuid = {}, 0
-  for line in fh:lines() do
-    local uid, name = line:match("^(%d+)[^:]*:(.+)$")
-    uid = tonumber(uid)
-    if uid then
-      map[name] = uid
-      if uid > maxuid then maxuid = uid end
-    end
-  end
+  local text = fh:read("a")
   fh:close()
+  local header = text:match("^[^\n]*")
+  local validity = tonumber(header:match("^3 .-V(%d+)"))
+  local nextuid = tonumber(header:match(" N(%d+)"))
+  if not validity then return nil end
+  local map, maxuid = {}, 0
+  -- "<uid> [<ext fields>] :<name>" lines
+  for uid, name in text:gmatch("\n(%d+)[^:\n]*:([^\n]+)") do
+    uid = tonumber(uid)
+    map[name] = uid
+    if uid > maxuid then maxuid = uid end
+  end
   return { validity = validity, nextuid = math.max(nextuid or 1, maxuid + 1), map = map }
 end
-
 
 --- UIDs for IMAP: a map message name -> UID, kept in
 -- `<maildir>/parley-uidlist` (dovecot-uidlist version 3 format:
