@@ -62,8 +62,8 @@ function M.main(argv)
 
   local function restore()
     if tty and saved then pty.restore(0, saved) end
-    if stdin then stdin:close() pty.set_blocking(0, true) end
-    if stdout then stdout:flush() stdout:close() pty.set_blocking(1, true) end
+    if stdin and stdin.close then stdin:close() pty.set_blocking(0, true) end
+    if stdout and stdout.getfd then stdout:flush() stdout:close() pty.set_blocking(1, true) end
     if transcript then transcript:close() end
   end
 
@@ -91,8 +91,13 @@ function M.main(argv)
       saved = assert(pty.raw(0))
       pty.restore(0, saved, esc)   -- cooked, with the escape key ending a line
     end
-    stdin = pty.stream(0)
-    stdout = pty.stream(1)
+    -- a regular file or /dev/null cannot be polled: read or write those
+    -- with plain blocking calls (they never block for long)
+    local sok, sin = pcall(pty.stream, 0)
+    stdin = sok and sin or { receive_some = function() return io.stdin:read(65536) end, close = false }
+    local ook, sout = pcall(pty.stream, 1)
+    stdout = ook and sout or { send = function(_, d) return io.stdout:write(d) end,
+                               flush = function() return io.stdout:flush() end }
     local keyname = esc < 32 and ("^" .. string.char(esc + 64)) or string.char(esc)
     io.stderr:write(("Connected to %s:%d. Escape key is %s.\r\n"):format(host, port, keyname))
     if tty then
@@ -105,7 +110,7 @@ function M.main(argv)
     local function finish()
       done = true
       c:close()
-      stdin:close()
+      if stdin.close then stdin:close() end
     end
     local net = parley.spawn(function()
       while true do

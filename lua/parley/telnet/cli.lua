@@ -63,7 +63,7 @@ function M.serve(argv)
     end,
   })
   if not ok then
-    io.stderr:write("parley: ", tostring(srv), "\n")
+    io.stderr:write("parley: ", (tostring(srv):gsub("^[^:]*%.lua:%d+: ", "")), "\n")
     return 2
   end
   if not srv then
