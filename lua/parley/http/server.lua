@@ -114,6 +114,10 @@ end
 -- sends "100 Continue" the first time a body read is attempted (RFC 9110 §10.1.1)
 local function reader_of(req)
   local r = req._body
+  if not r then
+    r = body.reader(nil, "none")
+    req._body = r
+  end
   if req._continue then
     req._continue = nil
     if not req._res.sent then
@@ -390,6 +394,9 @@ function M.new(opts)
     patterns = {},   -- ordered list of {method, lua pattern, names, fn}
     limits = { max_request_line = o.max_request_line, max_head = o.max_head,
                max_headers = o.max_headers, lenient = o.lenient },
+    body_opts = { max = o.max_body, timeout = o.body_timeout,
+                  limits = { max_chunk_ext = 4096, max_trailer = 8192,
+                             max_headers = o.max_headers, lenient = o.lenient } },
   }, app)
   local log = o.access_log
   if log and type(log) ~= "function" then
@@ -668,11 +675,9 @@ function app:handle(conn)
     if q then req.query = sub(target, q + 1) end
     local res = setmetatable({ status = 200, _st = st }, response)
     req._res = res
-    req._body = body.reader(st, kind, len, {
-      max = max_body, timeout = opts.body_timeout,
-      limits = { max_chunk_ext = 4096, max_trailer = 8192, max_headers = opts.max_headers,
-                 lenient = opts.lenient },
-    })
+    if kind ~= "none" then
+      req._body = body.reader(st, kind, len, self.body_opts)
+    end
     local expect = headers.expect
     if expect then
       if minor == 1 and lower(expect) == "100-continue" then
@@ -693,7 +698,7 @@ function app:handle(conn)
       res:error(500)
     elseif not res.sent then
       local r = req._body
-      if r.err == "body too large" then
+      if r and r.err == "body too large" then
         st.keep = false
         res:error(413)
       else
@@ -704,7 +709,7 @@ function app:handle(conn)
     if st.broken then return end
     ---------------------------------------------------------------- next
     local r = req._body
-    if not r.done then
+    if r and not r.done then
       -- an unread body: skip a little of it, else close (RFC 9112 §9.3)
       if req._continue or r.err or not r:drain(opts.discard_limit) then
         conn:flush()
