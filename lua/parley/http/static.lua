@@ -115,7 +115,11 @@ end
 -- @tparam string root directory
 -- @tparam[opt] table opts `listing` (false: directories without index.html
 --   get 403), `index` ("index.html"), `types` (extension -> media type,
---   over `parley.http.mime_types`), `cache_control` (a header value)
+--   over `parley.http.mime_types`), `cache_control` (a header value),
+--   `cache_valid` (seconds a path's stat result is trusted, default 1;
+--   0: stat every request), `cache_max_file` (files up to this size,
+--   default 64 KiB, are kept in memory and sent with their head in one
+--   write; larger ones go out with sendfile), `cache_max_entries` (4096)
 -- @treturn function `function(req, res)`
 function M.handler(root, opts)
   opts = opts or {}
@@ -130,47 +134,93 @@ function M.handler(root, opts)
   local realroot = realpath and realpath(root)
   local show_listing = opts.listing
   local cache_control = opts.cache_control
+  -- what a path resolved to, re-checked with stat at most every cache_valid
+  -- seconds; small files keep their bytes (one write with the head, no
+  -- open/sendfile/close per request)
+  local cache_valid = opts.cache_valid == nil and 1 or opts.cache_valid
+  local cache_max_file = opts.cache_max_file or 65536
+  local cache_max_entries = opts.cache_max_entries or 4096
+  local cache, cached = {}, 0
+  local now = core.now
 
-  return function(req, res)
-    local rel = req.params and req.params["*"] or req.path
+  -- the file to serve for `full` (after index resolution): an entry, or
+  -- nil plus the response to give instead
+  local function resolve(req, res, rel, full)
     local path = req.path
-    -- RFC 9110 §4.2.3/§7.1: refuse what could leave the root
-    if find(rel, "\0", 1, true) then return res:error(400) end
-    if find("/" .. rel .. "/", "/%.%./") then return res:error(403) end
-    local full = root .. "/" .. rel
     local attr = lfs.attributes(full)
-    if not attr then return res:error(404) end
+    if not attr then return nil, res:error(404) end
     if realroot then
       local real = realpath(full)
       if not real or (real ~= realroot and real:sub(1, #realroot + 1) ~= realroot .. "/") then
-        return res:error(404)
+        return nil, res:error(404)
       end
     end
     if attr.mode == "directory" then
       if path:sub(-1) ~= "/" then
         local loc = urlescape(path) .. "/" .. (req.query and "?" .. req.query or "")
-        return res:redirect(loc, 301)
+        return nil, res:redirect(loc, 301)
       end
       local dir = full:gsub("/+$", "")
       local ia = index and lfs.attributes(dir .. "/" .. index)
       if ia and ia.mode == "file" then
         full, attr = dir .. "/" .. index, ia
       elseif show_listing then
-        return listing(res, dir, path, req.method == "HEAD")
+        return nil, listing(res, dir, path, req.method == "HEAD")
       else
-        return res:error(403)
+        return nil, res:error(403)
       end
     elseif attr.mode ~= "file" then
-      return res:error(403)
+      return nil, res:error(403)
     end
     local size, mtime = attr.size, attr.modification
-    local etag = format('"%x-%x"', mtime, size)
-    local lastmod = http_date(mtime)
+    local e = {
+      file = full, size = size, mtime = mtime,
+      etag = format('"%x-%x"', mtime, size), lastmod = http_date(mtime),
+      ctype = types[full:match("%.(%w+)$") or ""] or mime.lookup(full),
+      checked = now(),
+    }
+    if cache_valid > 0 and size <= cache_max_file then
+      local f = io.open(full, "rb")
+      if f then
+        e.data = f:read(size)
+        f:close()
+        if not e.data or #e.data ~= size then e.data = nil end
+      end
+    end
+    if cache_valid > 0 then
+      if cached >= cache_max_entries then cache, cached = {}, 0 end
+      cache[rel] = e
+      cached = cached + 1
+    end
+    return e
+  end
+
+  return function(req, res)
+    local rel = req.params and req.params["*"] or req.path
+    -- RFC 9110 §4.2.3/§7.1: refuse what could leave the root
+    if find(rel, "\0", 1, true) then return res:error(400) end
+    if find(rel, "..", 1, true) and find("/" .. rel .. "/", "/%.%./") then
+      return res:error(403)
+    end
+    -- keyed by rel: "dir" (redirected) and "dir/" are different keys
+    local e = cache[rel]
+    if not e or now() - e.checked >= cache_valid then
+      local done
+      e, done = resolve(req, res, rel, root .. "/" .. rel)
+      if not e then return done end
+    end
+    local size, etag, lastmod = e.size, e.etag, e.lastmod
+    local full = e.file
     local h = req.headers
-    res:header("Content-Type", types[full:match("%.(%w+)$") or ""] or mime.lookup(full))
-    res:header("Last-Modified", lastmod)
-    res:header("ETag", etag)
-    res:header("Accept-Ranges", "bytes")
+    if res.hdrs == nil then
+      res.hdrs = { "Content-Type", e.ctype, "Last-Modified", lastmod, "ETag", etag,
+                   "Accept-Ranges", "bytes" }
+    else
+      res:header("Content-Type", e.ctype)
+      res:header("Last-Modified", lastmod)
+      res:header("ETag", etag)
+      res:header("Accept-Ranges", "bytes")
+    end
     if cache_control then res:header("Cache-Control", cache_control) end
     -- RFC 9110 §13.2.2: If-None-Match first, If-Modified-Since only without it
     local inm = h["if-none-match"]
@@ -179,7 +229,7 @@ function M.handler(root, opts)
     else
       local ims = h["if-modified-since"]
       local t = ims and M.parse_date(ims)
-      if t and mtime <= t then return res:send(nil, 304) end
+      if t and e.mtime <= t then return res:send(nil, 304) end
     end
     local range = h.range
     if range and req.method == "GET" then
@@ -193,10 +243,12 @@ function M.handler(root, opts)
         elseif first then
           res.status = 206
           res:header("Content-Range", format("bytes %d-%d/%d", first, last, size))
+          if e.data then return res:send(e.data:sub(first + 1, last + 1)) end
           return res:sendfile(full, first, last - first + 1)
         end
       end
     end
+    if e.data then return res:send(e.data) end
     return res:sendfile(full, 0, size)
   end
 end
