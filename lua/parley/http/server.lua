@@ -213,15 +213,20 @@ end
 
 -- the head with the framework's fields; `framing` is a length (number),
 -- "chunked", "close" or false (no body fields)
+-- decimal strings of small lengths, made once (tostring goes via snprintf)
+local LEN = setmetatable({}, { __index = function(t, n)
+  local v = string.format("%d", n)
+  if n <= 16384 then t[n] = v end
+  return v
+end })
+
 local function build_head(self, framing)
   local st = self._st
-  local h = {}
-  local n = 0
-  local user = self.hdrs
-  if user then
-    for i = 1, #user do h[i] = user[i] end
-    n = #user
-  end
+  -- the framework's fields go after the user's, in the same table (the
+  -- response goes out once)
+  local h = self.hdrs
+  local n
+  if h then n = #h else h, n = {}, 0 end
   local opts = st.opts
   if opts.server_name then
     h[n + 1], h[n + 2] = "Server", opts.server_name
@@ -235,7 +240,7 @@ local function build_head(self, framing)
   elseif framing == "close" then
     self.close = true
   elseif framing then
-    h[n + 1], h[n + 2] = "Content-Length", framing
+    h[n + 1], h[n + 2] = "Content-Length", LEN[framing]
     n = n + 2
   end
   if self.close or not st.keep then
@@ -312,11 +317,18 @@ function response:send(data, status)
   end
   local head = build_head(self, not (BODILESS[code] or code < 200) and #data)
   self.sent = true
-  local ok, err = conn:send(head)
-  if not ok then return write_failed(self, err) end
-  if nobody or #data == 0 then return true end
-  self.bytes = #data
-  ok, err = conn:send(data)
+  local ok, err
+  if nobody or #data == 0 then
+    ok, err = conn:send(head)
+  else
+    self.bytes = #data
+    -- one copy into the output buffer either way; one call is cheaper
+    if #data <= 16384 then ok, err = conn:send(head .. data)
+    else
+      ok, err = conn:send(head)
+      if ok then ok, err = conn:send(data) end
+    end
+  end
   if not ok then return write_failed(self, err) end
   return true
 end
