@@ -131,8 +131,9 @@ function U.child_server(args)
     error("server did not start: " .. line .. "\n" .. tostring(rest))
   end
   local child = { port = port, pid = pid, fh = fh }
+  -- pid is `timeout`'s; the server is its child
   function child.kill(sig)
-    os.execute(("kill -%s %d 2>/dev/null"):format(sig or "TERM", pid))
+    os.execute(("pkill -%s -P %d 2>/dev/null; kill -%s %d 2>/dev/null"):format(sig or "TERM", pid, sig or "TERM", pid))
   end
   function child.stop()
     if child.stopped then return child.out end
