@@ -54,7 +54,8 @@ function M.main(argv)
   else
     local atts = {}
     for _, path in ipairs(o.attach or {}) do
-      atts[#atts + 1] = { filename = path:match("([^/]+)$"), data = slurp(path) }
+      local data = slurp(path)
+      atts[#atts + 1] = { filename = path:match("([^/]+)$"), data = data, content = data }
     end
     msg = build{ from = o.from, to = o.to, subject = o.subject,
       text = o.body or slurp(o.body_file), attachments = atts }

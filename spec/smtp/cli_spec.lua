@@ -1,0 +1,62 @@
+-- `parley serve smtp` and `parley send` from the command line.
+local U = require "smtp.support.util"
+local H = U.H
+
+local function send(args)
+  local env = ("LUA_PATH=%s"):format(U.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;" ..
+    H.root .. "/spec/smtp/support/stub/?.lua;;"))
+  local out, ok, code = U.sh(("cd %s && %s lua5.4 bin/parley send %s"):format(U.q(H.root), env, args))
+  return out, ok and 0 or code
+end
+
+describe("parley send and parley serve smtp", function()
+  local root, srv
+  before_each(function()
+    root = U.tmpdir("cli")
+    U.write(root .. "/users", "alice:{PLAIN}pw\n")
+    srv = U.child_server(("--maildir %s --domain example.org --users %s --auth-delay 0")
+      :format(U.q(root .. "/md"), U.q(root .. "/users")))
+  end)
+  after_each(function()
+    srv.stop()
+    U.rmrf(root)
+  end)
+
+  it("sends a message with an attachment, printing each step, and exits 0", function()
+    U.write(root .. "/notes.txt", "attached text\n")
+    local out, code = send(("--server 127.0.0.1:%d --from alice@example.org --to alice@example.org " ..
+      "--subject 'Grüße' --body 'hello there' --attach %s --auth alice:pw"):format(srv.port, U.q(root .. "/notes.txt")))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("S: 235 2.7.0", 1, true), out)
+    assert.truthy(out:find("C: AUTH PLAIN ****", 1, true), out)
+    assert.is_nil(out:find(require("parley.smtp.sasl").plain("alice", "pw"), 1, true), "no credentials printed")
+    local msg = U.delivered(root .. "/md", "alice")[1]
+    assert.truthy(msg:find("Subject: =?UTF-8?B?", 1, true), msg)
+    assert.truthy(msg:find("hello there", 1, true))
+    assert.truthy(msg:find('filename="notes.txt"', 1, true))
+    assert.truthy(msg:find(require("mime").b64("attached text\n"), 1, true))
+  end)
+
+  it("exits 1 and says why when a recipient is refused", function()
+    local out, code = send(("--server 127.0.0.1:%d --from a@ext.org --to nobody@example.org --subject s --body b")
+      :format(srv.port))
+    assert.are.equal(1, code, out)
+    assert.truthy(out:find("550 5.1.1", 1, true), out)
+  end)
+
+  it("exits 2 on a missing option", function()
+    local out, code = send("--server 127.0.0.1:1 --from a@b.c --subject s --body b")
+    assert.are.equal(2, code, out)
+    assert.truthy(out:find("--to is required", 1, true), out)
+  end)
+
+  it("answers 421 to a connected client when the server gets SIGTERM", function()
+    H.run(function()
+      local r = U.raw(srv.port):greet()
+      srv.kill("TERM")
+      local code = r:reply()
+      assert.are.equal(421, code)
+      r:close()
+    end)
+  end)
+end)
