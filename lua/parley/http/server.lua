@@ -119,7 +119,7 @@ local function reader_of(req)
     req._body = r
   end
   if req._continue then
-    req._continue = nil
+    req._continue = false
     if not req._res.sent then
       req.conn:send("HTTP/1.1 100 Continue\r\n\r\n")
       req.conn:flush()
@@ -178,8 +178,10 @@ response.__name = "parley.http.response"
 function response:header(name, value)
   local h = self.hdrs
   if not h then
-    h = {}
-    self.hdrs = h
+    if value == nil then return self end
+    -- room for the framework's fields too (build_head appends them)
+    self.hdrs = { name, value, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil }
+    return self
   end
   local ln = lower(name)
   for i = 1, #h, 2 do
@@ -226,7 +228,7 @@ local function build_head(self, framing)
   -- response goes out once)
   local h = self.hdrs
   local n
-  if h then n = #h else h, n = {}, 0 end
+  if h then n = #h else h, n = { nil, nil, nil, nil, nil, nil, nil, nil, nil, nil }, 0 end
   local opts = st.opts
   if opts.server_name then
     h[n + 1], h[n + 2] = "Server", opts.server_name
@@ -595,7 +597,7 @@ end
 function app:handle(conn)
   local opts, limits = self.opts, self.limits
   local st = { conn = conn, buf = "", pos = 1, opts = opts, keep = true }
-  if self.log then st.peer = conn:getpeername() end
+  st.peer = conn:getpeername() or false
   local header_timeout, keepalive_timeout = opts.header_timeout, opts.keepalive_timeout
   local max_requests, max_body = opts.max_requests, opts.max_body
   local nreq = 0
@@ -673,20 +675,22 @@ function app:handle(conn)
     if minor == 1 and (host == nil or find(host, ",", 1, true)) then
       return reject(st, 400)   -- RFC 9112 §3.2: exactly one Host in 1.1
     end
-    local req = setmetatable({
-      method = method, target = target, minor = minor, headers = headers,
-      conn = conn, peer = st.peer,
-    }, request)
     local q = find(target, "?", 1, true)
     local path = q and sub(target, 1, q - 1) or target
     if byte(path, 1) ~= 47 then -- not "/": absolute-form or "*"
       local p = path:match("^[hH][tT][tT][pP][sS]?://[^/]*(.*)$")
       if p then path = p ~= "" and p or "/" end
     end
-    req.path = find(path, "%", 1, true) and path:gsub("%%(%x%x)", unhex) or path
-    if q then req.query = sub(target, q + 1) end
-    local res = setmetatable({ status = 200, _st = st }, response)
-    req._res = res
+    if find(path, "%", 1, true) then path = path:gsub("%%(%x%x)", unhex) end
+    -- every field in the constructor: no rehash as fields are added
+    local res = setmetatable({ status = 200, _st = st, hdrs = false, sent = false,
+                               bytes = 0, close = false }, response)
+    local req = setmetatable({
+      method = method, target = target, minor = minor, headers = headers,
+      conn = conn, peer = st.peer, path = path,
+      query = q and sub(target, q + 1) or nil, params = NOPARAMS,
+      _res = res, _body = false, _continue = false,
+    }, request)
     if kind ~= "none" then
       req._body = body.reader(st, kind, len, self.body_opts)
     end
@@ -706,7 +710,7 @@ function app:handle(conn)
       if res.sent then return end   -- cannot tell the client: cut it short
       st.keep = false
       res.status = 500
-      res.hdrs = nil
+      res.hdrs = false
       res:error(500)
     elseif not res.sent then
       local r = req._body

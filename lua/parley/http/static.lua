@@ -212,7 +212,7 @@ function M.handler(root, opts)
     local size, etag, lastmod = e.size, e.etag, e.lastmod
     local full = e.file
     local h = req.headers
-    if res.hdrs == nil then
+    if not res.hdrs then
       res.hdrs = { "Content-Type", e.ctype, "Last-Modified", lastmod, "ETag", etag,
                    "Accept-Ranges", "bytes" }
     else
