@@ -369,4 +369,17 @@ describe("http server access log", function()
     assert.matches('^127%.0%.0%.1 %- %- %[%d%d/%a%a%a/%d%d%d%d:%d%d:%d%d:%d%d %+0000%] '
       .. '"GET /hello%?a=1 HTTP/1%.1" 200 12 "http://r/" "spec \\"agent\\""\n$', lines[1])
   end)
+
+  it("logs refused requests too, with their status", function()
+    local lines = {}
+    U.with_app(hello, function(srv)
+      local c <close> = U.connect(srv)
+      U.exchange(c, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+      local c2 <close> = U.connect(srv)
+      U.exchange(c2, "GET /hello HTTP/1.1\nHost: x\n\n")
+    end, { access_log = function(line) lines[#lines + 1] = line end, max_body = 100 })
+    assert.equal(2, #lines)
+    assert.matches('"POST /echo HTTP/1%.1" 413 0 ', lines[1])
+    assert.matches('"%-" 400 0 "%-" "%-"\n$', lines[2])
+  end)
 end)

@@ -559,8 +559,30 @@ end
 -- The connection loop
 ---------------------------------------------------------------------------
 
+-- a header value for the log: quotes, backslashes, controls escaped (as nginx)
+local function log_escape(v)
+  if not v then return "-" end
+  return (v:gsub('[%c"\\]', function(c)
+    if c == '"' or c == "\\" then return "\\" .. c end
+    return ("\\x%02X"):format(c:byte())
+  end))
+end
+
+local function log_request(self, st, req, res, status)
+  local h = req and req.headers or {}
+  local line = ('%s - - [%s] "%s" %d %d "%s" "%s"\n'):format(
+    st.peer or "-", log_date(),
+    req and ("%s %s HTTP/1.%d"):format(req.method, req.target, req.minor) or "-",
+    status, res and res.bytes or 0, log_escape(h.referer), log_escape(h["user-agent"]))
+  self.log(line)
+end
+
 -- answers a request we could not take and closes: status, short text
-local function reject(st, status, reason)
+local function reject(self, st, status, reason, method, target, minor)
+  if self.log then
+    log_request(self, st, method and { method = method, target = target, minor = minor, headers = {} },
+                nil, status)
+  end
   local conn = st.conn
   local text = ("%d %s\n"):format(status, http.status_text(status) or reason or "")
   conn:settimeout(st.opts.send_timeout)
@@ -575,16 +597,6 @@ local function reject(st, status, reason)
     if not conn:receive_some(65536) then break end
   end
   return status
-end
-
-local function log_request(self, st, req, res, status)
-  local h = req and req.headers or {}
-  local line = ('%s - - [%s] "%s %s HTTP/1.%d" %d %d "%s" "%s"\n'):format(
-    st.peer or "-", log_date(),
-    req and req.method or "-", req and req.target or "-", req and req.minor or 1,
-    status, res and res.bytes or 0,
-    (h.referer or "-"):gsub('[%c"\\]', "\\%0"), (h["user-agent"] or "-"):gsub('[%c"\\]', "\\%0"))
-  self.log(line)
 end
 
 local function traceback(e)
@@ -611,10 +623,7 @@ function app:handle(conn)
       if pos <= #buf then
         n, method, target, minor, headers = parse_request(buf, pos, limits, seen)
         if n then break end
-        if method then
-          if self.log then log_request(self, st, nil, nil, target) end
-          return reject(st, target, method)
-        end
+        if method then return reject(self, st, target, method) end
         -- the head is incomplete: keep it at the start of buf
         if pos > 1 then buf, pos = sub(buf, pos), 1 end
         seen = #buf
@@ -629,16 +638,13 @@ function app:handle(conn)
         wait = keepalive_timeout
       end
       if wait <= 0 then
-        if deadline then return reject(st, 408) end
+        if deadline then return reject(self, st, 408) end
         return
       end
       conn:settimeout(wait)
       local more, err = conn:receive_some(65536)
       if not more then
-        if err == "timeout" and deadline then
-          if self.log then log_request(self, st, nil, nil, 408) end
-          return reject(st, 408)
-        end
+        if err == "timeout" and deadline then return reject(self, st, 408) end
         return   -- closed, reset, or idle too long: nothing to say
       end
       if pos <= #buf then buf = buf .. more else buf, pos = more, 1 end
@@ -664,16 +670,15 @@ function app:handle(conn)
       kind, len, status = body_framing(headers, true)
       if not kind then
         -- RFC 9112 §6.1: bad framing -> answer and close
-        if self.log then log_request(self, st, nil, nil, status) end
-        return reject(st, status, len)
+        return reject(self, st, status, len, method, target, minor)
       end
       if kind == "length" and len > max_body then
-        return reject(st, 413)
+        return reject(self, st, 413, nil, method, target, minor)
       end
     end
     local host = headers.host
     if minor == 1 and (host == nil or find(host, ",", 1, true)) then
-      return reject(st, 400)   -- RFC 9112 §3.2: exactly one Host in 1.1
+      return reject(self, st, 400, nil, method, target, minor)   -- RFC 9112 §3.2: exactly one Host in 1.1
     end
     local q = find(target, "?", 1, true)
     local path = q and sub(target, 1, q - 1) or target
@@ -699,7 +704,7 @@ function app:handle(conn)
       if minor == 1 and lower(expect) == "100-continue" then
         if kind ~= "none" then req._continue = true end
       else
-        return reject(st, 417)
+        return reject(self, st, 417, nil, method, target, minor)
       end
     end
     ---------------------------------------------------------------- handler
