@@ -30,8 +30,8 @@ function M.serve(argv)
   if o.help then io.stdout:write(HELP) return 0 end
   if o[1] then io.stderr:write("parley: unexpected argument: ", o[1], "\n", HELP) return 2 end
   local root = o.root or "."
-  local lfs = require "lfs"
-  if lfs.attributes(root, "mode") ~= "directory" then
+  local st = require("parley.http.static").stat(root)
+  if not st or st.mode ~= "directory" then
     io.stderr:write("parley: --root is not a directory: ", root, "\n")
     return 2
   end

@@ -4,19 +4,46 @@
 -- extension, `ETag` and `Last-Modified` with `If-None-Match` /
 -- `If-Modified-Since` -> 304 (RFC 9110 §13), a single `Range` -> 206 or
 -- 416 with `If-Range` (RFC 9110 §14), bodies by sendfile(2). Paths never
--- leave the root: after percent-decoding, a NUL or a `..` segment is
--- refused; when `core.fs.realpath` exists the resolved path (symlinks
--- followed) must also stay under the resolved root.
+-- leave the root: after percent-decoding, a NUL (400) or a `..` segment
+-- (403) is refused, and the resolved path (`core.fs.realpath`, symlinks
+-- followed) must stay under the resolved root (else 404). Stat and listing
+-- use `core.fs` (LuaFileSystem when an older core lacks them).
 -- @module parley.http.static
 local core = require "parley.core"
-local lfs = require "lfs"
 local mime = require "parley.http.mime_types"
+
+-- stat and directory listing: core.fs when it has them, else LuaFileSystem
+local fs = core.fs or {}
+local stat, listdir
+if fs.stat and fs.listdir then
+  local floor = math.floor
+  -- follows symlinks; the fields the handler uses, with whole-second mtimes
+  stat = function(path)
+    local st = fs.stat(path)
+    if not st then return nil end
+    return { mode = st.type, size = st.size, modification = floor(st.mtime) }
+  end
+  listdir = function(dir) return fs.listdir(dir) or {} end
+else
+  local lfs = require "lfs"
+  stat = function(path) return lfs.attributes(path) end
+  listdir = function(dir)
+    local names = {}
+    for name in lfs.dir(dir) do
+      if name ~= "." and name ~= ".." then names[#names + 1] = name end
+    end
+    return names
+  end
+end
 
 local http = core.http
 local http_date = http.date
 local find, format, lower = string.find, string.format, string.lower
 
 local M = {}
+
+--- stat(path) -> {mode = "file"|"directory"|..., size, modification} or nil.
+M.stat = stat
 
 local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
                  Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
@@ -89,10 +116,10 @@ end
 
 local function listing(res, dir, urlpath, head)
   local names = {}
-  for name in lfs.dir(dir) do
-    if name ~= "." and name ~= ".." and name:sub(1, 1) ~= "." then
-      local mode = lfs.attributes(dir .. "/" .. name, "mode")
-      names[#names + 1] = mode == "directory" and name .. "/" or name
+  for _, name in ipairs(listdir(dir)) do
+    if name:sub(1, 1) ~= "." then
+      local st = stat(dir .. "/" .. name)
+      names[#names + 1] = st and st.mode == "directory" and name .. "/" or name
     end
   end
   table.sort(names)
@@ -126,7 +153,7 @@ function M.handler(root, opts)
   if type(root) ~= "string" then error("static: root must be a directory path", 2) end
   root = root:gsub("/+$", "")
   if root == "" then root = "/" end
-  local rmode = lfs.attributes(root, "mode")
+  local rmode = (stat(root) or {}).mode
   if rmode ~= "directory" then error("static: not a directory: " .. root, 2) end
   local index = opts.index == nil and "index.html" or opts.index
   local types = opts.types or {}
@@ -147,7 +174,7 @@ function M.handler(root, opts)
   -- nil plus the response to give instead
   local function resolve(req, res, rel, full)
     local path = req.path
-    local attr = lfs.attributes(full)
+    local attr = stat(full)
     if not attr then return nil, res:error(404) end
     if realroot then
       local real = realpath(full)
@@ -161,7 +188,7 @@ function M.handler(root, opts)
         return nil, res:redirect(loc, 301)
       end
       local dir = full:gsub("/+$", "")
-      local ia = index and lfs.attributes(dir .. "/" .. index)
+      local ia = index and stat(dir .. "/" .. index)
       if ia and ia.mode == "file" then
         full, attr = dir .. "/" .. index, ia
       elseif show_listing then
