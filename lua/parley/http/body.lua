@@ -73,7 +73,7 @@ function reader:read(max)
       st.pos = pos + take
     else
       local conn = st.conn
-      if self.timeout then conn:settimeout(self.timeout) end
+      if self.timeout then conn:settimeout(self.timeout) st.tmo = self.timeout end
       local err
       piece, err = conn:receive_some(min(self.left, max))
       if not piece then
@@ -97,7 +97,7 @@ function reader:read(max)
         if done then return nil end
       end
       local conn = st.conn
-      if self.timeout then conn:settimeout(self.timeout) end
+      if self.timeout then conn:settimeout(self.timeout) st.tmo = self.timeout end
       local chunk, err = conn:receive_some(65536)
       if not chunk then
         if err == "closed" then err = "body shorter than declared" end
@@ -114,7 +114,7 @@ function reader:read(max)
       st.buf, st.pos = "", 1
     else
       local conn = st.conn
-      if self.timeout then conn:settimeout(self.timeout) end
+      if self.timeout then conn:settimeout(self.timeout) st.tmo = self.timeout end
       local err
       piece, err = conn:receive_some(max)
       if not piece then

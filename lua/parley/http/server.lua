@@ -256,7 +256,22 @@ end
 
 local function start(self)
   if self.sent then error("response already sent", 3) end
-  self._st.conn:settimeout(self._st.opts.send_timeout)
+end
+
+-- the stream's timeout, set only when it changes (st.tmo: the last value)
+local function timeout(st, t)
+  if st.tmo ~= t then
+    st.conn:settimeout(t)
+    st.tmo = t
+  end
+end
+
+-- streamed bodies and files wait on the client under send_timeout; a
+-- buffered string reply is written when the task next reads, under that
+-- read's timeout
+local function send_timeout(self)
+  local st = self._st
+  timeout(st, st.opts.send_timeout)
 end
 
 local function write_failed(self, err)
@@ -286,6 +301,7 @@ function response:send(data, status)
     if not given then framing = (nobody or st.minor == 1) and "chunked" or "close" end
     local head = build_head(self, framing)   -- raises on header injection
     self.sent = true
+    send_timeout(self)
     if not conn:send(head) then return write_failed(self, "closed") end
     if nobody then return true end
     local sent = 0
@@ -357,6 +373,7 @@ function response:sendfile(path, offset, count, size)
   local conn = st.conn
   local head = build_head(self, count)
   self.sent = true
+  send_timeout(self)
   local ok, err = conn:send(head)
   if not ok then return write_failed(self, err) end
   if st.head or count == 0 then return true end
@@ -585,14 +602,14 @@ local function reject(self, st, status, reason, method, target, minor)
   end
   local conn = st.conn
   local text = ("%d %s\n"):format(status, http.status_text(status) or reason or "")
-  conn:settimeout(st.opts.send_timeout)
+  timeout(st, st.opts.send_timeout)
   conn:send(response_head(status, {
     "Date", http_date(), "Content-Type", "text/plain; charset=utf-8",
     "Content-Length", #text, "Connection", "close" }) .. text)
   conn:flush()
   -- linger a little: closing with unread input would send a reset that
   -- can destroy the reply before the client reads it (RFC 9112 §9.6)
-  conn:settimeout(0.05)
+  timeout(st, 0.05)
   for _ = 1, 16 do
     if not conn:receive_some(65536) then break end
   end
@@ -608,7 +625,8 @@ end
 -- @tparam stream conn
 function app:handle(conn)
   local opts, limits = self.opts, self.limits
-  local st = { conn = conn, buf = "", pos = 1, opts = opts, keep = true }
+  local st = { conn = conn, buf = "", pos = 1, opts = opts, keep = true, tmo = false,
+                minor = 1, head = false, broken = false, peer = false }
   st.peer = conn:getpeername() or false
   local header_timeout, keepalive_timeout = opts.header_timeout, opts.keepalive_timeout
   local max_requests, max_body = opts.max_requests, opts.max_body
@@ -641,7 +659,7 @@ function app:handle(conn)
         if deadline then return reject(self, st, 408) end
         return
       end
-      conn:settimeout(wait)
+      timeout(st, wait)
       local more, err = conn:receive_some(65536)
       if not more then
         if err == "timeout" and deadline then return reject(self, st, 408) end
