@@ -196,6 +196,23 @@ describe("http server request bodies", function()
     end)
   end)
 
+  it("refuses a body over the handler's limit without 100 Continue", function()
+    U.with_app(function(app)
+      app:post("/small", function(req, res)
+        local b, err, status = req:body(10)
+        if not b then return res:error(status, err) end
+        return res:send(b)
+      end)
+    end, function(srv)
+      local c <close> = U.connect(srv)
+      local text, err = U.exchange(c, "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n"
+        .. "Expect: 100-continue\r\n\r\n")
+      assert.matches("^HTTP/1%.1 413 ", text)
+      assert.not_matches("100 Continue", text)
+      assert.equal("closed", err)
+    end)
+  end)
+
   it("answers 417 to an expectation it does not know", function()
     U.with_app(hello, function(srv)
       local c <close> = U.connect(srv)

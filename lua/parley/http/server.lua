@@ -133,11 +133,13 @@ end
 -- `max_body`, a timeout 408, a malformed or short body 400).
 -- @tparam[opt] integer max a smaller limit for this call
 function request:body(max)
-  local r = reader_of(self)
-  if max and (r.max == nil or max < r.max) then r.max = max end
-  if r.kind == "length" and r.max and r.left > r.max then
+  local r = self._body
+  if r and max and (r.max == nil or max < r.max) then r.max = max end
+  if r and r.kind == "length" and r.max and r.left > r.max then
+    -- refused before any "100 Continue": the client need not send it
     return r:fail("body too large", 413)
   end
+  r = reader_of(self)
   local data, err, status = r:all()
   if not data then return nil, err, status end
   return data
