@@ -3,7 +3,8 @@
 --   local U = require "http.support.util"
 --   U.with_app(app_or_setup, function(srv) ... end [, limit])
 --   local c = U.connect(srv); U.exchange(c, bytes) -> text until close/timeout
---   U.responses(text) -> list of {status, headers, body}
+--   U.read_responses(conn, n [, head]) -> list of {status, headers, body}
+--   U.statuses(text) -> {200, 404, ...}; U.webroot() -> a temporary site
 local parley = require "parley"
 local H = require "helper"
 local http = require "parley.http"
@@ -77,8 +78,7 @@ function U.read_responses(conn, n, head)
   return out
 end
 
---- Splits raw response text into {status, head, body} (body: the rest up
--- to the next "HTTP/1.1 " status line; fine for small fixed bodies).
+--- The status codes of every status line in raw response text, in order.
 function U.statuses(text)
   local list = {}
   for code in text:gmatch("HTTP/1%.%d (%d%d%d)") do list[#list + 1] = tonumber(code) end
