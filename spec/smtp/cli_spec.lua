@@ -37,6 +37,40 @@ describe("parley send and parley serve smtp", function()
     assert.truthy(msg:find(require("mime").b64("attached text\n"), 1, true))
   end)
 
+  it("streams a large attachment and announces the message's exact SIZE", function()
+    local data = {}
+    for i = 1, 3 * 1048576 // 4096 do data[i] = string.pack(">I4", i):rep(1024) end
+    data = table.concat(data)
+    U.write(root .. "/big.bin", data)
+    local out, code = send(("--server 127.0.0.1:%d --from alice@example.org --to alice@example.org " ..
+      "--subject big --body 'see attached' --attach %s --auth alice:pw"):format(srv.port, U.q(root .. "/big.bin")))
+    assert.are.equal(0, code, out)
+    local size = tonumber(out:match("C: MAIL FROM:<alice@example.org> SIZE=(%d+)"))
+    assert.truthy(size, out)
+    local msg = U.strip_trace(U.delivered(root .. "/md", "alice")[1])
+    assert.are.equal(size, #msg)
+    local m = require("parley.mail.message").parse(msg)
+    assert.are.equal("big.bin", m.parts[2].filename)
+    assert.are.equal(data, m.parts[2]:content())
+  end)
+
+  it("sends --message-file as it is", function()
+    local raw = "From: alice@example.org\r\nTo: alice@example.org\r\nSubject: as is\r\n\r\n.dot line\r\nend\r\n"
+    U.write(root .. "/msg.eml", raw)
+    local out, code = send(("--server 127.0.0.1:%d --from alice@example.org --to alice@example.org " ..
+      "--message-file %s --auth alice:pw --quiet"):format(srv.port, U.q(root .. "/msg.eml")))
+    assert.are.equal(0, code, out)
+    assert.are.equal("", out)
+    assert.are.equal(raw, U.strip_trace(U.delivered(root .. "/md", "alice")[1]))
+  end)
+
+  it("exits 2 and names the file when an attachment cannot be read", function()
+    local out, code = send(("--server 127.0.0.1:%d --from a@ext.org --to alice@example.org --subject s --body b " ..
+      "--attach %s"):format(srv.port, U.q(root .. "/missing.txt")))
+    assert.are.equal(2, code, out)
+    assert.truthy(out:find("cannot read " .. root .. "/missing.txt", 1, true), out)
+  end)
+
   it("exits 1 and says why when a recipient is refused", function()
     local out, code = send(("--server 127.0.0.1:%d --from a@ext.org --to nobody@example.org --subject s --body b")
       :format(srv.port))

@@ -3,6 +3,7 @@
 -- @module parley.cli.send
 local cli = require "parley.cli"
 local client = require "parley.smtp.client"
+local message = require "parley.mail.message"
 
 local M = {}
 
@@ -28,13 +29,33 @@ local function slurp(path)
   return s
 end
 
--- parley.mail.message when it has landed, else our own small builder
-local function build(m)
-  local ok, message = pcall(require, "parley.mail.message")
-  if ok and type(message) == "table" and message.build then
-    return message.build(m)
+-- The message as a file handle, for client.send: it streams it and
+-- announces its exact size (RFC 1870 SIZE), so a server can refuse a
+-- message too large before any of it is sent. parley.mail.message.source
+-- encodes attachments 57 KiB at a time, read from their files; the
+-- result is spooled to an anonymous temporary file, never held whole.
+local function compose(o)
+  for _, path in ipairs(o.attach or {}) do
+    local f, err = io.open(path, "rb")
+    if not f then error("cannot read " .. path .. ": " .. tostring(err), 0) end
+    f:close()
   end
-  return require("parley.smtp.compose").build(m)
+  local atts = {}
+  for i, path in ipairs(o.attach or {}) do atts[i] = { path = path } end
+  local src, err = message.source{ from = o.from, to = o.to, subject = o.subject,
+    text = o.body or slurp(o.body_file), attachments = atts }
+  if not src then error("cannot build the message: " .. tostring(err), 0) end
+  local spool = assert(io.tmpfile())
+  while true do
+    local chunk, serr = src()
+    if not chunk then
+      if serr then spool:close() error("cannot build the message: " .. tostring(serr), 0) end
+      break
+    end
+    local ok, werr = spool:write(chunk)
+    if not ok then spool:close() error("cannot spool the message: " .. tostring(werr), 0) end
+  end
+  return spool
 end
 
 --- Runs the command; returns the exit status.
@@ -50,20 +71,16 @@ function M.main(argv)
   end
   local msg
   if o.message_file then
-    msg = slurp(o.message_file)
+    local err
+    msg, err = io.open(o.message_file, "rb")
+    if not msg then error("cannot read " .. o.message_file .. ": " .. tostring(err), 0) end
   else
-    local atts = {}
-    for _, path in ipairs(o.attach or {}) do
-      local data = slurp(path)
-      atts[#atts + 1] = { filename = path:match("([^/]+)$"), data = data, content = data }
-    end
-    msg = build{ from = o.from, to = o.to, subject = o.subject,
-      text = o.body or slurp(o.body_file), attachments = atts }
+    msg = compose(o)
   end
   local auth
   if o.auth then
     local u, p = o.auth:match("^([^:]*):(.*)$")
-    if not u then io.stderr:write("parley send: --auth wants USER:PASS\n") return 2 end
+    if not u then msg:close() io.stderr:write("parley send: --auth wants USER:PASS\n") return 2 end
     auth = { user = u, password = p, mech = o.mech }
   end
   local out = io.stdout
@@ -73,10 +90,11 @@ function M.main(argv)
     elseif auth and line:match("^C: ") and not line:match("^C: [A-Z][A-Z]+") then line = "C: ****" end
     out:write(line, "\n")
   end
-  local res, err, reply, partial = client.send{ server = o.server, from = o.from, to = o.to,
+  local res, err, _, partial = client.send{ server = o.server, from = o.from, to = o.to,
     message = msg, auth = auth, helo = o.helo, trace = trace,
     timeouts = o.timeout and { connect = o.timeout, greeting = o.timeout, command = o.timeout,
       data = o.timeout, block = o.timeout, final = o.timeout } }
+  msg:close()
   local r = res or partial
   if r and r.rejected then
     for addr, rr in pairs(r.rejected) do
