@@ -183,6 +183,17 @@ function methods:check(name, password)
   return false
 end
 
+--- The plaintext secret of a `{PLAIN}` user, for mechanisms that need it
+-- (POP3 APOP, CRAM-MD5); nil for hashed entries and unknown users.
+-- @tparam string name
+-- @treturn string|nil
+function methods:secret(name)
+  if type(name) ~= "string" then error("name must be a string", 2) end
+  local e = self.map[norm(name)]
+  if e and e.kind == "plain" then return e.secret end
+  return nil
+end
+
 --- Whether a user exists.
 function methods:exists(name)
   if type(name) ~= "string" then error("name must be a string", 2) end

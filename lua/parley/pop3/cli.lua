@@ -1,0 +1,71 @@
+--- `parley serve pop3`: the POP3 server from the command line.
+-- @module parley.pop3.cli
+local parley = require "parley"
+local cli = require "parley.cli"
+
+local M = {}
+
+local HELP = [[
+usage: parley serve pop3 --listen 127.0.0.1:1110 --maildir DIR --users FILE
+  --listen ADDR        where to listen (default 127.0.0.1:1110)
+  --maildir DIR        the store: DIR/<user>/ is each user's Maildir
+  --users FILE         passwd-file users ({PLAIN} users can also use APOP)
+  --hostname NAME      name in the greeting and APOP timestamp
+  --uidl uid|name      UIDL from the IMAP UIDs (default) or Maildir names
+  --no-apop            no APOP timestamp in the greeting
+  --auth-delay S       seconds before answering a failed login (2)
+  --max-auth-failures N  --max-connections N  --timeout S
+]]
+
+local SPEC = {
+  listen = "string", maildir = "string", users = "string", hostname = "string",
+  uidl = "string", no_apop = "flag", auth_delay = "number", max_auth_failures = "number",
+  max_connections = "number", timeout = "number", help = "flag",
+}
+
+--- Opens the store and the users file for CLI options.
+-- @return store, users; or nil, err
+function M.open(o)
+  if not o.maildir then return nil, "--maildir DIR is required" end
+  if not o.users then return nil, "--users FILE is required" end
+  local users, err = require("parley.mail.users").load(o.users)
+  if not users then return nil, "users file: " .. tostring(err) end
+  local store
+  store, err = require("parley.mail.maildir").open(o.maildir)
+  if not store then return nil, "maildir: " .. tostring(err) end
+  return store, users
+end
+
+--- Server options from parsed command-line options (store and users open).
+function M.options(o, store, users)
+  return {
+    listen = o.listen or "127.0.0.1:1110", store = store, users = users,
+    hostname = o.hostname, uidl = o.uidl, apop = not o.no_apop,
+    auth_delay = o.auth_delay, max_auth_failures = o.max_auth_failures,
+    max_connections = o.max_connections, idle_timeout = o.timeout,
+  }
+end
+
+function M.serve(argv)
+  local o = cli.parse(argv, SPEC)
+  if o.help then io.stdout:write(HELP) return 0 end
+  if o.uidl and o.uidl ~= "uid" and o.uidl ~= "name" then
+    io.stderr:write("parley: --uidl is uid or name\n") return 2
+  end
+  local store, users = M.open(o)
+  if not store then io.stderr:write("parley: ", users, "\n") return 2 end
+  local opts = M.options(o, store, users)
+  opts.on_start = function(s)
+    io.stdout:write("pop3 server on ", s.address, "\n")
+    io.stdout:flush()
+  end
+  local srv, err
+  parley.run(function()
+    srv, err = require("parley.pop3.server").serve(opts)
+    if srv then srv:wait() end
+  end)
+  if not srv then io.stderr:write("parley: ", tostring(err), "\n") return 1 end
+  return 0
+end
+
+return M
