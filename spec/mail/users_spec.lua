@@ -63,6 +63,23 @@ describe("users", function()
       assert.same({ "alice", "zed" }, u:names())
     end)
 
+    it("gives the shell and Dovecot's extra fields (the rest of the line)", function()
+      T.write(dir .. "/passwd", "strategos:{PLAIN}pw:1000:1000::/srv/lab:/bin/bash:ftp_perms=rl nodelay " ..
+        "userdb_mail=maildir:~/Maildir\nplain:{PLAIN}p:::::\n")
+      local u = assert(users.load(dir .. "/passwd"))
+      assert.same({ name = "strategos", uid = 1000, gid = 1000, home = "/srv/lab", shell = "/bin/bash",
+                    extra = { ftp_perms = "rl", nodelay = true, userdb_mail = "maildir:~/Maildir" } },
+                  u:get("strategos"))
+      assert.same({ name = "plain" }, u:get("plain"))
+      -- a copy: changing it changes nothing inside
+      u:get("strategos").extra.ftp_perms = "rwdmn"
+      assert.equal("rl", u:get("strategos").extra.ftp_perms)
+      assert.is_true(u:check("strategos", "pw"))
+      local t = users.from_table { a = { password = "x", shell = "/bin/sh", extra = { ftp_perms = "r" } } }
+      assert.same({ name = "a", shell = "/bin/sh", extra = { ftp_perms = "r" } }, t:get("a"))
+      assert.has_error(function() users.from_table { a = { password = "x", extra = "ftp_perms=r" } } end)
+    end)
+
     it("compares the domain part of user@domain without regard to case", function()
       T.write(dir .. "/passwd", "Ann@Example.ORG:{PLAIN}pw\n")
       local u = assert(users.load(dir .. "/passwd"))

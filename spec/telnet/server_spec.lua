@@ -137,6 +137,23 @@ describe("telnet server", function()
       end)
     end)
 
+    it("takes users as a parley.mail.users object or a plain table", function()
+      H.run(function()
+        for _, u in ipairs{ require("parley.mail.users").from_table{ alice = "wonderland" },
+                            { alice = "wonderland" } } do
+          local srv = T.server{ users = u, login_delay = 0.05, app = function(sess) sess:write("hi " .. sess.user .. " $ ") sess:read_line() end }
+          local c = assert(telnet.client.connect("127.0.0.1", srv.port, { timeout = 5 }))
+          assert.is_nil(c:login("alice", "wrong", { prompt = "%$ $" }))
+          c:send("alice")
+          assert.truthy(c:expect("Password: "))
+          c:send("wonderland")
+          assert.truthy(c:expect("hi alice %$ $"))
+          c:close()
+          srv:close()
+        end
+      end)
+    end)
+
     it("accepts an on_auth hook instead of a users file", function()
       H.run(function()
         local srv = T.server{ on_auth = function(u, p) return u == "x" and p == "y" end,
@@ -278,6 +295,26 @@ describe("telnet server", function()
           if not d then break end
         end
         assert.equal("closed", err)
+        c:close()
+        srv:close()
+      end)
+    end)
+
+    it("runs the shell named in the users file's shell field", function()
+      local dir = H.tmpdir()
+      finally(function() H.rmdir(dir) end)
+      local sh = dir .. "/labsh"
+      local f = assert(io.open(sh, "w"))
+      f:write("#!/bin/sh\necho \"users-file shell $((6*7))\"\n")
+      f:close()
+      os.execute("chmod +x " .. T.quote(sh))
+      local path, udir = T.users_file("lab:{PLAIN}pw:::::" .. sh .. "\n")
+      finally(function() H.rmdir(udir) end)
+      H.run(function()
+        local srv = T.server{ users = path, shell = { as = "self", login = false } }
+        local c = assert(telnet.client.connect("127.0.0.1", srv.port, { timeout = 5 }))
+        local ok, err, text = c:login("lab", "pw", { prompt = "users%-file shell 42" })
+        assert.truthy(ok, tostring(err) .. tostring(text))
         c:close()
         srv:close()
       end)

@@ -1,5 +1,5 @@
---- Mail users from a Dovecot passwd-file, for the SMTP, POP3 and IMAP
--- servers' logins.
+--- Users from a Dovecot passwd-file: the one users file behind every
+-- parley server's logins (SMTP AUTH, POP3, IMAP, FTP, Telnet).
 --
 --   local users = require "parley.mail.users"
 --   local u = assert(users.load("/etc/parley/users"))
@@ -7,7 +7,10 @@
 --
 -- File format (Dovecot passwd-file): one user a line,
 -- `name:password[:uid:gid:gecos:home:shell:extra]`; only the first two
--- fields are required. `#` comment lines and blank lines are ignored. The
+-- fields are required. `extra` (the rest of the line) holds Dovecot's
+-- extra fields, space-separated `key=value` (a bare `key` is true), e.g.
+-- `ftp_perms=r` for the FTP server; `shell` is a Telnet shell-mode
+-- user's shell. `#` comment lines and blank lines are ignored. The
 -- password is `{PLAIN}secret` (or `{CLEARTEXT}`), a crypt(3) hash (`$y$`,
 -- `$6$`, `$5$`, `$2b$`, `$1$`, optionally written `{CRYPT}$6$...`,
 -- `{SHA512-CRYPT}...`, `{BLF-CRYPT}...`), or empty (the user cannot log
@@ -55,6 +58,17 @@ local function parse_password(pw, default_scheme)
   return nil, "unsupported password scheme {" .. scheme .. "}"
 end
 
+-- Dovecot extra fields ("k=v k2 ..." -> {k = "v", k2 = true}), or nil
+local function extra_fields(s)
+  local t
+  for item in s:gmatch("%S+") do
+    local k, v = item:match("^([^=]+)=(.*)$")
+    t = t or {}
+    if k then t[k] = v else t[item] = true end
+  end
+  return t
+end
+
 local function new(entries, order, dummy)
   return setmetatable({ map = entries, order = order,
                         dummy = dummy }, mt)
@@ -87,7 +101,9 @@ local function parse(text, opts, source)
       if not entries[key] then        -- the first line for a name wins
         entries[key] = { name = name, kind = kind, secret = secret,
                          uid = tonumber(f[3]), gid = tonumber(f[4]),
-                         home = (f[6] ~= nil and f[6] ~= "") and f[6] or nil }
+                         home = (f[6] ~= nil and f[6] ~= "") and f[6] or nil,
+                         shell = (f[7] ~= nil and f[7] ~= "") and f[7] or nil,
+                         extra = extra_fields(table.concat(f, ":", 8)) }
         order[#order + 1] = name
       end
     end
@@ -116,7 +132,8 @@ function M.load(path, opts)
 end
 
 --- Users from a table: `{ name = "plaintext password", name2 = { password
--- = "...", hash = "$6$...", home = "...", uid = n, gid = n } }`. A string
+-- = "...", hash = "$6$...", home = "...", uid = n, gid = n, shell = "...",
+-- extra = { key = "value" } } }`. A string
 -- value is always a plaintext password (never parsed as a hash).
 -- @return users object `u`
 function M.from_table(t)
@@ -136,7 +153,12 @@ function M.from_table(t)
       else
         e.kind = "none"
       end
-      e.home, e.uid, e.gid = v.home, v.uid, v.gid
+      e.home, e.uid, e.gid, e.shell = v.home, v.uid, v.gid, v.shell
+      if v.extra ~= nil then
+        if type(v.extra) ~= "table" then error("user " .. name .. ": extra must be a table", 2) end
+        e.extra = {}
+        for k, x in pairs(v.extra) do e.extra[k] = x end
+      end
     else
       error("user " .. name .. ": expected a password string or a table", 2)
     end
@@ -200,12 +222,18 @@ function methods:exists(name)
   return self.map[norm(name)] ~= nil
 end
 
---- A user's record `{name=, home=, uid=, gid=}`, or nil.
+--- A user's record `{name=, home=, uid=, gid=, shell=, extra=}` (fields
+-- that are empty in the file are nil; `extra` is a fresh copy), or nil.
 function methods:get(name)
   if type(name) ~= "string" then error("name must be a string", 2) end
   local e = self.map[norm(name)]
   if not e then return nil end
-  return { name = e.name, home = e.home, uid = e.uid, gid = e.gid }
+  local extra
+  if e.extra then
+    extra = {}
+    for k, v in pairs(e.extra) do extra[k] = v end
+  end
+  return { name = e.name, home = e.home, uid = e.uid, gid = e.gid, shell = e.shell, extra = extra }
 end
 
 --- All user names, sorted.

@@ -8,14 +8,15 @@
 --     telnet.server.serve{ listen = "127.0.0.1:2323", app = "chat" }
 --
 -- `.client` (parley.telnet.client), `.server` (parley.telnet.server),
--- `.session` (the server's per-connection object), `.users` (the users
--- file), `.codec` (`core.telnet`, the C codec).
+-- `.session` (the server's per-connection object), `.users`
+-- (`parley.mail.users`, the passwd-file shared by every parley server),
+-- `.codec` (`core.telnet`, the C codec).
 -- @module parley.telnet
 local M = {}
 
 setmetatable(M, { __index = function(t, k)
   local mods = { client = "parley.telnet.client", server = "parley.telnet.server",
-                 session = "parley.telnet.session", users = "parley.telnet.users",
+                 session = "parley.telnet.session", users = "parley.mail.users",
                  shell = "parley.telnet.shell" }
   if mods[k] then
     local v = require(mods[k])

@@ -21,7 +21,7 @@
 local parley = require "parley"
 local core = require "parley.core"
 local session = require "parley.telnet.session"
-local users_mod = require "parley.telnet.users"
+local users_mod = require "parley.mail.users"
 
 local M = {}
 
@@ -81,11 +81,11 @@ local function login(sess, cfg)
     if cfg.on_auth then
       ok = cfg.on_auth(name, pass, sess)
     else
-      ok = users_mod.check(cfg.users, name, pass)
+      ok = cfg.users:check(name, pass)
     end
     if ok then
       sess.user = name
-      sess.account = type(ok) == "table" and ok or (cfg.users and cfg.users[name]) or nil
+      sess.account = type(ok) == "table" and ok or (cfg.users and cfg.users:get(name)) or nil
       return name
     end
     -- every failure costs the same time, whether the name exists or not
@@ -101,8 +101,10 @@ end
 --- Starts a Telnet server (on `parley.serve`).
 -- @tparam table opts
 -- `listen` (required), `app` (name, table or function; default "menu"),
--- `app_opts` (passed to the app's `new`), `users` (a users-file path or a
--- table from `parley.telnet.users`), `login` (default: true when `users`,
+-- `app_opts` (passed to the app's `new`), `users` (a users-file path, a
+-- `parley.mail.users` object, or a table for `parley.mail.users.from_table`:
+-- the one passwd-file every parley server reads; the `shell` field picks a
+-- shell-mode user's shell), `login` (default: true when `users`,
 -- `on_auth` or `shell` is set), `on_auth` (function(name, password, sess)
 -- -> truthy; replaces the users check), `on_connect` (function(sess) ->
 -- false to hang up at once, after the negotiation), `banner` (printed
@@ -122,6 +124,10 @@ function M.serve(opts)
     local u, err = users_mod.load(cfg.users)
     if not u then return nil, "users file: " .. tostring(err) end
     cfg.users = u
+  elseif type(cfg.users) == "table" and type(cfg.users.check) ~= "function" then
+    cfg.users = users_mod.from_table(cfg.users)
+  elseif cfg.users ~= nil and type(cfg.users) ~= "table" then
+    error("users must be a path, a parley.mail.users object or a table", 2)
   end
   if cfg.login == nil then cfg.login = cfg.users ~= nil or cfg.on_auth ~= nil or not not cfg.shell end
   if cfg.shell and not cfg.login then error("shell mode needs a login (users or on_auth)", 2) end
