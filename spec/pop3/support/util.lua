@@ -1,0 +1,157 @@
+-- Helpers for the POP3 specs: temp Maildirs, in-process servers, a raw
+-- client that speaks bytes, child-process servers, shell commands.
+local parley = require "parley"
+local lfs = require "lfs"
+local H = require "helper"
+
+local U = { H = H }
+
+function U.tmpdir(tag)
+  local p = os.tmpname()
+  os.remove(p)
+  p = p .. "-pop3-" .. (tag or "x")
+  assert(lfs.mkdir(p))
+  return p
+end
+
+function U.rmrf(p)
+  if p and p:match("^/tmp/") then os.execute("rm -rf '" .. p .. "'") end
+end
+
+function U.slurp(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function U.write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- file names in dir, sorted ({} when missing)
+function U.files(dir)
+  local out = {}
+  if not lfs.attributes(dir) then return out end
+  for n in lfs.dir(dir) do
+    if n ~= "." and n ~= ".." then out[#out + 1] = n end
+  end
+  table.sort(out)
+  return out
+end
+
+function U.store(root)
+  return assert(require("parley.mail.maildir").open(root, { fsync = false }))
+end
+
+function U.users(t)
+  return require("parley.mail.users").from_table(t or { alice = "wonderland", bob = "builder" })
+end
+
+-- an in-process server over a temp Maildir: srv, store, root
+function U.server(opts)
+  opts = opts or {}
+  local root = opts.root or U.tmpdir("md")
+  local store = opts.store or U.store(root)
+  local o = { listen = "127.0.0.1:0", store = store, users = U.users(), signals = false,
+              auth_delay = 0, hostname = "pop.test" }
+  for k, v in pairs(opts) do if k ~= "root" then o[k] = v end end
+  local srv = assert(require("parley.pop3.server").serve(o))
+  return srv, store, root
+end
+
+-- A raw client: bytes out, status lines and multi-line bodies in.
+local Raw = {}
+Raw.__index = Raw
+function U.raw(port, timeout)
+  local c = assert(parley.connect("127.0.0.1", port, { timeout = timeout or 5 }))
+  local self = setmetatable({ c = c }, Raw)
+  self.greeting = c:receive("l")
+  return self
+end
+function Raw:send(s) assert(self.c:send(s)) self.c:flush() return self end
+function Raw:line() return self.c:receive("l") end
+function Raw:cmd(line)
+  self:send(line .. "\r\n")
+  return self:line()
+end
+-- the body of a multi-line reply, as sent (still stuffed), lines joined by CRLF
+function Raw:body()
+  local lines = {}
+  for _ = 1, 100000 do
+    local l, err = self.c:receive("l")
+    if not l then return nil, err end
+    if l == "." then return table.concat(lines) end
+    lines[#lines + 1] = l .. "\r\n"
+  end
+end
+function Raw:login(user, pass)
+  assert(self:cmd("USER " .. (user or "alice")):match("^%+OK"))
+  local r = self:cmd("PASS " .. (pass or "wonderland"))
+  return r
+end
+function Raw:close() self.c:close() end
+
+function U.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- runs a shell command under timeout 60: output, ok
+function U.sh(cmd)
+  local fh = assert(io.popen("timeout 60 sh -c " .. U.q(cmd) .. " 2>&1", "r"))
+  local out = fh:read("a")
+  local ok = fh:close()
+  return out, ok
+end
+
+function U.have(prog)
+  return U.sh("command -v " .. prog) ~= ""
+end
+
+-- A child process `lua5.4 <args>` from the repository root, under
+-- `timeout 60`. It must print lines "<proto> server on HOST:PORT" (or
+-- "... on HOST:PORT"); `nlines` such lines are read (default 1).
+-- Returns { pid, ports = {proto = port}, port (first), stop() -> output }.
+function U.child(args, nlines)
+  local root = H.root
+  local cmd = ("cd %s && echo PID $$ && LUA_PATH=%s LUA_CPATH=%s exec timeout 60 lua5.4 %s 2>&1")
+    :format(U.q(root), U.q(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
+            U.q(root .. "/build/?.so;;"), args)
+  local fh = assert(io.popen("sh -c " .. U.q(cmd), "r"))
+  local pid = tonumber((fh:read("l") or ""):match("PID (%d+)"))
+  local child = { pid = pid, fh = fh, ports = {} }
+  for _ = 1, nlines or 1 do
+    local line = fh:read("l") or ""
+    local proto, port = line:match("^(%S+) .* on [^%s]*:(%d+)")
+    if not port then
+      local rest = fh:read("a")
+      fh:close()
+      error("server did not start: " .. line .. "\n" .. tostring(rest), 2)
+    end
+    child.ports[proto] = tonumber(port)
+    child.port = child.port or tonumber(port)
+  end
+  function child.stop()
+    if child.stopped then return child.out end
+    child.stopped = true
+    -- timeout(1) passes TERM on to the server
+    os.execute(("kill -TERM %d 2>/dev/null"):format(pid))
+    child.out = fh:read("a")
+    fh:close()
+    return child.out
+  end
+  return child
+end
+
+-- a users file with PLAIN users
+function U.users_file(path, t)
+  local lines = {}
+  for name, pw in pairs(t or { alice = "wonderland", bob = "builder" }) do
+    lines[#lines + 1] = name .. ":{PLAIN}" .. pw
+  end
+  table.sort(lines)
+  U.write(path, table.concat(lines, "\n") .. "\n")
+  return path
+end
+
+return U
