@@ -1,0 +1,58 @@
+--- `parley serve imap`: the IMAP server from the command line.
+-- @module parley.imap.cli
+local parley = require "parley"
+local cli = require "parley.cli"
+
+local M = {}
+
+local HELP = [[
+usage: parley serve imap --listen 127.0.0.1:1143 --maildir DIR --users FILE
+  --listen ADDR        where to listen (default 127.0.0.1:1143)
+  --maildir DIR        the store: DIR/<user>/ is each user's Maildir
+  --users FILE         passwd-file users (name:{PLAIN}secret or crypt hashes)
+  --max-connections N  --timeout S (idle, default 1800)  --auth-delay S
+  --max-errors N  --max-literal BYTES
+]]
+
+local SPEC = {
+  listen = "string", maildir = "string", users = "string", help = "flag",
+  max_connections = "number", timeout = "number", auth_delay = "number",
+  max_errors = "number", max_literal = "number",
+}
+
+--- Builds the server options from parsed command-line options.
+-- @return opts, or nil, err
+function M.options(o)
+  if not o.maildir then return nil, "--maildir DIR is required" end
+  if not o.users then return nil, "--users FILE is required" end
+  local u, err = require("parley.mail.users").load(o.users)
+  if not u then return nil, "users file: " .. tostring(err) end
+  local store
+  store, err = require("parley.mail.maildir").open(o.maildir)
+  if not store then return nil, "maildir: " .. tostring(err) end
+  return {
+    listen = o.listen or "127.0.0.1:1143", store = store, users = u,
+    max_connections = o.max_connections, idle_timeout = o.timeout,
+    auth_delay = o.auth_delay, max_errors = o.max_errors, max_literal = o.max_literal,
+  }
+end
+
+function M.serve(argv)
+  local o = cli.parse(argv, SPEC)
+  if o.help then io.stdout:write(HELP) return 0 end
+  local opts, err = M.options(o)
+  if not opts then io.stderr:write("parley: ", err, "\n") return 2 end
+  opts.on_start = function(s)
+    io.stdout:write("imap server on ", s.address, "\n")
+    io.stdout:flush()
+  end
+  local srv, serr
+  parley.run(function()
+    srv, serr = require("parley.imap.server").serve(opts)
+    if srv then srv.inner:wait() end
+  end)
+  if not srv then io.stderr:write("parley: ", tostring(serr), "\n") return 1 end
+  return 0
+end
+
+return M

@@ -1,0 +1,333 @@
+--- FETCH for the IMAP server (RFC 3501 §6.4.5, §7.4.2): message bytes,
+-- sections, ENVELOPE and BODYSTRUCTURE written in IMAP syntax.
+--
+-- Messages stored with bare LF line ends are served with CRLF (sizes then
+-- match the `,W=` field of the name, as Dovecot serves them). Only what a
+-- FETCH needs is read: FLAGS, UID and RFC822.SIZE come from the name;
+-- `BODY.PEEK[HEADER]` and `HEADER.FIELDS` read the head of the file only;
+-- anything inside the MIME tree parses the message once per command.
+-- @module parley.imap.fetch
+local core = require "parley.core"
+local message = require "parley.mail.message"
+local V = require "parley.imap.view"
+
+local imap = core.imap
+local quote = imap.quote
+local concat = table.concat
+
+local M = {}
+
+local QOPT = { atom = false }
+
+local HEAD_CHUNK = 16384
+
+-- CRLF line ends for a message read from disk.
+local function crlf(s)
+  if s:find("\n", 1, true) and (s:byte(1) == 10 or s:find("[^\r]\n")) then
+    return (s:gsub("\r?\n", "\r\n"))
+  end
+  return s
+end
+M.crlf = crlf
+
+local function nstring(s)
+  if s == nil or s == false then return "NIL" end
+  return (quote(s, QOPT))
+end
+
+--- Reads a message: the whole of it, or (head_only) its header block
+-- (with the blank line). CRLF line ends either way.
+-- @return string, or nil, err
+function M.read(view, m, head_only)
+  local fh, err = view.mb:open(m.name)
+  if not fh then return nil, err end
+  local data
+  if head_only then
+    data = fh:read(HEAD_CHUNK) or ""
+    local _, e = data:find("\n\r?\n")
+    if e then
+      fh:close()
+      return crlf(data:sub(1, e))
+    end
+    if #data == HEAD_CHUNK then data = data .. (fh:read("a") or "") end
+    fh:close()
+    data = crlf(data)
+    local _, e2 = data:find("\r\n\r\n", 1, true)
+    return e2 and data:sub(1, e2) or data
+  end
+  data = fh:read("a") or ""
+  fh:close()
+  return crlf(data)
+end
+
+--- RFC822.SIZE: the size with CRLF line ends.
+function M.size(view, m)
+  if m.vsize then return m.vsize end
+  if m.size and m.csize then return m.csize end
+  local raw = M.read(view, m)
+  m.csize = raw and #raw or m.size or 0
+  m.vsize = m.csize
+  return m.csize
+end
+
+--- INTERNALDATE: the file's mtime (as Dovecot), else the delivery time.
+function M.internaldate(view, m)
+  local t = m.idate
+  if not t then
+    local path = view.mb:path(m.name)
+    local st = path and core.fs.stat(path)
+    t = st and st.mtime or 0
+    m.idate = t
+  end
+  return os.date("!%d-%b-%Y %H:%M:%S +0000", math.floor(t))
+end
+
+---------------------------------------------------------------------------
+-- ENVELOPE and BODYSTRUCTURE
+---------------------------------------------------------------------------
+
+local function addresses(list)
+  if not list or #list == 0 then return "NIL" end
+  local out = {}
+  for i, a in ipairs(list) do
+    out[i] = "(" .. nstring(a.name) .. " " .. nstring(a.adl) .. " " ..
+             nstring(a.mailbox) .. " " .. nstring(a.host) .. ")"
+  end
+  return "(" .. concat(out) .. ")"
+end
+
+--- ENVELOPE text for a parsed message.
+function M.envelope(p)
+  local e = message.envelope(p)
+  return "(" .. nstring(e.date) .. " " .. nstring(e.subject) .. " " ..
+    addresses(e.from) .. " " .. addresses(e.sender) .. " " .. addresses(e.reply_to) .. " " ..
+    addresses(e.to) .. " " .. addresses(e.cc) .. " " .. addresses(e.bcc) .. " " ..
+    nstring(e.in_reply_to) .. " " .. nstring(e.message_id) .. ")"
+end
+
+local function params(list)
+  if not list or #list == 0 then return "NIL" end
+  local out = {}
+  for _, kv in ipairs(list) do
+    out[#out + 1] = nstring(kv[1])
+    out[#out + 1] = nstring(kv[2])
+  end
+  return "(" .. concat(out, " ") .. ")"
+end
+
+local function ext(t)
+  local disp = "NIL"
+  if t.disposition then
+    disp = "(" .. nstring(t.disposition.type) .. " " .. params(t.disposition.params) .. ")"
+  end
+  local lang = "NIL"
+  if t.language then
+    if #t.language == 1 then lang = nstring(t.language[1])
+    elseif #t.language > 1 then
+      local l = {}
+      for i, x in ipairs(t.language) do l[i] = nstring(x) end
+      lang = "(" .. concat(l, " ") .. ")"
+    end
+  end
+  return disp .. " " .. lang .. " " .. nstring(t.location)
+end
+
+local function body_text(t, extended, env_of)
+  if t.type == "multipart" then
+    local out = {}
+    for i, c in ipairs(t.parts) do out[i] = body_text(c, extended, env_of) end
+    local s = "(" .. concat(out) .. " " .. nstring(t.subtype)
+    if extended then s = s .. " " .. params(t.params) .. " " .. ext(t) end
+    return s .. ")"
+  end
+  local s = "(" .. nstring(t.type) .. " " .. nstring(t.subtype) .. " " .. params(t.params) ..
+    " " .. nstring(t.id) .. " " .. nstring(t.description) .. " " ..
+    nstring(t.encoding and t.encoding:upper() or "7BIT") .. " " .. (t.size or 0)
+  if t.type == "message" and t.subtype == "rfc822" and t.body then
+    local e = t.envelope
+    local env = "(" .. nstring(e.date) .. " " .. nstring(e.subject) .. " " ..
+      addresses(e.from) .. " " .. addresses(e.sender) .. " " .. addresses(e.reply_to) .. " " ..
+      addresses(e.to) .. " " .. addresses(e.cc) .. " " .. addresses(e.bcc) .. " " ..
+      nstring(e.in_reply_to) .. " " .. nstring(e.message_id) .. ")"
+    s = s .. " " .. env .. " " .. body_text(t.body, extended, env_of) .. " " .. (t.lines or 0)
+  elseif t.type == "text" then
+    s = s .. " " .. (t.lines or 0)
+  end
+  if extended then s = s .. " " .. nstring(t.md5) .. " " .. ext(t) end
+  return s .. ")"
+end
+
+--- BODYSTRUCTURE (extended) or BODY text for a parsed message.
+function M.bodystructure(p, extended)
+  return body_text(message.bodystructure(p), extended)
+end
+
+---------------------------------------------------------------------------
+-- Sections
+---------------------------------------------------------------------------
+
+-- The fields of a header block named in `names` (or not, with `invert`),
+-- followed by the blank line (RFC 3501 §6.4.5 HEADER.FIELDS).
+local function header_fields(block, names, invert)
+  local want = {}
+  for _, n in ipairs(names) do want[n:upper()] = true end
+  local out, keep = {}, false
+  for line in block:gmatch("[^\n]*\n") do
+    if line == "\r\n" or line == "\n" then break end
+    local c = line:byte(1)
+    if c == 32 or c == 9 then
+      if keep then out[#out + 1] = line end
+    else
+      local name = line:match("^([^:]+):")
+      keep = name ~= nil and (want[name:upper()] == true) ~= (invert == true)
+      if keep then out[#out + 1] = line end
+    end
+  end
+  out[#out + 1] = "\r\n"
+  return concat(out)
+end
+
+local function head_end(raw)
+  local _, e = raw:find("\r\n\r\n", 1, true)
+  return e or #raw
+end
+
+--- The bytes of a BODY[section] (no partial applied), or nil, err.
+-- `ctx` caches the raw message and its parse for this message.
+function M.section_bytes(view, m, att, ctx)
+  local part = att.part
+  local text = att.text
+  local simple = (part == nil or #part == 0)
+  if simple and (text == "HEADER" or text == "HEADER.FIELDS" or text == "HEADER.FIELDS.NOT") then
+    local head = ctx.raw or ctx.head
+    if not head then
+      head = M.read(view, m, true)
+      if not head then return nil, "cannot read message" end
+      ctx.head = head
+    end
+    local block = head:sub(1, head_end(head))
+    if text == "HEADER" then return block end
+    return header_fields(block, att.fields or {}, text == "HEADER.FIELDS.NOT")
+  end
+  local raw = ctx.raw
+  if not raw then
+    raw = M.read(view, m)
+    if not raw then return nil, "cannot read message" end
+    ctx.raw = raw
+  end
+  if simple and text == nil then return raw end
+  if simple and text == "TEXT" then return raw:sub(head_end(raw) + 1) end
+  local p = ctx.parsed
+  if not p then p = message.parse(raw); ctx.parsed = p end
+  local spec = part and concat(part, ".") or ""
+  if text == "HEADER.FIELDS" or text == "HEADER.FIELDS.NOT" then
+    local off, size = message.section(p, spec == "" and "HEADER" or spec .. ".HEADER")
+    if not off then return "" end
+    return header_fields(raw:sub(off + 1, off + size), att.fields or {}, text == "HEADER.FIELDS.NOT")
+  end
+  if text then spec = spec == "" and text or spec .. "." .. text end
+  local off, size = message.section(p, spec)
+  if not off then return "" end   -- a part that does not exist is empty (Dovecot: NIL)
+  return raw:sub(off + 1, off + size)
+end
+
+local function literal(s)
+  return { raw = "{" .. #s .. "}\r\n" .. s }
+end
+
+--- Runs a FETCH: sends one `* n FETCH` per message.
+-- @tparam table s the session (`s.conn`, `s.view`)
+-- @tparam table seqs ascending sequence numbers
+-- @tparam table atts from `imap.parse_fetch_atts`
+-- @tparam boolean uid a UID FETCH (UID is always included)
+-- @return true, or nil, err
+function M.run(s, seqs, atts, uid)
+  local view, conn = s.view, s.conn
+  local want_uid, want_flags = uid, false
+  local sets_seen = false
+  for _, a in ipairs(atts) do
+    if a.name == "UID" then want_uid = true end
+    if a.name == "FLAGS" then want_flags = true end
+    if (a.name == "BODY" and a.section and not a.peek) or a.name == "RFC822"
+        or a.name == "RFC822.TEXT" then
+      sets_seen = true
+    end
+    if a.name == "BINARY" or a.name == "BINARY.SIZE" then return nil, "BINARY is not supported" end
+  end
+  if view.readonly then sets_seen = false end
+  local msgs = view.msgs
+  local fetch_response = imap.fetch_response
+  local items = {}
+  local missing = false
+  for _, i in ipairs(seqs) do
+    local m = msgs[i]
+    local n = 0
+    local ctx = {}
+    local flags_changed = false
+    if sets_seen and not m.flags:find("S", 1, true) then
+      local letters = V.letters(V.imap_flags(m.flags .. "S"))
+      if view:set_flags(m, letters) then flags_changed = true end
+    end
+    local ok = true
+    for _, a in ipairs(atts) do
+      local name = a.name
+      local value
+      if name == "UID" then
+        -- written first below
+      elseif name == "FLAGS" then
+        value = V.imap_flags(m.flags, m.recent)
+      elseif name == "RFC822.SIZE" then
+        value = M.size(view, m)
+      elseif name == "INTERNALDATE" then
+        value = M.internaldate(view, m)
+      elseif name == "ENVELOPE" or name == "BODYSTRUCTURE" or (name == "BODY" and not a.section) then
+        local raw = ctx.raw
+        if not raw then raw = M.read(view, m); ctx.raw = raw end
+        if not raw then ok = false; break end
+        local p = ctx.parsed
+        if not p then p = message.parse(raw); ctx.parsed = p end
+        if name == "ENVELOPE" then value = { raw = M.envelope(p) }
+        else value = { raw = M.bodystructure(p, name == "BODYSTRUCTURE") } end
+      elseif name == "RFC822" or name == "RFC822.HEADER" or name == "RFC822.TEXT" or name == "BODY" then
+        local att = a
+        if name == "RFC822" then att = { text = nil }
+        elseif name == "RFC822.HEADER" then att = { text = "HEADER" }
+        elseif name == "RFC822.TEXT" then att = { text = "TEXT" } end
+        local data = M.section_bytes(view, m, att, ctx)
+        if not data then ok = false; break end
+        if a.partial then
+          local origin, len = a.partial[1], a.partial[2]
+          if origin >= #data then data = ""
+          else data = data:sub(origin + 1, len and origin + len or #data) end
+        end
+        value = literal(data)
+      else
+        return nil, "unknown fetch item " .. tostring(name)
+      end
+      if value ~= nil then
+        n = n + 1; items[n] = a.key or name
+        n = n + 1; items[n] = value
+      end
+    end
+    if ok then
+      if want_uid then
+        table.insert(items, 1, m.uid)
+        table.insert(items, 1, "UID")
+        n = n + 2
+      end
+      if flags_changed and not want_flags then
+        n = n + 1; items[n] = "FLAGS"
+        n = n + 1; items[n] = V.imap_flags(m.flags, m.recent)
+      end
+      for k = #items, n + 1, -1 do items[k] = nil end
+      conn:send(fetch_response(i, items))
+    else
+      missing = true
+    end
+    for k = n, 1, -1 do items[k] = nil end
+  end
+  if missing then return nil, "some messages could not be read (expunged?)" end
+  return true
+end
+
+return M

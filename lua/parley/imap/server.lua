@@ -1,0 +1,309 @@
+--- IMAP server (RFC 3501 IMAP4rev1) over the shared Maildir store.
+--
+--     local server = require "parley.imap.server"
+--     local srv = server.serve{ listen = "127.0.0.1:1143",
+--       store = maildir.open("/var/mail"), users = users.load("/etc/parley/users") }
+--
+-- Extensions: IDLE (2177), UIDPLUS (4315), MOVE (6851), LITERAL+ (7888),
+-- NAMESPACE (2342), ENABLE (5161), SPECIAL-USE (6154), UNSELECT (3691),
+-- CHILDREN (3348), ID (2971), SASL-IR (4959), AUTH=PLAIN (4616).
+-- Not implemented: CONDSTORE/QRESYNC, IMAP4rev2, keywords (PERMANENTFLAGS
+-- lists the five system flags only, without `\*`), STARTTLS.
+--
+-- Sessions of one process on one mailbox see each other's changes at the
+-- next command (EXISTS, EXPUNGE, FETCH FLAGS, RFC 3501 §7); an IDLE
+-- session is told within a quarter second (it polls the Maildir's
+-- directory mtimes, and wakes at once for changes made in this process:
+-- `srv:changed(user [, folder])` or `server.changed(dir)` from an
+-- in-process SMTP server's `on_delivered`).
+--
+-- Hooks (optional): `on_connect(s)` returns false to refuse (BYE);
+-- `on_auth(s, user, password)` returns true/false to decide alone (nil:
+-- check `users`); `on_command(s, cmd)` returns true when it handled a
+-- command itself (cmd = {tag=, name=, uid=, args=}).
+-- @module parley.imap.server
+local parley = require "parley"
+local core = require "parley.core"
+local V = require "parley.imap.view"
+local commands = require "parley.imap.commands"
+
+local imap = core.imap
+
+local M = {}
+
+--- Limits and their defaults.
+M.DEFAULTS = {
+  max_line = 65536,          -- command line without CRLF
+  max_line_unauth = 8192,    -- before login
+  max_literal = 64 * 1048576, -- any literal (APPEND message size)
+  max_literal_unauth = 4096, -- before login (RFC 7888 §4)
+  max_memory_literal = 1048576, -- larger literals are spooled to a temp file
+  max_depth = 64,            -- nested parentheses
+  max_errors = 10,           -- BAD commands before BYE
+  max_errors_unauth = 5,     -- before login
+  auth_delay = 2,            -- seconds before answering a failed login
+  max_auth_failures = 3,     -- failed logins before BYE
+  idle_timeout = 1800,       -- waiting for a command (RFC 3501 §5.4: >= 30 min)
+  login_timeout = 60,        -- waiting for a command before login
+  idle_poll = 0.25,          -- seconds between Maildir checks while IDLE
+  grace = 5,
+}
+
+M.CAPABILITIES = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE"
+
+local session = {}
+session.__index = session
+M.session = session
+
+--- Queues one response line (the CRLF must be included).
+function session:send(line) return self.conn:send(line) end
+
+--- Tagged reply: `tag OK|NO|BAD [code] text`.
+function session:reply(tag, kind, text, code)
+  if code then text = "[" .. code .. "] " .. text end
+  self.conn:send(tag .. " " .. kind .. " " .. text .. "\r\n")
+end
+
+-- a BAD, counted; BYE after too many
+function session:bad(tag, text)
+  self.errors = self.errors + 1
+  self:reply(tag or "*", "BAD", text)
+  local max = self.user and self.opts.max_errors or self.opts.max_errors_unauth
+  if self.errors >= max then
+    self.conn:send("* BYE too many bad commands\r\n")
+    self.done = true
+  end
+end
+
+function session:set_state(user)
+  self.user = user
+  self.parser:set_authenticated(user ~= nil)
+  self.conn:setoption("max-line", self.opts.max_line + 2)
+  self.conn:settimeout(self.opts.idle_timeout)
+end
+
+--- Brings the selected mailbox up to date (sends EXISTS/EXPUNGE/FETCH).
+function session:sync(expunge_ok, force)
+  local v = self.view
+  if not v then return end
+  v:sync(function(line) self.conn:send(line) end, expunge_ok, force)
+  if v.broken then
+    self.done = true
+  end
+end
+
+-- Reads one whole command (lines and literals). Returns cmd, or nil, err
+-- ("closed" and other I/O errors end the session; a syntax error is
+-- answered here and gives nil, nil).
+local function read_command(s)
+  local conn, parser = s.conn, s.parser
+  local line, err = conn:receive("l")
+  if not line then
+    if err == "line too long" then
+      parser:reset()
+      s:bad("*", "line too long")
+      return nil, nil
+    end
+    return nil, err
+  end
+  local spool = {}
+  while true do
+    local r, a, b, c, d = parser:feed_line(line)
+    if r == "done" then return a, nil, spool end
+    if r == nil then
+      -- a refused literal: a, b = reason, tag; c = n (when a literal)
+      local reason, tag = a, b
+      parser:reset()
+      if c then
+        -- the literal was refused before "+": a synchronising one never
+        -- comes; a non-synchronising one is on its way and cannot be
+        -- told apart from commands, so the connection ends
+        if d then
+          s:reply(tag or "*", "BAD", reason)
+          conn:send("* BYE literal refused\r\n")
+          s.done = true
+          return nil, nil
+        end
+        if tag and tag ~= "*" then s:reply(tag, "NO", reason, "TOOBIG")
+        else s:bad("*", reason) end
+        s.errors = s.errors + 1
+        return nil, nil
+      end
+      s:bad(tag, reason)
+      return nil, nil
+    end
+    -- r == "literal": a = n, b = nonsync
+    local n, nonsync = a, b
+    if not nonsync then
+      conn:send("+ Ready for literal data\r\n")
+      conn:flush()
+    end
+    local value
+    if n > s.opts.max_memory_literal then
+      local fh = io.tmpfile()
+      local got, rerr = conn:receive_to(fh, n)
+      if not got then fh:close(); return nil, rerr end
+      fh:seek("set", 0)
+      value = fh
+      spool[#spool + 1] = fh
+    else
+      local data, rerr = conn:receive(n)
+      if not data then return nil, rerr end
+      value = data
+    end
+    r, a, b = parser:feed_literal(value)
+    if r == nil then
+      s:bad(b, a)
+      return nil, nil
+    end
+    line, err = conn:receive("l")
+    if not line then
+      if err == "line too long" then
+        parser:reset()
+        s:bad("*", "line too long")
+        return nil, nil
+      end
+      return nil, err
+    end
+  end
+end
+
+local function run_session(srv, conn)
+  local o = srv.opts
+  local ip, port = conn:getpeername()
+  local s = setmetatable({ conn = conn, srv = srv, opts = o, store = o.store, users = o.users,
+    ip = ip, port = port, errors = 0, auth_failures = 0, enabled = {} }, session)
+  s.parser = imap.command_parser{
+    max_line = o.max_line, max_literal = o.max_literal,
+    max_literal_unauth = o.max_literal_unauth, max_depth = o.max_depth,
+  }
+  srv.sessions[s] = true
+  conn:setoption("max-line", o.max_line_unauth + 2)
+  conn:settimeout(o.login_timeout)
+  if o.on_connect and o.on_connect(s) == false then
+    conn:send("* BYE access refused\r\n")
+    conn:flush()
+    srv.sessions[s] = nil
+    return
+  end
+  if o.preauth then
+    s:set_state(o.preauth)
+    conn:send("* PREAUTH [CAPABILITY " .. M.CAPABILITIES .. "] " .. o.greeting .. "\r\n")
+  else
+    conn:send("* OK [CAPABILITY " .. M.CAPABILITIES .. " AUTH=PLAIN] " .. o.greeting .. "\r\n")
+  end
+  while not s.done and not srv.closing do
+    local cmd, err, spool = read_command(s)
+    if cmd then
+      s.busy = true
+      local ok, herr = xpcall(commands.dispatch, debug.traceback, s, cmd)
+      s.busy = false
+      for _, fh in ipairs(spool or {}) do pcall(fh.close, fh) end
+      if not ok then
+        parley.log("imap: " .. tostring(herr))
+        s:reply(cmd.tag, "NO", "[SERVERBUG] internal error")
+      end
+    elseif err then
+      if err == "timeout" then
+        conn:send("* BYE autologout, idle for too long\r\n")
+      elseif err == "bare lf" then
+        -- strict CRLF framing: say so, once, and go on
+        s:bad("*", "line must end with CRLF")
+        if not s.done then goto continue end
+      end
+      break
+    end
+    ::continue::
+  end
+  if srv.closing and not s.done then conn:send("* BYE server shutting down\r\n") end
+  if s.view then s.view:close(); s.view = nil end
+  conn:flush()
+  srv.sessions[s] = nil
+end
+
+local srv_methods = {}
+srv_methods.__index = srv_methods
+
+--- Stops the server: BYE to every session, then close.
+function srv_methods:close(grace)
+  self.closing = true
+  for s in pairs(self.sessions) do
+    if not s.busy then
+      s.conn:send("* BYE server shutting down\r\n")
+      s.conn:flush()
+      s.conn:close()
+    end
+  end
+  return self.inner:close(grace or self.opts.grace)
+end
+
+--- Number of sessions running.
+function srv_methods:connections() return self.inner:connections() end
+
+--- Tells IDLE sessions of this process that `user`'s mailbox changed.
+function srv_methods:changed(user, folder)
+  local dir = self.opts.store:path(user, folder)
+  if dir then V.changed(dir) end
+end
+
+--- Tells the sessions of this process that the Maildir `dir` changed.
+M.changed = V.changed
+
+--- Starts an IMAP server.
+-- @tparam table opts `listen` (address, default "127.0.0.1:1143"),
+-- `store` (parley.mail.maildir store, required), `users`
+-- (parley.mail.users, required unless `on_auth` decides alone),
+-- `greeting` ("parley IMAP ready"), `preauth` (a user name: PREAUTH
+-- greeting, for tests), the hooks, and the limits in `DEFAULTS`; plus
+-- parley.serve's `max_connections`, `on_start`, `signals`, `backlog`,
+-- `reuseport`, `on_error`.
+-- @return server (`port`, `address`, `close([grace])`, `connections()`,
+-- `changed(user [, folder])`), or nil, err
+function M.serve(opts)
+  if type(opts) ~= "table" then error("serve expects an options table", 2) end
+  local o = {}
+  for k, v in pairs(M.DEFAULTS) do o[k] = v end
+  for k, v in pairs(opts) do o[k] = v end
+  if type(o.store) ~= "table" then error("serve needs a store (parley.mail.maildir)", 2) end
+  if not o.users and not o.on_auth and not o.preauth then
+    error("serve needs users (parley.mail.users) or an on_auth hook", 2)
+  end
+  for _, h in ipairs { "on_connect", "on_auth", "on_command" } do
+    if o[h] ~= nil and type(o[h]) ~= "function" then error(h .. " must be a function", 2) end
+  end
+  o.greeting = o.greeting or "parley IMAP ready"
+  if o.greeting:find("[\r\n%z]") then error("greeting must be one line", 2) end
+  local srv = setmetatable({ opts = o, sessions = setmetatable({}, { __mode = "k" }) }, srv_methods)
+  local user_start = o.on_start
+  local inner, err = parley.serve{
+    listen = o.listen or "127.0.0.1:1143",
+    handler = function(conn) return run_session(srv, conn) end,
+    max_connections = o.max_connections,
+    grace = o.grace,
+    signals = false,
+    backlog = o.backlog,
+    reuseport = o.reuseport,
+    on_error = o.on_error,
+    timeout = o.login_timeout,
+    max_line = o.max_line_unauth + 2,
+    on_start = function(inner)
+      srv.inner = inner
+      srv.port, srv.host, srv.address = inner.port, inner.host, inner.address
+      if o.signals ~= false then
+        local function stop()
+          parley.on_signal("INT", nil)
+          parley.on_signal("TERM", nil)
+          srv:close()
+        end
+        parley.on_signal("INT", stop)
+        parley.on_signal("TERM", stop)
+      end
+      if user_start then user_start(srv) end
+    end,
+  }
+  if not inner then return nil, err end
+  srv.inner = inner
+  return srv
+end
+
+return M
