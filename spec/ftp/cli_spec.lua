@@ -8,7 +8,7 @@ local q = F.quote
 describe("parley serve ftp", function()
   it("serves a root with --anonymous, --users, --pasv-ports and --pasv-address", function()
     local t = F.tree()
-    F.write(t.base .. "/users", "alice:pw:users/alice:rw\n")
+    F.write(t.base .. "/users", "alice:{PLAIN}pw::::users/alice::ftp_perms=rw\n")
     local lo = 43000 + math.random(0, 2000)
     local child = F.parley_child(("--root %s --anonymous --users %s --pasv-ports %d-%d --pasv-address 127.0.0.1")
       :format(q(t.root), q(t.base .. "/users"), lo, lo + 20))

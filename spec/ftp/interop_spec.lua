@@ -16,7 +16,7 @@ describe("ftp interop #interop", function()
   setup(function()
     t = F.tree()
     users_file = t.base .. "/users"
-    F.write(users_file, "alice:secret:.:rwdmn\n")
+    F.write(users_file, "alice:{PLAIN}secret\n")   -- home empty: the root; ftp_perms rwdmn
     child = F.parley_child("--root " .. q(t.root) .. " --anonymous --users " .. q(users_file))
     url = "ftp://127.0.0.1:" .. child.port
   end)

@@ -13,9 +13,12 @@ usage: parley serve ftp --listen 127.0.0.1:2121 --root DIR [--anonymous]
                       without a root of their own (required)
   --anonymous         allow USER anonymous (read-only)
   --anonymous-write   let anonymous users upload, delete, mkdir and rename
-  --users FILE        lines name:password:root[:perms]; perms are letters
-                      r read, w write, d delete, m mkdir, n rename (default r);
-                      a relative root is taken under --root
+  --users FILE        the users file every parley server shares (Dovecot
+                      passwd-file): name:{PLAIN}secret:uid:gid::home::ftp_perms=rwdmn
+                      (or a crypt(3) hash for the password). The FTP root is
+                      home: under --root when relative, --root when empty.
+                      ftp_perms letters: r read, w write, d delete, m mkdir,
+                      n rename (default rwdmn)
   --pasv-ports LO-HI  passive data ports (default: any free port)
   --pasv-address ADDR address announced in 227 replies (NAT)
   --xferlog FILE      append an xferlog(5) line per transfer

@@ -30,6 +30,7 @@
 local parley = require "parley"
 local core = require "parley.core"
 local vfs = require "parley.ftp.vfs"
+local users_mod = require "parley.mail.users"
 local ftp = core.ftp
 
 local M = {}
@@ -69,49 +70,67 @@ function M.perms(letters)
   return p
 end
 
---- Reads a users file: one user a line, `name:password:root[:perms]`;
--- `#` starts a comment line; a relative root is taken under `base`;
--- perms default to "r".
--- @treturn table name -> {password=, root=, perms=}
-function M.read_users(path, base)
-  local fh, err = io.open(path, "r")
-  if not fh then return nil, err end
-  local users, n = {}, 0
-  for line in fh:lines() do
-    n = n + 1
-    line = line:gsub("\r$", "")
-    if not line:match("^%s*#") and line:match("%S") then
-      local name, pass, root, perms = line:match("^([^:]+):([^:]*):([^:]*):?([rwdmn]*)$")
-      if not name then
-        fh:close()
-        return nil, ("%s:%d: want name:password:root[:perms]"):format(path, n)
-      end
-      if root == "" then root = "/" end
-      if root:sub(1, 1) ~= "/" and base then root = base .. "/" .. root
-      elseif base and root:sub(1, 1) == "/" then root = root end
-      users[name] = { password = pass, root = root, perms = perms ~= "" and perms or "r" }
+--- The FTP accounts of a `parley.mail.users` object (the passwd-file
+-- every parley server shares, `name:{PLAIN}secret:uid:gid::home::extra`):
+-- the root is the user's `home` (taken under `base` when relative, `base`
+-- itself when empty); the permissions are the extra field
+-- `ftp_perms=LETTERS` (default "rwdmn": a real user may change files).
+-- @param users a `parley.mail.users` object
+-- @tparam[opt] string base the server's root
+-- @treturn table name -> {root=, perms=}, or nil, err
+function M.accounts(users, base)
+  local out = {}
+  for _, name in ipairs(users:names()) do
+    local u = users:get(name)
+    local root = u.home
+    if root == nil then root = base
+    elseif root:sub(1, 1) ~= "/" and base then root = base .. "/" .. root
+    elseif root:sub(1, 1) ~= "/" then root = nil end
+    if not root then return nil, "user " .. name .. ": no root (a relative or empty home needs the server's root)" end
+    local perms = u.extra and u.extra.ftp_perms
+    if perms == nil then perms = "rwdmn"
+    elseif type(perms) ~= "string" or not perms:match("^[rwdmn]*$") then
+      return nil, "user " .. name .. ": ftp_perms wants letters of rwdmn"
     end
+    out[name] = { root = root, perms = perms }
   end
-  fh:close()
-  return users
+  return out
 end
 
-local fs = core.fs
+--- Reads the shared users file (a Dovecot passwd-file, see
+-- `parley.mail.users` and `accounts`).
+-- @tparam string path
+-- @tparam[opt] string base the server's root
+-- @return accounts (name -> {root=, perms=}) and the users object (for
+-- password checks), or nil, err
+function M.read_users(path, base)
+  local users, err = users_mod.load(path)
+  if not users then return nil, err end
+  local accounts, aerr = M.accounts(users, base)
+  if not accounts then return nil, path .. ": " .. aerr end
+  return accounts, users
+end
 
---- Checks a password against a stored one: a crypt(3) hash ("$y$...",
--- "$6$...", "$2b$..." ...) when core.fs offers crypt, plain text
--- otherwise; compared in constant time.
-function M.check_password(stored, given)
-  if type(stored) ~= "string" or type(given) ~= "string" then return false end
-  if stored:match("^%$[%w]+%$") and fs and fs.crypt then
-    local h = fs.crypt(given, stored)
-    return h ~= nil and (fs.equal and fs.equal(h, stored) or h == stored)
+-- The `users` option as a users object and accounts: a `parley.mail.users`
+-- object, or a table name -> {password=, root=, perms=} (password: plain
+-- text, or a crypt(3) hash "$y$...", "$6$..."; perms default "r").
+local function table_users(t, base)
+  if type(t.check) == "function" then
+    local accounts, err = M.accounts(t, base)
+    if not accounts then return nil, err end
+    return t, accounts
   end
-  if fs and fs.equal then return fs.equal(stored, given) end
-  if #stored ~= #given then return false end
-  local diff = 0
-  for i = 1, #given do diff = diff | (stored:byte(i) ~ given:byte(i)) end
-  return diff == 0
+  local entries, accounts = {}, {}
+  for name, u in pairs(t) do
+    if type(name) ~= "string" or type(u) ~= "table" then
+      error("ftp server: users wants name -> {password=, root=, perms=}", 3)
+    end
+    local pw = u.password
+    if type(pw) == "string" and pw:match("^%$[%w]+%$") then entries[name] = { hash = pw }
+    else entries[name] = { password = pw } end
+    accounts[name] = { root = u.root or base, perms = u.perms or "r" }
+  end
+  return users_mod.from_table(entries), accounts
 end
 
 local function unmap(ip)
@@ -440,9 +459,9 @@ function C.PASS(s, arg)
     if (lname == "anonymous" or lname == "ftp") and o.anonymous then
       acct = { root = o.anonymous_root or o.root, perms = o.anonymous_perms, anonymous = true }
       s.anon_pass = arg
-    else
-      local u = srv.users and srv.users[s.user]
-      if u and M.check_password(u.password, arg) then acct = u end
+    elseif srv.users and srv.users:check(s.user, arg) then
+      -- the record's own spelling of the name (user@Domain compares caseless)
+      acct = srv.accounts[srv.users:get(s.user).name]
     end
   end
   local account, err
@@ -1042,7 +1061,9 @@ ftpserver.__name = "parley.ftp.server"
 -- @tparam table opts `listen`, `root` (directory for users without one and
 -- for anonymous), `anonymous` (false), `anonymous_root` (root),
 -- `anonymous_perms` ("r"), `users` (table name -> {password=, root=,
--- perms="rwdmn"}) or `users_file` (path), and every field of `DEFAULTS`;
+-- perms="rwdmn"} with perms default "r", or a `parley.mail.users` object)
+-- or `users_file` (the shared passwd-file: see `read_users`), and every
+-- field of `DEFAULTS`;
 -- hooks `on_connect(session)` (return false, reason to refuse with 421),
 -- `on_auth(user, pass, session)` (return {root=, perms=} or nil),
 -- `on_command(session, verb, arg)` (return true when it replied itself).
@@ -1062,22 +1083,28 @@ function M.serve(opts)
     if not view then return nil, err end
     o.root = view.root
   end
-  local users = o.users
-  if o.users_file then
-    local u, err = M.read_users(o.users_file, o.root)
-    if not u then return nil, err end
-    users = users or {}
-    for k, v in pairs(u) do users[k] = v end
+  if o.users ~= nil and o.users_file ~= nil then
+    error("ftp server: give users or users_file, not both", 2)
   end
-  srv.users = users
-  if users then
-    for name, u in pairs(users) do
-      u.root = u.root or o.root
-      if not u.root then error("ftp server: user " .. name .. " has no root", 2) end
-      local view, err = vfs.new(u.root)
-      if not view then return nil, "user " .. name .. ": " .. err end
-      u.view = view
-    end
+  if o.users ~= nil and type(o.users) ~= "table" then
+    error("ftp server: users must be a table or a parley.mail.users object", 2)
+  end
+  local users, accounts
+  if o.users_file then
+    accounts, users = M.read_users(o.users_file, o.root)
+    if not accounts then return nil, users end
+  elseif o.users then
+    users, accounts = table_users(o.users, o.root)
+    if not users then return nil, accounts end
+  end
+  srv.users, srv.accounts = users, accounts
+  for name, u in pairs(accounts or {}) do
+    if not u.root then error("ftp server: user " .. name .. " has no root", 2) end
+    local ok, perms = pcall(M.perms, u.perms)
+    if not ok then error("ftp server: user " .. name .. ": " .. perms, 2) end
+    local view, err = vfs.new(u.root)
+    if not view then return nil, "user " .. name .. ": " .. err end
+    u.view, u.perms = view, perms
   end
   if o.pasv_ports then
     local lo, hi
