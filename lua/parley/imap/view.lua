@@ -30,6 +30,8 @@ local M = {}
 local TO_LETTER = { ["\\SEEN"] = "S", ["\\ANSWERED"] = "R", ["\\FLAGGED"] = "F",
                     ["\\DELETED"] = "T", ["\\DRAFT"] = "D" }
 local FROM_LETTER = { S = "\\Seen", R = "\\Answered", F = "\\Flagged", T = "\\Deleted", D = "\\Draft" }
+-- the order FLAGS lists them in
+local ORDER = { "R", "F", "T", "S", "D" }
 M.TO_LETTER, M.FROM_LETTER = TO_LETTER, FROM_LETTER
 M.FLAGS = "(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
 M.PERMANENTFLAGS = "(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
@@ -63,9 +65,9 @@ function M.cond(dir) return share(dir).cond end
 -- @treturn table array of flag atoms
 function M.imap_flags(letters, recent)
   local t = {}
-  for c in letters:gmatch(".") do
-    local f = FROM_LETTER[c]
-    if f then t[#t + 1] = f end
+  for i = 1, 5 do
+    local c = ORDER[i]
+    if letters:find(c, 1, true) then t[#t + 1] = FROM_LETTER[c] end
   end
   if recent then t[#t + 1] = "\\Recent" end
   return t
