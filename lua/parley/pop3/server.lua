@@ -18,7 +18,9 @@
 -- Octet counts are the size with CRLF line ends (`,W=` in the file name,
 -- computed once by reading the file when a name lacks it), and RETR/TOP
 -- send exactly that form: bare LF becomes CRLF, a leading "." is doubled,
--- the file is read and sent in 64 KiB chunks (never one big string).
+-- the file is read and sent in 64 KiB chunks (never one big string). A
+-- file without a final line end gets CRLF before the terminating dot (the
+-- terminator needs it); its count stays the stored size, as Dovecot's.
 -- RETR sets the Maildir `S` (seen) flag at once, the way IMAP sees it.
 -- UIDL: `%08X%08X` of the message's IMAP UID and the UIDVALIDITY from the
 -- store's uidlist (Dovecot's default format), so POP3 and IMAP agree and
