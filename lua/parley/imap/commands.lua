@@ -328,6 +328,7 @@ function H.APPEND(s, cmd, args)
     local k = kinds:sub(i, i)
     if k == "(" and not flags and i == 2 then
       flags = args[i]
+      if flags.kinds:find("[^a]") then return "BAD", "flags must be atoms" end
     elseif k == "q" and not date then
       date = parse_datetime(args[i])
       if not date then return "BAD", "invalid date-time" end
@@ -500,6 +501,7 @@ function H.STORE(s, cmd, args)
   if args.kinds:sub(3, 3) == "(" then
     if #args ~= 3 then return "BAD", "STORE takes one flag list" end
     list = args[3]
+    if list.kinds:find("[^a]") then return "BAD", "flags must be atoms" end
   else
     for i = 3, #args do
       if args.kinds:sub(i, i) ~= "a" then return "BAD", "flags expected" end

@@ -92,12 +92,20 @@ function session:sync(expunge_ok, force)
   end
 end
 
+-- One line; a line ended by a bare LF is taken too (as Dovecot does:
+-- people type IMAP with netcat).
+local function receive_line(conn)
+  local line, err, partial = conn:receive("l")
+  if not line and err == "bare lf" then return partial end
+  return line, err
+end
+
 -- Reads one whole command (lines and literals). Returns cmd, or nil, err
 -- ("closed" and other I/O errors end the session; a syntax error is
 -- answered here and gives nil, nil).
 local function read_command(s)
   local conn, parser = s.conn, s.parser
-  local line, err = conn:receive("l")
+  local line, err = receive_line(conn)
   if not line then
     if err == "line too long" then
       parser:reset()
@@ -156,7 +164,7 @@ local function read_command(s)
       s:bad(b, a)
       return nil, nil
     end
-    line, err = conn:receive("l")
+    line, err = receive_line(conn)
     if not line then
       if err == "line too long" then
         parser:reset()
@@ -206,14 +214,9 @@ local function run_session(srv, conn)
     elseif err then
       if err == "timeout" then
         conn:send("* BYE autologout, idle for too long\r\n")
-      elseif err == "bare lf" then
-        -- strict CRLF framing: say so, once, and go on
-        s:bad("*", "line must end with CRLF")
-        if not s.done then goto continue end
       end
       break
     end
-    ::continue::
   end
   if srv.closing and not s.done then conn:send("* BYE server shutting down\r\n") end
   if s.view then s.view:close(); s.view = nil end
