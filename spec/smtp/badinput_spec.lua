@@ -4,17 +4,7 @@ local U = require "smtp.support.util"
 local H = U.H
 local parley = require "parley"
 
-local function with_server(opts, fn)
-  local root
-  H.run(function()
-    local srv
-    srv, root = U.server(opts)
-    local ok, err = pcall(fn, srv, root)
-    srv:close(0)
-    if not ok then error(err, 0) end
-  end, 30)
-  U.rmrf(root)
-end
+local with_server = U.with_server
 
 local function start_data(r, to)
   assert.are.equal(250, (r:cmd("MAIL FROM:<a@ext.org>")))

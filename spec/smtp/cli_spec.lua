@@ -3,22 +3,17 @@ local U = require "smtp.support.util"
 local H = U.H
 
 local function send(args)
-  local env = ("LUA_PATH=%s"):format(U.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;" ..
-    H.root .. "/spec/smtp/support/stub/?.lua;;"))
-  local out, ok, code = U.sh(("cd %s && %s lua5.4 bin/parley send %s"):format(U.q(H.root), env, args))
+  local out, ok, code = U.sh(("cd %s && lua5.4 bin/parley send %s"):format(U.q(H.root), args))
   return out, ok and 0 or code
 end
 
 describe("parley send and parley serve smtp", function()
   local root, srv
   before_each(function()
-    root = U.tmpdir("cli")
-    U.write(root .. "/users", "alice:{PLAIN}pw\n")
-    srv = U.child_server(("--maildir %s --domain example.org --users %s --auth-delay 0")
-      :format(U.q(root .. "/md"), U.q(root .. "/users")))
+    root, srv = U.child_with_users("cli", "alice:{PLAIN}pw\n")
   end)
   after_each(function()
-    srv.stop()
+    srv:stop()
     U.rmrf(root)
   end)
 
@@ -87,7 +82,7 @@ describe("parley send and parley serve smtp", function()
   it("answers 421 to a connected client when the server gets SIGTERM", function()
     H.run(function()
       local r = U.raw(srv.port):greet()
-      srv.kill("TERM")
+      srv:kill("TERM")
       local code = r:reply()
       assert.are.equal(421, code)
       r:close()

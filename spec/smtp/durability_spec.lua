@@ -34,7 +34,7 @@ describe("smtp server durability", function()
       H.run(function()
         local killer = parley.spawn(function()
           parley.sleep(rng(5, 250) / 1000)
-          srv.kill("KILL")
+          srv:kill("KILL")
         end)
         local c = client.connect("127.0.0.1:" .. srv.port)
         for i = 1, 200 do
@@ -48,7 +48,7 @@ describe("smtp server durability", function()
         if c then c:close() end
         killer:join(5)
       end)
-      srv.stop()
+      srv:stop()
       local got = {}
       for _, f in ipairs(U.files(md .. "/k/new")) do
         local m = U.strip_trace(U.slurp(f))

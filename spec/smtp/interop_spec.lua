@@ -16,13 +16,10 @@ end
 describe("#interop third-party clients against parley serve smtp", function()
   local root, srv
   before_each(function()
-    root = U.tmpdir("interop")
-    U.write(root .. "/users", "alice:{PLAIN}wonderland\nbob:{PLAIN}builder\n")
-    srv = U.child_server(("--maildir %s --domain example.org --users %s --auth-delay 0")
-      :format(U.q(root .. "/md"), U.q(root .. "/users")))
+    root, srv = U.child_with_users("interop", "alice:{PLAIN}wonderland\nbob:{PLAIN}builder\n")
   end)
   after_each(function()
-    srv.stop()
+    srv:stop()
     U.rmrf(root)
   end)
 

@@ -4,18 +4,7 @@ local H = U.H
 local parley = require "parley"
 local client = require "parley.smtp.client"
 
--- runs fn(srv, root) against a fresh in-process server
-local function with_server(opts, fn)
-  local root
-  H.run(function()
-    local srv
-    srv, root = U.server(opts)
-    local ok, err = pcall(fn, srv, root)
-    srv:close(0)
-    if not ok then error(err, 0) end
-  end, 30)
-  U.rmrf(root)
-end
+local with_server = U.with_server
 
 local MSG = "From: a@ext.org\r\nTo: alice@example.org\r\nSubject: test\r\n\r\nhello\r\n..leading dot\r\n"
 

@@ -1,9 +1,9 @@
 -- Helpers for the SMTP specs: temp dirs, an in-process server, a raw
 -- client that speaks bytes, child-process servers, Maildir readers.
-package.path = package.path .. ";spec/smtp/support/stub/?.lua"
 local parley = require "parley"
 local lfs = require "lfs"
 local H = require "helper"
+local child = require "support.child"
 
 local U = { H = H }
 
@@ -15,9 +15,7 @@ function U.tmpdir(tag)
   return p
 end
 
-function U.rmrf(p)
-  if p and p:match("^/tmp/") then os.execute("rm -rf '" .. p .. "'") end
-end
+U.rmrf = H.rmdir
 
 function U.slurp(path)
   local f = assert(io.open(path, "rb"))
@@ -114,36 +112,34 @@ function Raw:greet()
 end
 
 -- shell quoting
-function U.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+U.q = child.quote
 
--- A child `parley serve smtp` process. Returns { port, pid, fh, stop() }.
+-- A child `parley serve smtp` process (spec/support/child.lua):
+-- `port`, `:kill(sig)`, `:stop()` -> its output.
 function U.child_server(args)
-  local root = H.root
-  local cmd = ("cd %s && LUA_PATH=%s exec timeout 60 lua5.4 bin/parley serve smtp --listen 127.0.0.1:0 %s 2>&1 & echo PID $!")
-    :format(U.q(root), U.q(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root .. "/spec/smtp/support/stub/?.lua;;"), args)
-  local fh = assert(io.popen("sh -c " .. U.q(cmd .. "; wait"), "r"))
-  local pid = tonumber((fh:read("l") or ""):match("PID (%d+)"))
-  local line = fh:read("l") or ""
-  local port = tonumber(line:match(":(%d+)"))
-  if not port then
-    local rest = fh:read("a")
-    fh:close()
-    error("server did not start: " .. line .. "\n" .. tostring(rest))
-  end
-  local child = { port = port, pid = pid, fh = fh }
-  -- pid is `timeout`'s; the server is its child
-  function child.kill(sig)
-    os.execute(("pkill -%s -P %d 2>/dev/null; kill -%s %d 2>/dev/null"):format(sig or "TERM", pid, sig or "TERM", pid))
-  end
-  function child.stop()
-    if child.stopped then return child.out end
-    child.stopped = true
-    child.kill("TERM")
-    child.out = fh:read("a")
-    fh:close()
-    return child.out
-  end
-  return child
+  return child.serve("smtp", "--listen 127.0.0.1:0 " .. args)
+end
+
+-- A temp dir holding `users` (a passwd-file) and a child `parley serve
+-- smtp` for example.org delivering into root/md; returns root, srv.
+function U.child_with_users(tag, users)
+  local root = U.tmpdir(tag)
+  U.write(root .. "/users", users)
+  return root, U.child_server(("--maildir %s --domain example.org --users %s --auth-delay 0")
+    :format(U.q(root .. "/md"), U.q(root .. "/users")))
+end
+
+-- runs fn(srv, root) against a fresh in-process server (U.server)
+function U.with_server(opts, fn)
+  local root
+  H.run(function()
+    local srv
+    srv, root = U.server(opts)
+    local ok, err = pcall(fn, srv, root)
+    srv:close(0)
+    if not ok then error(err, 0) end
+  end, 30)
+  U.rmrf(root)
 end
 
 -- runs a shell command (under timeout 60), returns output, ok
@@ -154,9 +150,6 @@ function U.sh(cmd)
   return out, ok, code
 end
 
-function U.have(prog)
-  local out = U.sh("command -v " .. prog)
-  return out ~= ""
-end
+U.have = H.have
 
 return U
