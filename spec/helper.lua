@@ -299,6 +299,32 @@ function H.rmdir(dir)
   if dir and dir:match("^/tmp/") then os.execute("rm -rf " .. quote(dir)) end
 end
 
+--- Writes `data` to `path` (binary, replacing it).
+function H.write(path, data)
+  local f = assert(io.open(path, "wb"))
+  f:write(data)
+  f:close()
+  return path
+end
+
+--- The contents of `path` (binary), or nil when it cannot be opened.
+function H.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- `n` pseudo-random bytes from `math.randomseed(seed)` (the same for the
+-- same seed).
+function H.random_bytes(n, seed)
+  math.randomseed(seed)
+  local t = {}
+  for i = 1, n do t[i] = string.char(math.random(0, 255)) end
+  return table.concat(t)
+end
+
 --- SHA-256 of a file, hex.
 function H.sha256(path)
   local fh = assert(io.popen("sha256sum " .. quote(path), "r"))

@@ -9,19 +9,7 @@ local telnet = require "parley.telnet"
 local smtp = require "parley.smtp"
 local users = require "parley.mail.users"
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local write, read = H.write, H.read
 
 describe("one shared users file", function()
   local dir, root, servers

@@ -1,26 +1,15 @@
 -- python3's email package as an independent peer: parley builds and python
 -- parses, python builds and parley parses. #interop
 local message = require "parley.mail.message"
+local H = require "helper"
 
 local function have_python()
   local ok = os.execute("python3 -c 'import email' >/dev/null 2>&1")
   return ok == true or ok == 0
 end
 
-local function write(path, data)
-  local f = assert(io.open(path, "wb")); f:write(data); f:close()
-end
-
-local function read(path)
-  local f = assert(io.open(path, "rb")); local d = f:read("a"); f:close(); return d
-end
-
-local function random_bytes(n, seed)
-  math.randomseed(seed)
-  local t = {}
-  for i = 1, n do t[i] = string.char(math.random(0, 255)) end
-  return table.concat(t)
-end
+local write, random_bytes = H.write, H.random_bytes
+local function read(path) return (assert(H.read(path), "cannot read " .. path)) end
 
 -- python reads the message in `path` and prints key=value lines (values
 -- hex-encoded); attachment payloads are written next to it.

@@ -1,5 +1,6 @@
 -- Building messages with parley.mail.message (and parsing them back).
 local message = require "parley.mail.message"
+local H = require "helper"
 
 local function lines_of(raw)
   local out = {}
@@ -18,20 +19,8 @@ local function assert_wellformed(raw)
   for _, l in ipairs(lines_of(raw)) do assert.is_true(#l <= 998) end
 end
 
-local function tmpfile(data)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-  return path
-end
-
-local function random_bytes(n, seed)
-  math.randomseed(seed)
-  local t = {}
-  for i = 1, n do t[i] = string.char(math.random(0, 255)) end
-  return table.concat(t)
-end
+local function tmpfile(data) return H.write(os.tmpname(), data) end
+local random_bytes = H.random_bytes
 
 describe("message.build", function()
   it("writes a plain text message with CRLF line ends and the usual fields", function()

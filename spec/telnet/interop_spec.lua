@@ -9,9 +9,7 @@ local telnet = require "parley.telnet"
 
 local TELNETD = "/usr/sbin/telnetd"   -- inetutils-telnetd (dpkg -L inetutils-telnetd)
 
-local function have(prog)
-  return os.execute("command -v " .. prog .. " >/dev/null 2>&1")
-end
+local have = H.have
 
 -- a private tmux server; every call bounded by `timeout`
 local Tmux = {}
@@ -57,7 +55,7 @@ describe("telnet interop #interop", function()
     local tm
     finally(function()
       if tm then tm:kill() end
-      T.stop_child(srv)
+      srv:stop()
       H.rmdir(dir)
     end)
     tm = tmux("telnet 127.0.0.1 " .. srv.port, 100, 30)
@@ -83,7 +81,7 @@ describe("telnet interop #interop", function()
     local tm
     finally(function()
       if tm then tm:kill() end
-      T.stop_child(srv)
+      srv:stop()
     end)
     tm = tmux("telnet 127.0.0.1 " .. srv.port, 80, 24)
     tm:wait_for("Escape character")
@@ -122,7 +120,7 @@ describe("telnet interop #interop", function()
     local tm
     finally(function()
       if tm then tm:kill() end
-      T.stop_child(srv)
+      srv:stop()
       H.rmdir(dir)
     end)
     tm = tmux(("cd %s && lua5.4 bin/parley telnet --transcript %s 127.0.0.1 %d; echo EXIT=$?")
@@ -146,7 +144,7 @@ describe("telnet interop #interop", function()
     local tm
     finally(function()
       if tm then tm:kill() end
-      T.stop_child(srv)
+      srv:stop()
     end)
     tm = tmux(("cd %s && lua5.4 bin/parley telnet 127.0.0.1 %d; echo EXIT=$?"):format(T.quote(H.root), srv.port), 80, 24)
     tm:wait_for("Escape key")

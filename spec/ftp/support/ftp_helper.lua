@@ -7,23 +7,13 @@ local ftp = require "parley.ftp"
 
 local F = {}
 
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local child = require "support.child"
+local quote = child.quote
 F.quote = quote
 
-local function write(path, data)
-  local fh = assert(io.open(path, "wb"))
-  fh:write(data)
-  fh:close()
-end
+local write = H.write
 F.write = write
-
-function F.read(path)
-  local fh = io.open(path, "rb")
-  if not fh then return nil end
-  local d = fh:read("a")
-  fh:close()
-  return d
-end
+F.read = H.read
 
 --- A temporary tree: root/{hello.txt, text.txt (LF lines), big.bin (1 MiB),
 -- sub/inner.txt, up/} plus an "outside" directory next to root with a
@@ -120,47 +110,18 @@ end
 function Raw:close() self.conn:close() end
 
 ---------------------------------------------------------------------------
--- Child processes
+-- Child processes (spec/support/child.lua: `port`, `:stop()`)
 ---------------------------------------------------------------------------
 
-local Child = {}
-Child.__index = Child
-
---- Starts `cmd` (a shell command printing a line with ":PORT" or "PORT
--- N" first) under timeout 60; returns a child with .port, .pid.
+--- Starts `cmd` (a shell command printing a line with ":PORT" first, or
+-- one matching `pattern`, whose capture is the port) under timeout 60.
 function F.spawn(cmd, pattern)
-  local fh = assert(io.popen("cd " .. quote(H.root) .. " && sh -c " ..
-    quote("echo $$; exec timeout 60 " .. cmd) .. " 2>&1", "r"))
-  local pid = tonumber(fh:read("l"))
-  local port
-  local seen = {}
-  for _ = 1, 20 do
-    local line = fh:read("l")
-    if not line then break end
-    seen[#seen + 1] = line
-    port = tonumber(line:match(pattern or ":(%d+)%s*$"))
-    if port then break end
-  end
-  local c = setmetatable({ fh = fh, pid = pid, port = port }, Child)
-  if not port then
-    c:stop()
-    error("child did not start: " .. cmd .. "\n" .. table.concat(seen, "\n"), 2)
-  end
-  return c
-end
-
-function Child:stop()
-  if self.fh then
-    if self.pid then os.execute("kill " .. self.pid .. " 2>/dev/null") end
-    self.fh:read("a")
-    self.fh:close()
-    self.fh = nil
-  end
+  return child.spawn(cmd, pattern and { port = function(line) return tonumber(line:match(pattern)) end })
 end
 
 --- `parley serve ftp` in a child process.
 function F.parley_child(args)
-  return F.spawn("lua5.4 bin/parley serve ftp --listen 127.0.0.1:0 " .. args)
+  return child.serve("ftp", "--listen 127.0.0.1:0 " .. args)
 end
 
 --- Runs a shell command (under timeout 60): output, ok.

@@ -26,21 +26,9 @@ function T.cleanup()
   end
 end
 
---- Writes a file in one go.
-function T.write(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
---- Reads a whole file, or nil.
-function T.read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+--- Writes a file in one go; reads a whole file, or nil (spec/helper.lua).
+local H = require "helper"
+T.write, T.read = H.write, H.read
 
 --- Runs a shell command, returns its stdout and whether it succeeded.
 function T.sh(cmd)

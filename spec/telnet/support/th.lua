@@ -60,38 +60,13 @@ function T.count(s, needle)
   end
 end
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-T.quote = quote
+local child = require "support.child"
+T.quote = child.quote
 
---- Starts `bin/parley serve telnet ARGS...` as a child process (under
--- `timeout 60`); returns {port=, pid=, fh=} once it printed its address.
+--- Starts `bin/parley serve telnet ARGS...` as a child process
+-- (spec/support/child.lua): `port`, `:stop()`.
 function T.serve_child(...)
-  local args = {}
-  for i, a in ipairs{ ... } do args[i] = quote(a) end
-  local cmd = ("cd %s && echo $$ && exec timeout 60 lua5.4 bin/parley serve telnet %s 2>&1")
-    :format(quote(H.root), table.concat(args, " "))
-  local fh = assert(io.popen(cmd, "r"))
-  local pid = tonumber(fh:read("l"))
-  local line = fh:read("l") or ""
-  local port = tonumber(line:match(":(%d+)"))
-  if not port then
-    local rest = fh:read("a") or ""
-    fh:close()
-    error("server did not start: " .. line .. rest, 2)
-  end
-  return { port = port, pid = pid, fh = fh }
-end
-
---- Stops a child from serve_child; returns its remaining output.
-function T.stop_child(ch)
-  if not ch or not ch.fh then return "" end
-  os.execute("kill -TERM " .. ch.pid .. " 2>/dev/null")
-  local out = ch.fh:read("a") or ""
-  ch.fh:close()
-  ch.fh = nil
-  return out
+  return child.serve("telnet", { ... })
 end
 
 --- Runs a shell command; its output.
