@@ -17,18 +17,8 @@ end
 
 U.rmrf = H.rmdir
 
-function U.slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-function U.write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+function U.slurp(path) return (assert(H.read(path), "cannot read " .. path)) end
+U.write = H.write
 
 -- files (full paths) in dir, sorted; [] when dir is missing
 function U.files(dir)
