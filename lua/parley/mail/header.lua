@@ -438,6 +438,23 @@ function M.address_header(name, list, utf8mode)
   return M.fold(name, pieces)
 end
 
+-- The quoted-string whose opening quote is at s[i] (RFC 5322 §3.2.4):
+-- its content with quoted-pairs undone, and the index after the closing
+-- quote (n + 1 when it is missing).
+local function quoted_string(s, i, n)
+  local j, buf = i + 1, {}
+  while j <= n do
+    local k = find(s, '["\\]', j)
+    if not k then buf[#buf + 1] = sub(s, j); j = n + 1; break end
+    if sub(s, k, k) == "\\" then
+      buf[#buf + 1] = sub(s, j, k - 1) .. sub(s, k + 1, k + 1); j = k + 2
+    else
+      buf[#buf + 1] = sub(s, j, k - 1); j = k + 1; break
+    end
+  end
+  return concat(buf), j
+end
+
 -- Tokenizer for structured fields (RFC 5322 §3.2). Every byte is covered:
 -- white space, comments, quoted strings, domain literals, the specials
 -- < > @ , ; : ) and atoms (anything else, dots included: obs-phrase).
@@ -466,19 +483,10 @@ local function tokenize(s)
       toks[#toks + 1] = { t = "comment", v = concat(buf) }
       i = j
     elseif c == '"' then
-      local j, buf = i + 1, {}
-      while j <= n do
-        local k = find(s, '["\\]', j)
-        if not k then buf[#buf + 1] = sub(s, j); j = n + 1; break end
-        if sub(s, k, k) == "\\" then
-          buf[#buf + 1] = sub(s, j, k - 1) .. sub(s, k + 1, k + 1); j = k + 2
-        else
-          buf[#buf + 1] = sub(s, j, k - 1); j = k + 1; break
-        end
-      end
+      local v
+      v, i = quoted_string(s, i, n)
       -- folding inside a quoted string is not part of it (RFC 5322 §3.2.4)
-      toks[#toks + 1] = { t = "qs", v = gsub(concat(buf), "\r?\n", "") }
-      i = j
+      toks[#toks + 1] = { t = "qs", v = gsub(v, "\r?\n", "") }
     elseif c == "[" then
       local k = find(s, "]", i, true) or n
       toks[#toks + 1] = { t = "atom", v = sub(s, i, k) }
@@ -658,16 +666,7 @@ function M.params(s)
     if a then pos = b + 1 end
     local val
     if sub(s, pos, pos) == '"' then
-      local j, buf = pos + 1, {}
-      while j <= n do
-        local k = find(s, '["\\]', j)
-        if not k then buf[#buf + 1] = sub(s, j); j = n + 1; break end
-        if sub(s, k, k) == "\\" then
-          buf[#buf + 1] = sub(s, j, k - 1) .. sub(s, k + 1, k + 1); j = k + 2
-        else buf[#buf + 1] = sub(s, j, k - 1); j = k + 1; break end
-      end
-      val = concat(buf)
-      pos = j
+      val, pos = quoted_string(s, pos, n)
     else
       local k = find(s, ";", pos, true) or n + 1
       val = gsub(sub(s, pos, k - 1), "%s+$", "")
