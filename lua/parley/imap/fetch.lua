@@ -60,6 +60,34 @@ function M.read(view, m, head_only)
   return crlf(data)
 end
 
+--- The header block of a message (CRLF, blank line included), from the
+-- header cache when the view has one (`view.hcache`), else from the file
+-- (and then added to the cache).
+function M.head(view, m)
+  local hc = view.hcache
+  local h = hc and hc:get(m.name)
+  if h then return h end
+  h = M.read(view, m, true)
+  if h and hc then hc:put(m.name, h) end
+  return h
+end
+
+--- Loads the header cache of the view's Maildir (once per command).
+function M.use_cache(view)
+  local hc = view.hcache
+  if not hc then
+    hc = require("parley.imap.cache").for_dir(view.dir)
+    view.hcache = hc
+  end
+  hc:refresh()
+  return hc
+end
+
+--- Writes what the command added to the header cache.
+function M.save_cache(view)
+  if view.hcache then view.hcache:flush(view.byname, #view.msgs) end
+end
+
 --- RFC822.SIZE: the size with CRLF line ends.
 function M.size(view, m)
   if m.vsize then return m.vsize end
@@ -201,7 +229,7 @@ function M.section_bytes(view, m, att, ctx)
   if simple and (text == "HEADER" or text == "HEADER.FIELDS" or text == "HEADER.FIELDS.NOT") then
     local head = ctx.raw or ctx.head
     if not head then
-      head = M.read(view, m, true)
+      head = M.head(view, m)
       if not head then return nil, "cannot read message" end
       ctx.head = head
     end
@@ -231,8 +259,18 @@ function M.section_bytes(view, m, att, ctx)
   return raw:sub(off + 1, off + size)
 end
 
-local function literal(s)
-  return { raw = "{" .. #s .. "}\r\n" .. s }
+local RFC822_ATT, HEADER_ATT, TEXT_ATT = {}, { text = "HEADER" }, { text = "TEXT" }
+
+-- "(\\Seen \\Recent)" for Maildir letters, memoised
+local flag_texts = {}
+local function flags_text(letters, recent)
+  local k = recent and letters .. "+" or letters
+  local t = flag_texts[k]
+  if not t then
+    t = "(" .. concat(V.imap_flags(letters, recent), " ") .. ")"
+    flag_texts[k] = t
+  end
+  return t
 end
 
 --- Runs a FETCH: sends one `* n FETCH` per message.
@@ -255,44 +293,59 @@ function M.run(s, seqs, atts, uid)
     if a.name == "BINARY" or a.name == "BINARY.SIZE" then return nil, "BINARY is not supported" end
   end
   if view.readonly then sets_seen = false end
+  local heads = false
+  for _, a in ipairs(atts) do
+    if a.name == "RFC822.HEADER" or (a.name == "BODY" and a.section and (a.part == nil or #a.part == 0)
+        and (a.text == "HEADER" or a.text == "HEADER.FIELDS" or a.text == "HEADER.FIELDS.NOT")) then
+      heads = true
+    end
+  end
+  if heads and #seqs > 1 then M.use_cache(view) end
   local msgs = view.msgs
-  local fetch_response = imap.fetch_response
   local items = {}
   local missing = false
   for _, i in ipairs(seqs) do
     local m = msgs[i]
-    local n = 0
     local ctx = {}
     local flags_changed = false
     if sets_seen and not m.flags:find("S", 1, true) then
       local letters = V.letters(V.imap_flags(m.flags .. "S"))
       if view:set_flags(m, letters) then flags_changed = true end
     end
+    local out, n = items, 3
+    out[1], out[2], out[3] = "* ", i, " FETCH ("
+    local first = true
+    local function add(key, text)
+      if first then first = false else n = n + 1; out[n] = " " end
+      n = n + 1; out[n] = key
+      n = n + 1; out[n] = " "
+      n = n + 1; out[n] = text
+    end
+    if want_uid then add("UID", m.uid) end
     local ok = true
     for _, a in ipairs(atts) do
       local name = a.name
-      local value
       if name == "UID" then
-        -- written first below
+        -- written first
       elseif name == "FLAGS" then
-        value = V.imap_flags(m.flags, m.recent)
+        add("FLAGS", flags_text(m.flags, m.recent))
       elseif name == "RFC822.SIZE" then
-        value = M.size(view, m)
+        add("RFC822.SIZE", M.size(view, m))
       elseif name == "INTERNALDATE" then
-        value = M.internaldate(view, m)
+        add("INTERNALDATE", '"' .. M.internaldate(view, m) .. '"')
       elseif name == "ENVELOPE" or name == "BODYSTRUCTURE" or (name == "BODY" and not a.section) then
         local raw = ctx.raw
         if not raw then raw = M.read(view, m); ctx.raw = raw end
         if not raw then ok = false; break end
         local p = ctx.parsed
         if not p then p = message.parse(raw); ctx.parsed = p end
-        if name == "ENVELOPE" then value = { raw = M.envelope(p) }
-        else value = { raw = M.bodystructure(p, name == "BODYSTRUCTURE") } end
+        if name == "ENVELOPE" then add(name, M.envelope(p))
+        else add(name, M.bodystructure(p, name == "BODYSTRUCTURE")) end
       elseif name == "RFC822" or name == "RFC822.HEADER" or name == "RFC822.TEXT" or name == "BODY" then
         local att = a
-        if name == "RFC822" then att = { text = nil }
-        elseif name == "RFC822.HEADER" then att = { text = "HEADER" }
-        elseif name == "RFC822.TEXT" then att = { text = "TEXT" } end
+        if name == "RFC822" then att = RFC822_ATT
+        elseif name == "RFC822.HEADER" then att = HEADER_ATT
+        elseif name == "RFC822.TEXT" then att = TEXT_ATT end
         local data = M.section_bytes(view, m, att, ctx)
         if not data then ok = false; break end
         if a.partial then
@@ -300,32 +353,21 @@ function M.run(s, seqs, atts, uid)
           if origin >= #data then data = ""
           else data = data:sub(origin + 1, len and origin + len or #data) end
         end
-        value = literal(data)
+        add(a.key or name, "{" .. #data .. "}\r\n")
+        n = n + 1; out[n] = data
       else
         return nil, "unknown fetch item " .. tostring(name)
       end
-      if value ~= nil then
-        n = n + 1; items[n] = a.key or name
-        n = n + 1; items[n] = value
-      end
     end
     if ok then
-      if want_uid then
-        table.insert(items, 1, m.uid)
-        table.insert(items, 1, "UID")
-        n = n + 2
-      end
-      if flags_changed and not want_flags then
-        n = n + 1; items[n] = "FLAGS"
-        n = n + 1; items[n] = V.imap_flags(m.flags, m.recent)
-      end
-      for k = #items, n + 1, -1 do items[k] = nil end
-      conn:send(fetch_response(i, items))
+      if flags_changed and not want_flags then add("FLAGS", flags_text(m.flags, m.recent)) end
+      n = n + 1; out[n] = ")\r\n"
+      conn:send(concat(out, "", 1, n))
     else
       missing = true
     end
-    for k = n, 1, -1 do items[k] = nil end
   end
+  if heads then M.save_cache(view) end
   if missing then return nil, "some messages could not be read (expunged?)" end
   return true
 end

@@ -266,6 +266,7 @@ function M.run(view, args, i)
   end
   local fn, err = compile(args, i, view, 0)
   if not fn then return nil, err end
+  F.use_cache(view)
   local out = {}
   for seq, m in ipairs(view.msgs) do
     local ctx = {}
@@ -276,12 +277,13 @@ function M.run(view, args, i)
     ctx.head = function()
       if not ctx.headdata then
         ctx.headdata = ctx.rawdata and ctx.rawdata:sub(1, (select(2, ctx.rawdata:find("\r\n\r\n", 1, true)) or #ctx.rawdata))
-          or F.read(view, m, true) or ""
+          or F.head(view, m) or ""
       end
       return ctx.headdata
     end
     if not m.gone and fn(m, ctx, seq) then out[#out + 1] = seq end
   end
+  F.save_cache(view)
   return out
 end
 

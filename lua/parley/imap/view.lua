@@ -137,10 +137,9 @@ function M.open(store, user, folder, readonly)
   local moved = false
   for i = 1, #list do
     local m = list[i]
-    local rec = { uid = m.uid, name = m.name, flags = m.flags, size = m.size,
-                  vsize = m.vsize, recent = m.new }
-    self.msgs[i] = rec
-    self.byname[m.name] = rec
+    m.recent = m.new     -- the scan's record serves as the view's
+    self.msgs[i] = m
+    self.byname[m.name] = m
     if m.new and not readonly then
       -- Dovecot moves new/ to cur/ on SELECT: the message is no longer
       -- "recent" for the next session (RFC 3501 §2.3.2)
