@@ -360,6 +360,18 @@ describe("pop3 server", function()
   end)
 
   describe("helpers", function()
+    it("gets the APOP secret of PLAIN users only (users:secret)", function()
+      local users = require "parley.mail.users"
+      local hash = users.hash("pw", "$6$")
+      local u = users.from_table { plain = "s3cret", hashed = { hash = hash } }
+      assert.are.equal("s3cret", u:secret("plain"))
+      assert.is_nil(u:secret("hashed"))
+      assert.is_nil(u:secret("nobody"))
+      -- RFC 1939 7's example
+      assert.are.equal("c4c9334bac560ecc979e58001b3e22fb",
+        server.apop_digest("<1896.697170952@dbc.mtview.ca.us>", "tanstaaf"))
+    end)
+
     it("counts CRLF octets across read chunks", function()
       local root2 = U.tmpdir("sz")
       local p = root2 .. "/m"
