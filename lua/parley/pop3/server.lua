@@ -96,7 +96,9 @@ end
 
 -- Message bytes on the wire -------------------------------------------------
 
--- Octets of a message in CRLF form: size plus the LFs not preceded by CR.
+--- Octets of a message file in CRLF form: its size plus the LFs not
+-- preceded by CR (what `,W=` records), read in `chunk`-sized pieces.
+-- @return octets, or nil when the file cannot be opened
 local function crlf_size(path, chunk)
   local fh = io.open(path, "rb")
   if not fh then return nil end
