@@ -76,7 +76,8 @@ local function on_stop_signal(name)
   core.on_signal("TERM", nil)
   for srv in pairs(signalled) do
     log(("%s: %s received, shutting down"):format(srv.address, name))
-    core.spawn(srv.close, srv)
+    local target = srv.owner or srv
+    core.spawn(target.close, target)
   end
 end
 
@@ -88,7 +89,10 @@ end
 -- shutdown), `on_error` (function(err, conn); default logs), `signals`
 -- (true: SIGINT/SIGTERM close the server), `backlog`, `reuseport`,
 -- `on_start` (function(server), called once listening: useful in plain
--- scripts, where `serve` returns only when the server has stopped).
+-- scripts, where `serve` returns only when the server has stopped),
+-- `owner` (a protocol server wrapping this one: it gets `inner`, `port`,
+-- `host` and `address`, is what `on_start` receives, and its `close` is
+-- what SIGINT/SIGTERM call, so its own shutdown — a 421, a BYE — runs).
 -- @return server, or `nil, err`
 function M.serve(opts)
   if type(opts) ~= "table" then error("serve expects an options table", 2) end
@@ -111,13 +115,19 @@ function M.serve(opts)
     idle = core.cond(),    -- the last connection ended
     closed = core.cond(),  -- close() finished
   }, server)
+  local owner = opts.owner
+  if owner then
+    srv.owner = owner
+    owner.inner = srv
+    owner.port, owner.host, owner.address = srv.port, srv.host, srv.address
+  end
   srv.task = core.spawn(accept_loop, srv)
   if opts.signals ~= false then
     signalled[srv] = true
     core.on_signal("INT", on_stop_signal)
     core.on_signal("TERM", on_stop_signal)
   end
-  if opts.on_start then opts.on_start(srv) end
+  if opts.on_start then opts.on_start(owner or srv) end
   if not core.current() then
     -- a plain script: serve until closed, then return
     core.run(function() srv:wait() end)

@@ -726,24 +726,12 @@ function M.serve(opts)
     handler = function(conn) return run_session(srv, conn) end,
     max_connections = o.max_connections,
     grace = o.grace,
-    signals = false,
+    signals = o.signals,
     backlog = o.backlog,
     reuseport = o.reuseport,
     on_error = o.on_error,
-    on_start = function(inner)
-      srv.inner = inner
-      srv.port, srv.host, srv.address = inner.port, inner.host, inner.address
-      if o.signals ~= false then
-        local function stop()
-          parley.on_signal("INT", nil)
-          parley.on_signal("TERM", nil)
-          srv:close()
-        end
-        parley.on_signal("INT", stop)
-        parley.on_signal("TERM", stop)
-      end
-      if user_start then user_start(srv) end
-    end,
+    owner = srv,              -- signals close srv, which says goodbye first
+    on_start = user_start,
   }
   if not inner then return nil, e end
   return srv
