@@ -75,7 +75,7 @@ install: all
 	install -m 755 bin/parley $(DESTDIR)$(PREFIX)/bin/parley
 
 docs:
-	ldoc -d build/doc lua
+	ldoc .
 
 # The rock must build and install into a private tree (CI checks it).
 rock:

@@ -283,11 +283,11 @@ local function write_failed(self, err)
 end
 
 --- Sends the response.
--- `body`: a string (sent with Content-Length), an ltn12 source function
+-- `data`: a string (sent with Content-Length), an ltn12 source function
 -- (sent chunked, or as is when a Content-Length header was set; to an
 -- HTTP/1.0 client, delimited by closing the connection), or nil (empty).
 -- HEAD requests and 204/304 get the head only.
--- @tparam[opt] string|function body
+-- @tparam[opt] string|function data
 -- @tparam[opt] integer status sets `res.status` first
 -- @return true, or `nil, err` when the client went away
 function response:send(data, status)

@@ -25,6 +25,11 @@ local M = {}
 
 --- Defaults: retry delays in seconds (the last repeats), maximum age,
 -- the interval between queue runs.
+-- @table DEFAULTS
+-- @field retry delays in seconds between attempts; the last one repeats
+-- @field max_age seconds after which a message bounces (5 days)
+-- @field interval seconds between queue runs
+-- @field hostname the name given in HELO/EHLO and bounces
 M.DEFAULTS = {
   retry = { 60, 300, 900, 1800, 3600, 7200 },
   max_age = 5 * 86400,
