@@ -81,6 +81,15 @@ function M.start(o)
   local function announce(proto)
     return function(srv) if o.on_start then o.on_start(proto, srv) end end
   end
+  -- IMAP starts after SMTP: the hook finds it through this upvalue. Mail
+  -- delivered here wakes this process's IDLE sessions at once instead of
+  -- at their next Maildir poll.
+  local imapsrv
+  local function on_delivered(_, tx, reply)
+    if imapsrv and reply.code // 100 == 2 then
+      for user in pairs(tx.locals) do imapsrv:changed(user) end
+    end
+  end
   for _, proto in ipairs { "smtp", "submission", "pop3", "imap" } do
     local addr = want[proto]
     if addr then
@@ -90,6 +99,7 @@ function M.start(o)
           listen = addr, domains = domains, hostname = o.hostname, store = store,
           users = users, aliases = aliases, submission = proto == "submission",
           auth_delay = o.auth_delay, signals = false, on_start = announce(proto),
+          on_delivered = want.imap and on_delivered or nil,
         }
       elseif proto == "pop3" then
         srv, err = require("parley.pop3.server").serve{
@@ -106,6 +116,7 @@ function M.start(o)
           listen = addr, store = store, users = users, hostname = o.hostname,
           auth_delay = o.auth_delay, signals = false, on_start = announce(proto),
         }
+        imapsrv = srv
       end
       if not srv then return fail(proto .. " on " .. addr .. ": " .. tostring(err)) end
       started[#started + 1] = { proto = proto, server = srv }
