@@ -441,6 +441,32 @@ describe("maildir", function()
       assert.same({ 1, 2, 3 }, { msgs[1].uid, msgs[2].uid, msgs[3].uid })
     end)
 
+    it("returns the scan it made, in delivery order, each message with its UID, flags and size", function()
+      local names = {}
+      for i = 1, 4 do names[i] = assert(store:deliver("alice", "msg " .. i, nil, i == 2 and "S" or nil)) end
+      local mb = store:mailbox("alice")
+      assert(mb:uids())                               -- UIDs 1..4 handed out
+      assert(mb:remove(names[3]))
+      local map, _, nextuid, msgs = assert(mb:uids())
+      assert.equal(5, nextuid)
+      assert.equal(3, #msgs)
+      assert.same({ names[1], names[2], names[4] }, { msgs[1].name, msgs[2].name, msgs[3].name })
+      local seen = 0
+      for i, m in ipairs(msgs) do
+        assert.equal(map[m.name], m.uid)
+        assert.equal(#("msg " .. (i == 3 and 4 or i)), m.size)
+        seen = seen + 1
+      end
+      local count = 0
+      for _ in pairs(map) do count = count + 1 end
+      assert.equal(seen, count)                       -- the map and the list agree
+      assert.same({ 1, 2, 4 }, { msgs[1].uid, msgs[2].uid, msgs[3].uid })
+      assert.truthy(msgs[2].flags:find("S", 1, true))
+      -- an empty mailbox: an empty list, not nil
+      local _, _, _, none = assert(store:mailbox("bob"):uids())
+      assert.same({}, none)
+    end)
+
     it("agrees with other processes assigning UIDs at the same time", function()
       for i = 1, 20 do assert(store:deliver("alice", "pre " .. i)) end
       local procs = {}

@@ -208,16 +208,13 @@ function M.status(s, name)
   end
   local mb, err = s.store:mailbox(s.user, name)
   if not mb then return nil, err end
-  local map, validity, nextuid = mb:uids()
-  if not map then return nil, validity end
-  local n, recent, unseen = 0, 0, 0
-  for mname in pairs(map) do
-    local m = mb.index[mname]
-    if m then
-      n = n + 1
-      if m.new then recent = recent + 1 end
-      if not m.flags:find("S", 1, true) then unseen = unseen + 1 end
-    end
+  local _, validity, nextuid, msgs = mb:uids()
+  if not msgs then return nil, validity end
+  local n, recent, unseen = #msgs, 0, 0
+  for i = 1, n do
+    local m = msgs[i]
+    if m.new then recent = recent + 1 end
+    if not m.flags:find("S", 1, true) then unseen = unseen + 1 end
   end
   return { MESSAGES = n, RECENT = recent, UIDNEXT = nextuid, UIDVALIDITY = validity,
            UNSEEN = unseen }

@@ -100,18 +100,9 @@ local mt = { __index = methods, __name = "parley.imap.view" }
 -- uidvalidity and uidnext. One directory scan (done by `mb:uids`, under
 -- the uidlist lock).
 local function load(mb)
-  local map, validity, nextuid = mb:uids()
+  local map, validity, nextuid, scanned = mb:uids()
   if not map then return nil, validity end
-  local list, n = {}, 0
-  local index = mb.index
-  for name, uid in pairs(map) do
-    local m = index[name]
-    if m then
-      n = n + 1
-      m.uid = uid
-      list[n] = m
-    end
-  end
+  local list = table.move(scanned, 1, #scanned, 1, {})   -- each has its .uid
   table.sort(list, function(a, b) return a.uid < b.uid end)
   return list, validity, nextuid
 end

@@ -586,7 +586,8 @@ end
 -- @tparam[opt] table msgs a `scan()` result: each entry gets its `.uid`
 -- (the list itself always comes from a fresh scan under the lock, so a
 -- stale `msgs` never drops another process's entries)
--- @return map, uidvalidity, nextuid; or nil, err
+-- @return map, uidvalidity, nextuid, and the fresh `scan()` list made
+-- under the lock (delivery order, each entry with its `.uid`); or nil, err
 function mailbox_methods:uids(msgs)
   local store, dir = self.store, self.dir
   if not self:exists() then
@@ -665,7 +666,7 @@ function mailbox_methods:uids(msgs)
   if given then
     for i = 1, #given do given[i].uid = map[given[i].name] end
   end
-  return map, list.validity, list.nextuid
+  return map, list.validity, list.nextuid, msgs
 end
 
 ---------------------------------------------------------------------------
