@@ -96,9 +96,13 @@
 **   each pair ordered lo <= hi).  Rejects 0, empty parts, non-numbers,
 **   numbers past 4294967295.
 ** imap.quote(s [, opts]) -> text, is_literal
-**   s = nil/false gives "NIL".  opts: atom = true (use an atom when s
-**   is one and not NIL), nonsync = false ({n+}), utf8 = false (allow
-**   UTF-8 in quoted), max_quoted = 1024.  A literal comes back as
+**   s = nil/false gives "NIL".  By default (atom = true) s goes out
+**   bare when it is an atom (non-empty, ATOM-CHARs only: fine wherever
+**   an astring is expected, e.g. a mailbox name or a LOGIN argument);
+**   "NIL" in any case is never bare (always quoted).  Pass atom = false
+**   to quote every string (for a "string"/"nstring" slot, e.g. ID or
+**   server replies).  Other opts: nonsync = false ({n+}), utf8 = false
+**   (allow UTF-8 in quoted), max_quoted = 1024.  A literal comes back as
 **   "{n}\r\n" .. s with is_literal = true (a client must wait for "+"
 **   after the CRLF unless nonsync).
 ** imap.format_list(list [, atoms]) -> "(...)"  numbers as numbers, false
