@@ -1,8 +1,10 @@
 -- Helpers for the POP3 specs: temp Maildirs, in-process servers, a raw
--- client that speaks bytes, child-process servers, shell commands.
+-- client that speaks bytes, child-process servers (spec/support/child.lua),
+-- shell commands.
 local parley = require "parley"
 local lfs = require "lfs"
 local H = require "helper"
+local child = require "support.child"
 
 local U = { H = H }
 
@@ -14,22 +16,10 @@ function U.tmpdir(tag)
   return p
 end
 
-function U.rmrf(p)
-  if p and p:match("^/tmp/") then os.execute("rm -rf '" .. p .. "'") end
-end
+U.rmrf = H.rmdir
 
-function U.slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-function U.write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
+function U.slurp(path) return (assert(H.read(path), "cannot read " .. path)) end
+U.write = H.write
 
 -- file names in dir, sorted ({} when missing)
 function U.files(dir)
@@ -94,9 +84,10 @@ function Raw:login(user, pass)
 end
 function Raw:close() self.c:close() end
 
-function U.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+-- shell quoting
+U.q = child.quote
 
--- runs a shell command under timeout 60: output, ok
+-- runs a shell command (under timeout 60): output, ok
 function U.sh(cmd)
   local fh = assert(io.popen("timeout 60 sh -c " .. U.q(cmd) .. " 2>&1", "r"))
   local out = fh:read("a")
@@ -104,43 +95,40 @@ function U.sh(cmd)
   return out, ok
 end
 
-function U.have(prog)
-  return U.sh("command -v " .. prog) ~= ""
+U.have = H.have
+
+-- "<proto> server on HOST:PORT" (or "... on [::1]:PORT"): proto, port
+local function server_line(line)
+  local proto, port = line:match("^(%S+) .* on [^%s]*:(%d+)")
+  return proto, tonumber(port)
 end
 
 -- A child process `lua5.4 <args>` from the repository root, under
--- `timeout 60`. It must print lines "<proto> server on HOST:PORT" (or
--- "... on HOST:PORT"); `nlines` such lines are read (default 1).
+-- `timeout 60` (spec/support/child.lua), with the repository's lua/ and
+-- build/ first on its paths. It must print lines "<proto> server on
+-- HOST:PORT"; `nlines` such lines are read (default 1).
 -- Returns { pid, ports = {proto = port}, port (first), stop() -> output }.
 function U.child(args, nlines)
   local root = H.root
-  local cmd = ("cd %s && echo PID $$ && LUA_PATH=%s LUA_CPATH=%s exec timeout 60 lua5.4 %s 2>&1")
-    :format(U.q(root), U.q(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
-            U.q(root .. "/build/?.so;;"), args)
-  local fh = assert(io.popen("sh -c " .. U.q(cmd), "r"))
-  local pid = tonumber((fh:read("l") or ""):match("PID (%d+)"))
-  local child = { pid = pid, fh = fh, ports = {} }
-  for _ = 1, nlines or 1 do
-    local line = fh:read("l") or ""
-    local proto, port = line:match("^(%S+) .* on [^%s]*:(%d+)")
+  local c = child.spawn(("env LUA_PATH=%s LUA_CPATH=%s lua5.4 %s")
+    :format(U.q(root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;;"),
+            U.q(root .. "/build/?.so;;"), args),
+    { lines = 1, port = function(line) return (select(2, server_line(line))) end })
+  c.ports = {}
+  local function note(line)
+    local proto, port = server_line(line or "")
     if not port then
-      local rest = fh:read("a")
-      fh:close()
-      error("server did not start: " .. line .. "\n" .. tostring(rest), 2)
+      local out = c:stop()
+      error("server did not start: " .. tostring(line) .. "\n" .. out, 3)
     end
-    child.ports[proto] = tonumber(port)
-    child.port = child.port or tonumber(port)
+    c.ports[proto] = port
   end
-  function child.stop()
-    if child.stopped then return child.out end
-    child.stopped = true
-    -- timeout(1) passes TERM on to the server
-    os.execute(("kill -TERM %d 2>/dev/null"):format(pid))
-    child.out = fh:read("a")
-    fh:close()
-    return child.out
-  end
-  return child
+  note(c.seen[#c.seen])
+  for _ = 2, nlines or 1 do note(c.fh:read("l")) end
+  local stop = c.stop
+  -- called as child.stop(): TERM, then the output
+  function c.stop() return (stop(c)) end
+  return c
 end
 
 -- a users file with PLAIN users
