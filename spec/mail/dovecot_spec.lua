@@ -1,53 +1,11 @@
 -- #interop: Dovecot reads the Maildir our store writes, and we read the
 -- flags Dovecot writes back. A private Dovecot runs in the foreground on a
--- free loopback port (config in a scratch directory); python3's imaplib
--- is the IMAP client (a child process).
-local parley = require "parley"
+-- free loopback port (spec/support/dovecot.lua); python3's imaplib is the
+-- IMAP client (a child process).
 local H = require "helper"
 local T = require "mail.support.tmpdir"
 local maildir = require "parley.mail.maildir"
-
-local NOBODY = 65534
-
-local function free_port()
-  local l = assert(parley.listen("127.0.0.1:0"))
-  local port = l:port()
-  l:close()
-  return port
-end
-
-local CONF = [[
-protocols = imap
-listen = 127.0.0.1
-base_dir = %s/run
-state_dir = %s/state
-log_path = %s/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:~
-first_valid_uid = 1
-passdb {
-  driver = passwd-file
-  args = scheme=PLAIN %s/passwd
-}
-userdb {
-  driver = passwd-file
-  args = %s/passwd
-}
-service imap-login {
-  chroot =
-  inet_listener imap {
-    port = %d
-  }
-  inet_listener imaps {
-    port = 0
-  }
-}
-service anvil {
-  chroot =
-}
-]]
+local D = require "support.dovecot"
 
 -- The IMAP client: logs in (retrying while Dovecot starts), then for each
 -- mailbox named on the command line SELECTs it and prints one line per
@@ -88,30 +46,19 @@ local function unhex(h)
 end
 
 describe("Dovecot reads our Maildir #interop", function()
-  local dir, pid
+  local dir, dv
   before_each(function()
     H.fd_snapshot()
     dir = T.new("dovecot")
   end)
   after_each(function()
-    if pid then os.execute("kill " .. pid .. " 2>/dev/null"); pid = nil end
-    -- give the master a moment to stop its children before rm -rf
-    os.execute("sleep 0.3")
+    D.stop(dv); dv = nil   -- waits for the master before rm -rf
     T.cleanup()
     H.fd_check()
   end)
 
   it("serves three delivered messages byte for byte, with flags and folders #interop", function()
-    local have = T.sh("command -v dovecot")
-    if have == "" then
-      pending("dovecot is not installed (apt-get install dovecot-imapd)")
-      return
-    end
-    local uid = tonumber((T.sh("id -u")))
-    if uid ~= 0 then
-      pending("needs root: Dovecot's mail user must own the Maildir (chown)")
-      return
-    end
+    if not D.available() then pending(D.why) return end
     local store = assert(maildir.open(dir .. "/mail"))
     local msgs = {
       "From: a@example.org\r\nSubject: one\r\n\r\nfirst body\r\n",
@@ -124,17 +71,10 @@ describe("Dovecot reads our Maildir #interop", function()
     assert(store:deliver("alice", msgs[3], nil, "S"))
     assert(store:deliver("alice", lf_only))
     assert(store:deliver("alice", "Subject: draft\r\n\r\nin a folder\r\n", "Entwürfe", "DS"))
-    T.write(dir .. "/passwd", string.format("alice:{PLAIN}pw:%d:%d::%s/mail/alice\n",
-                                             NOBODY, NOBODY, dir))
-    os.execute("chown -R " .. NOBODY .. ":" .. NOBODY .. " '" .. dir .. "/mail'")
-    os.execute("mkdir -p '" .. dir .. "/run' '" .. dir .. "/state'")
-    os.execute("chmod 755 '" .. dir .. "'")   -- mktemp's 0700 keeps Dovecot's auth user out
-    local port = free_port()
-    T.write(dir .. "/dovecot.conf", string.format(CONF, dir, dir, dir, dir, dir, port))
+    dv = D.start{ protocol = "imap", dir = dir, mail_root = dir .. "/mail", users = { alice = "pw" },
+                  timeout = 60 }
+    local port = dv.port
     T.write(dir .. "/client.py", CLIENT)
-    pid = tonumber((T.sh(string.format(
-      "timeout 60 dovecot -c '%s/dovecot.conf' -F >'%s/stdout' 2>&1 & echo $!", dir, dir))))
-    assert.truthy(pid)
     local out, ok = T.sh(string.format("timeout 30 python3 '%s/client.py' %d INBOX 'Entw&APw-rfe' 2>&1",
                                        dir, port))
     assert.is_true(ok == true, out .. "\n" .. (T.read(dir .. "/dovecot.log") or ""))
