@@ -62,15 +62,29 @@ session.__index = session
 
 -- Replies ------------------------------------------------------------------
 
-local reply_cache = {}
+-- Built replies, per enhanced-codes flag, then text, code and enhanced
+-- code (interned-string lookups: no key string built per reply). Bounded:
+-- texts made per message (a hook's, an id) would otherwise pile up.
+local reply_cache = { [true] = {}, [false] = {} }
+local cached, MAX_CACHED = 0, 512
 
 local function reply(s, code, enh, text)
-  local key = code .. (enh or "") .. (type(text) == "string" and text or "")
-  local r = type(text) == "string" and reply_cache[key]
+  if type(text) ~= "string" then
+    s.conn:send(smtp.reply(code, s.enhanced and enh or nil, text))
+    return
+  end
+  local e = s.enhanced
+  local by_text = reply_cache[e][text]
+  local by_code = by_text and by_text[code]
+  local r = by_code and by_code[enh or false]
   if not r then
-    if not s.enhanced then enh = nil end
-    r = smtp.reply(code, enh, text)
-    if type(text) == "string" and s.enhanced then reply_cache[key] = r end
+    r = smtp.reply(code, e and enh or nil, text)
+    if cached < MAX_CACHED then
+      cached = cached + 1
+      if not by_text then by_text = {} reply_cache[e][text] = by_text end
+      if not by_code then by_code = {} by_text[code] = by_code end
+      by_code[enh or false] = r
+    end
   end
   s.conn:send(r)
 end
@@ -129,15 +143,25 @@ local function is_loopback(ip)
   return ip == "::1" or ip:match("^127%.") ~= nil or ip:match("^::ffff:127%.") ~= nil
 end
 
-local function new_tx(from, params, info)
-  return { from = from, params = params, info = info, rcpts = {}, locals = {}, remotes = {},
+local NONE = setmetatable({}, { __newindex = function() error("read-only table", 2) end })
+
+-- a sink never resolves recipients: its locals/remotes stay one shared empty table
+local function new_tx(o, from, params, info)
+    return { from = from, params = params, info = info, rcpts = {},
+           locals = o.sink and NONE or {}, remotes = o.sink and NONE or {},
            smtputf8 = params.SMTPUTF8 == true }
 end
 
-local id_counter = 0
+-- Message ids: the time and a random part (redone once a second) then a
+-- counter; one number formatting per message.
+local id_counter, id_time, id_stamp = 0, nil, nil
 local function new_id()
   id_counter = id_counter + 1
-  return ("%X%05X%X"):format(os.time(), id_counter % 0x100000, math.random(0, 0xfff))
+  local t = os.time()
+  if t ~= id_time then
+    id_time, id_stamp = t, ("%X%03X"):format(t, math.random(0, 0xfff))
+  end
+  return ("%s%05X"):format(id_stamp, id_counter % 0x100000)
 end
 
 -- Recipients -----------------------------------------------------------
@@ -412,11 +436,11 @@ handlers.MAIL = function(s, from, params, info)
     local c, t = o.on_mail(s, from, params, info)
     if c == false then return err_reply(s, 550, "5.7.1", "sender refused") end
     if type(c) == "number" and c >= 400 then s.errors = s.errors + 1 return hook_reply(s, c, t, "5.7.1") end
-    s.tx = new_tx(from, params, info)
+    s.tx = new_tx(o, from, params, info)
     if type(c) == "number" then return hook_reply(s, c, t) end
     return reply(s, 250, "2.1.0", "OK")
   end
-  s.tx = new_tx(from, params, info)
+  s.tx = new_tx(o, from, params, info)
   reply(s, 250, "2.1.0", "OK")
 end
 
@@ -527,14 +551,14 @@ local function open_targets(s, tx)
     if o.trace ~= false then e:write(trace_header(s, tx, nil)) end
   end
   local w = {}
-  function w.write(chunk)
+  function w.write(_, chunk)
     for _, p in ipairs(parts) do
       local ok, err = p:write(chunk)
       if not ok then return nil, err end
     end
     return true
   end
-  function w.commit()
+  function w.commit(_)
     -- every part must reach the disk before the one 250; a failure after
     -- some commits leaves those delivered (the client will retry: a
     -- duplicate is better than a loss)
@@ -544,11 +568,37 @@ local function open_targets(s, tx)
     end
     return true
   end
-  function w.abort()
+  function w.abort(_)
     for _, p in ipairs(parts) do pcall(p.abort, p) end
   end
   return w
 end
+
+-- Writers (w:write(chunk) -> true | nil, err; w:commit() -> ok, err
+-- [, hook code, hook text]; w:abort()): one table per message for a
+-- hook's sink, none for the sink mode.
+local hook_writer = {}
+hook_writer.__index = hook_writer
+function hook_writer:write(chunk)
+  if self.failed then return true end
+  local ok, e = self.sink(chunk)
+  if ok == false then self.failed = e or "refused" end
+  return true
+end
+function hook_writer:commit()
+  if self.failed then return nil, self.failed end
+  return true, nil, self.sink(nil)
+end
+function hook_writer:abort()
+  if not self.failed then pcall(self.sink, nil, "aborted") end
+end
+hook_writer.hook = true
+
+local sink_writer = {
+  write = function() return true end,
+  commit = function() return true end,
+  abort = function() end,
+}
 
 -- What receives the body: the hook's sink, the store/queue, or nothing.
 -- Returns writer, or nil, code, enh, text when DATA is refused.
@@ -561,28 +611,9 @@ local function body_target(s, tx)
       local enh, text = split_text(t or "refused")
       return nil, sink, enh or "5.7.1", text
     end
-    if type(sink) == "function" then
-      local failed
-      return {
-        write = function(chunk)
-          if failed then return true end
-          local ok, e = sink(chunk)
-          if ok == false then failed = e or "refused" end
-          return true
-        end,
-        commit = function()
-          if failed then return nil, failed end
-          return true, nil, sink(nil)
-        end,
-        abort = function() if not failed then pcall(sink, nil, "aborted") end end,
-        hook = true,
-      }
-    end
+    if type(sink) == "function" then return setmetatable({ sink = sink }, hook_writer) end
   end
-  if o.sink then
-    return { write = function() return true end, commit = function() return true end,
-             abort = function() end }
-  end
+  if o.sink then return sink_writer end
   local w, err = open_targets(s, tx)
   if not w then return nil, 451, "4.3.0", "cannot open mailbox: " .. tostring(err) end
   return w
@@ -592,7 +623,7 @@ local function finish_tx(s, tx, w, derr, size)
   local o = s.opts
   local code, enh, text
   if derr then
-    w.abort()
+    w:abort()
     if derr == "line too long" then
       code, enh, text = 550, "5.6.0", "message has a line longer than " .. o.max_text_line .. " bytes"
     else
@@ -601,24 +632,28 @@ local function finish_tx(s, tx, w, derr, size)
     end
     s.errors = s.errors + 1
   elseif size > o.max_size then
-    w.abort()
+    w:abort()
     code, enh, text = 552, "5.3.4", "message size exceeds fixed maximum message size"
     s.errors = s.errors + 1
   else
-    local ok, err, hc, ht = w.commit()
+    local ok, err, hc, ht = w:commit()
     if not ok then
-      w.abort()
+      w:abort()
       code, enh, text = 451, "4.3.0", "local error in processing: " .. tostring(err)
     elseif type(hc) == "number" then
       local e2, t2 = split_text(ht or "")
       code, enh, text = hc, e2 or (hc < 400 and "2.0.0" or "5.7.1"), t2 ~= "" and t2 or "OK"
     else
-      code, enh, text = 250, "2.0.0", "OK id=" .. tx.id
+      code, enh, text = 250, "2.0.0", nil
     end
   end
   s.tx = nil
   s.messages = s.messages + 1
-  if code // 100 == 2 or not enh or enh:sub(1, 1) == tostring(code // 100) then
+  if not text then
+    -- the usual 250: its id makes it unique, so no cache (an id is [0-9A-F])
+    text = "OK id=" .. tx.id
+    s.conn:send(s.enhanced and "250 2.0.0 " .. text .. "\r\n" or "250 " .. text .. "\r\n")
+  elseif code // 100 == 2 or not enh or enh:sub(1, 1) == tostring(code // 100) then
     reply(s, code, enh, text)
   else
     reply(s, code, nil, text)
@@ -641,7 +676,7 @@ handlers.DATA = function(s)
   reply(s, 354, nil, "end data with <CR><LF>.<CR><LF>")
   local conn = s.conn
   conn:settimeout(o.data_timeout)
-  local dec = smtp.data_decoder{ bare = o.bare or "reject", max_line = o.max_text_line }
+  local dec = smtp.data_decoder(o.decoder_opts)
   local max, werr = o.max_size, nil
   local pending = s.pending
   s.pending = nil
@@ -650,7 +685,7 @@ handlers.DATA = function(s)
     if pending then chunk, pending = pending, nil
     else chunk, err = conn:receive_some(65536) end
     if not chunk then
-      w.abort()
+      w:abort()
       s.tx = nil
       s.quit = true
       if err == "timeout" then
@@ -661,7 +696,7 @@ handlers.DATA = function(s)
     end
     local out, done, used = dec:feed(chunk)
     if #out > 0 and not werr and dec:size() <= max then
-      local ok, e = w.write(out)
+      local ok, e = w:write(out)
       if not ok then werr = e end
     end
     if done then
@@ -670,7 +705,7 @@ handlers.DATA = function(s)
     end
   end
   if werr then
-    w.abort()
+    w:abort()
     s.tx = nil
     return reply(s, 451, "4.3.0", "local error in processing: " .. tostring(werr))
   end
@@ -713,7 +748,7 @@ handlers.BDAT = function(s, size, last)
       chunk, err = conn:receive_some(math.min(left, 65536))
     end
     if not chunk then
-      if w then w.abort() end
+      if w then w:abort() end
       s.tx = nil
       s.quit = true
       if err == "timeout" then reply(s, 421, "4.4.2", o.hostname .. " timeout while receiving data") end
@@ -725,20 +760,20 @@ handlers.BDAT = function(s, size, last)
       local b = tx.bdat
       b.size = b.size + #chunk
       if b.size <= o.max_size then
-        local ok, e = w.write(chunk)
+        local ok, e = w:write(chunk)
         if not ok then werr = e end
       end
     end
   end
   if refuse then return err_reply(s, refuse[1], refuse[2], refuse[3]) end
   if werr then
-    w.abort()
+    w:abort()
     s.tx = nil
     return reply(s, 451, "4.3.0", "local error in processing: " .. tostring(werr))
   end
   if tx.bdat.size > o.max_size then
     -- keep the transaction refusing until LAST; answer now (RFC 3030 2)
-    w.abort()
+    w:abort()
     s.tx = nil
     return err_reply(s, 552, "5.3.4", "message size exceeds fixed maximum message size")
   end
@@ -775,11 +810,11 @@ end
 local function dispatch(s, line)
   local o = s.opts
   local tx = s.tx
-  local verb, a, b, c = smtp.parse_command(line, { smtputf8 = tx and tx.smtputf8 or false, max_line = o.max_line })
+  local verb, a, b, c = smtp.parse_command(line, tx and tx.smtputf8 and o.parse_utf8 or o.parse_ascii)
   if not verb then
     -- a malformed MAIL may still carry SMTPUTF8: retry with it allowed
     if b == 550 and a:find("smtputf8") and line:upper():find("SMTPUTF8", 1, true) then
-      verb, a, b, c = smtp.parse_command(line, { smtputf8 = true, max_line = o.max_line })
+      verb, a, b, c = smtp.parse_command(line, o.parse_utf8)
     end
     if not verb then
       return err_reply(s, b or 500, c or "5.5.2", a)
@@ -866,6 +901,10 @@ local function setup(opts)
     if m == "CRAM-MD5" and not o.cram_secret then error("CRAM-MD5 needs opts.cram_secret", 3) end
     o.auth_mech_set[m] = true
   end
+  -- option tables for the codec, made once
+  o.parse_ascii = { smtputf8 = false, max_line = o.max_line }
+  o.parse_utf8 = { smtputf8 = true, max_line = o.max_line }
+  o.decoder_opts = { bare = o.bare or "reject", max_line = o.max_text_line }
   if not o.sink and not o.store and not o.on_message then
     error("serve needs a store (maildir), a sink or an on_message hook", 3)
   end
