@@ -676,6 +676,7 @@ handlers.DATA = function(s)
   reply(s, 354, nil, "end data with <CR><LF>.<CR><LF>")
   local conn = s.conn
   conn:settimeout(o.data_timeout)
+  s.data_timeout = true
   local dec = smtp.data_decoder(o.decoder_opts)
   local max, werr = o.max_size, nil
   local pending = s.pending
@@ -717,6 +718,7 @@ handlers.BDAT = function(s, size, last)
   local o = s.opts
   local conn = s.conn
   conn:settimeout(o.data_timeout)
+  s.data_timeout = true
   local tx = s.tx
   local refuse
   if o.chunking == false then refuse = { 502, "5.5.1", "BDAT not available" }
@@ -858,9 +860,13 @@ local function run_session(srv, conn)
       reply(s, 421, "4.3.2", o.hostname .. " shutting down")
       break
     end
-    conn:settimeout(o.idle_timeout)
+    if s.data_timeout ~= false then
+      conn:settimeout(o.idle_timeout)
+      s.data_timeout = false
+    end
     s.idle = true
-    local line, err = s:read_line()
+    local line, err
+    if s.pending then line, err = s:read_line() else line, err = conn:receive("l") end
     s.idle = false
     if line then
       dispatch(s, line)
