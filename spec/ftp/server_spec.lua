@@ -520,6 +520,50 @@ describe("ftp server", function()
       end)
     end)
 
+    -- data_timeout bounds each wait for progress, not a whole transfer
+    it("keeps a slow upload going past data_timeout while bytes arrive", function()
+      F.with_server({ data_timeout = 0.4, anonymous_perms = "rw" }, function(srv, t)
+        local r = F.raw(srv.port)
+        r:login()
+        r:cmd("TYPE I")
+        local d = r:pasv()
+        assert.equal(150, (r:cmd("STOR slow.bin")))
+        -- 1.3 MB/s for 1.2 s: each 256 KiB slice well within 0.4 s
+        local piece = ("u"):rep(65536)
+        for _ = 1, 24 do
+          assert(d:send(piece))
+          assert(d:flush())
+          parley.sleep(0.05)
+        end
+        d:close()
+        assert.equal(226, (r:reply()))
+        assert.equal(24 * 65536, #F.read(t.root .. "/slow.bin"))
+        r:close()
+      end)
+    end)
+
+    it("keeps a slow download going past data_timeout while the client reads", function()
+      F.with_server({ data_timeout = 0.4 }, function(srv)
+        local r = F.raw(srv.port)
+        r:login()
+        r:cmd("TYPE I")
+        local d = r:pasv()
+        assert.equal(150, (r:cmd("RETR big.bin")))
+        local got, t0 = 0, parley.now()
+        while true do
+          local chunk, err = d:receive_some(32768)
+          if not chunk then assert.equal("closed", err) break end
+          got = got + #chunk
+          parley.sleep(0.04)
+        end
+        d:close()
+        assert.equal(1048576, got)
+        assert.is_true(parley.now() - t0 > 0.4)
+        assert.equal(226, (r:reply()))
+        r:close()
+      end)
+    end)
+
     it("writes an xferlog line per transfer", function()
       local log = {}
       F.with_server({ xferlog = function(l) log[#log + 1] = l end }, function(srv)

@@ -44,14 +44,17 @@ M.DEFAULTS = {
   anonymous_perms = "r",      -- letters: r read, w write, d delete, m mkdir, n rename
   max_line = 4096,            -- command line limit, CRLF included
   idle_timeout = 300,         -- seconds without a command (no transfer running)
-  data_timeout = 60,          -- seconds per data-connection I/O call
+  data_timeout = 60,          -- seconds per data-connection I/O call (one slice)
   accept_timeout = 30,        -- seconds to wait for the data connection
   max_connections = 1000,
   max_per_ip = 20,
   login_delay = 1,            -- seconds before answering a failed PASS
   max_login_failures = 3,     -- then 421 and close
   rate = nil,                 -- bytes per second per session (nil: unlimited)
-  chunk = 16 * 1024 * 1024,   -- sendfile/receive slice (progress for STAT)
+  -- RETR sendfile slice (progress for STAT). The driver's timeout bounds a
+  -- whole call, not a wait for progress, so a slice must go out within
+  -- data_timeout: 1 MiB fails only a client slower than ~17 KB/s.
+  chunk = 1024 * 1024,
   keep_partial = false,
   pasv_ports = nil,           -- {min, max} or "min-max"; nil: any free port
   pasv_address = nil,         -- string, or function(client_ip, server_ip) -> ip
@@ -361,6 +364,8 @@ local function send_file(s, data, x, fh, offset, size)
   return true
 end
 
+local STOR_SLICE = 262144   -- one driver read buffer; ~4.4 KB/s at data_timeout 60
+
 local function recv_file(s, data, x, fh)
   local o = s.srv.opts
   if s.type == "A" then
@@ -386,16 +391,19 @@ local function recv_file(s, data, x, fh)
     if not ok then return nil, e end
     return true
   end
-  local slice = o.rate and math.max(4096, math.floor(o.rate / 10)) or nil
+  -- TYPE I: the driver moves socket bytes to the file descriptor, no Lua
+  -- strings. Slices of STOR_SLICE (or a tenth of a second at the rate):
+  -- the data timeout bounds one receive_to call, so one call for the whole
+  -- upload would fail any upload longer than data_timeout.
+  local slice = o.rate and math.max(4096, math.min(STOR_SLICE, math.floor(o.rate / 10))) or STOR_SLICE
   while true do
     local n, err, part = data:receive_to(fh, slice)
     if not n then
       x.bytes = x.bytes + (part or 0)
-      if err == "closed" and slice then return true end
+      if err == "closed" then return true end
       return nil, err
     end
     x.bytes = x.bytes + n
-    if not slice then return true end
     s:throttle(x.started, x.bytes)
   end
 end
