@@ -1,0 +1,46 @@
+-- examples/custom_protocol.lua: the key-value server, driven over a socket.
+local parley = require "parley"
+local H = require "helper"
+local child = require "support.child"
+
+describe("examples/custom_protocol.lua", function()
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
+
+  it("serves SET, GET, DEL, KEYS and QUIT, and refuses what it does not know", function()
+    local srv = child.spawn("lua5.4 examples/custom_protocol.lua 127.0.0.1:0")
+    finally(function() srv:stop() end)
+    H.run(function()
+      local c <close> = assert(parley.connect("127.0.0.1", srv.port, { timeout = 5 }))
+      assert.equal("+READY kv", c:receive())
+      local function say(line)
+        c:send(line .. "\r\n")
+        return c:receive()
+      end
+      assert.equal("+OK", say("SET colour blue sky"))
+      assert.equal("+blue sky", say("get colour"))
+      assert.equal("+1", say("KEYS"))
+      assert.equal("-ERR no such key", say("GET nothing"))
+      assert.equal("-ERR usage: SET key value", say("SET lonely"))
+      assert.equal("-ERR unknown command", say("FLY away"))
+      assert.equal("+OK", say("DEL colour"))
+      assert.equal("+0", say("KEYS"))
+      c:send(string.rep("x", 2000) .. "\r\n")
+      assert.equal("-ERR line too long", c:receive())
+    end)
+  end)
+
+  it("says goodbye on QUIT and closes", function()
+    local srv = child.spawn("lua5.4 examples/custom_protocol.lua 127.0.0.1:0")
+    finally(function() srv:stop() end)
+    H.run(function()
+      local c <close> = assert(parley.connect("127.0.0.1", srv.port, { timeout = 5 }))
+      c:receive()
+      c:send("QUIT\r\n")
+      assert.equal("+BYE", c:receive())
+      local line, err = c:receive()
+      assert.is_nil(line)
+      assert.equal("closed", err)
+    end)
+  end)
+end)
