@@ -356,6 +356,8 @@ static int recv_loop(lua_State *L, stream *s, int mode, double deadline) {
     n = tries[mode](L, s, s->eof);
     if (n) return n;
     r = s->p.rd_ready ? fill(s, room_for(L, s, mode)) : -1;
+    /* a bulk transfer's timeout bounds each wait for progress */
+    if (r > 0 && mode == RECV_TO) deadline = parley_deadline(s->timeout);
     if (r > 0 || r == 0) continue;   /* more data, or the end: try again */
     if (r == -2) {
       const char *msg = parley_strerror(errno);
@@ -451,11 +453,14 @@ static int write_failed(lua_State *L, stream *s) {
 static int drain(lua_State *L, stream *s, size_t limit, double deadline,
                  lua_KContext ctx, lua_KFunction k) {
   while (buf_len(&s->out) > limit) {
+    size_t before = buf_len(&s->out);
     int r;
     if (s->closed || s->err) return -1;
     r = write_some(s);
     if (r < 0) return -1;
     if (r == 0) break;
+    /* the timeout bounds each wait for progress, not a big send as a whole */
+    if (buf_len(&s->out) < before) deadline = parley_deadline(s->timeout);
     r = parley_wait(L, &s->p, P_WRITE, NULL, deadline, ctx, k);
     if (r != WAKE_READY) return r;
   }
@@ -599,6 +604,7 @@ static int sendfile_loop(lua_State *L, stream *s, double deadline) {
     size_t chunk = s->left > (1 << 30) ? (size_t)1 << 30 : (size_t)s->left;
     ssize_t n = sendfile(s->p.fd, s->sf_fd, &s->sf_off, chunk);
     if (n > 0) {
+      deadline = parley_deadline(s->timeout);   /* progress: a fresh wait */
       s->xfer += n;
       s->left -= n;
     } else if (n == 0) {

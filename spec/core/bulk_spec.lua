@@ -117,4 +117,32 @@ describe("bulk transfer", function()
       c:close(); s:close()
     end)
   end)
+  it("times a long receive_to by its progress, not as a whole", function()
+    local path = dir .. "/slow.bin"
+    H.run(function()
+      local c, s = H.pair({timeout = 0.3})
+      -- 8 pieces, 0.1 s apart: 0.8 s in all, more than the 0.3 s timeout,
+      -- but never 0.3 s without a byte
+      local sender = H.go(function()
+        for i = 1, 8 do
+          s:send(string.rep(string.char(64 + i), 1000))
+          s:flush()
+          parley.sleep(0.1)
+        end
+      end)
+      local f = assert(io.open(path, "wb"))
+      assert.equal(8000, c:receive_to(f, 8000))
+      f:close()
+      H.join(sender)
+      -- a stall longer than the timeout still ends the call
+      local g = assert(io.open(path .. ".2", "wb"))
+      local n, err, got = c:receive_to(g, 10)
+      g:close()
+      assert.same({nil, "timeout", 0}, {n, err, got})
+      c:close(); s:close()
+    end)
+    assert.equal(8000, #H.read(path))
+    os.remove(path)
+    os.remove(path .. ".2")
+  end)
 end)
