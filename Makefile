@@ -53,7 +53,7 @@ sanitize: deps-check
 	$(MAKE) BUILD=$(ASAN_BUILD) CC=clang \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined" all
-	LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+	PARLEY_SANITIZE=1 LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    $(BUSTED) --cpath="$(ASAN_BUILD)/?.so" $(BUSTED_ARGS)
 

@@ -3,6 +3,7 @@
 */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 
 #include "parley.h"
@@ -40,6 +41,16 @@ static void raise_nofile(void) {
   }
 }
 
+/*
+** unsetenv(name): `make sanitize` preloads the ASan runtime into lua5.4;
+** the specs' child processes (pkill, python, curl ...) must not inherit
+** it (pkill hangs under it), so the spec helper drops it once loaded.
+*/
+static int l_unsetenv(lua_State *L) {
+  lua_pushboolean(L, unsetenv(luaL_checkstring(L, 1)) == 0);
+  return 1;
+}
+
 static const struct {
   const char *name;
   lua_CFunction open;
@@ -71,5 +82,7 @@ int luaopen_parley_core(lua_State *L) {
   }
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
+  lua_pushcfunction(L, l_unsetenv);
+  lua_setfield(L, -2, "unsetenv");
   return 1;
 }

@@ -18,11 +18,16 @@
 
 #define MAX_EVENTS 256
 
+typedef struct tslot {
+  double key;              /* no later than w's deadline while it waits */
+  waiter *w;
+} tslot;
+
 typedef struct loop {
   int epfd;
   pollable **fdtab;        /* descriptor -> pollable */
   size_t fdcap;
-  waiter **heap;           /* timer min-heap by deadline, 1-based */
+  tslot *heap;             /* timer min-heap by key, 1-based */
   size_t nheap, heapcap;
   task **ready;            /* ring of tasks to resume */
   size_t rhead, rcount, rcap;
@@ -58,16 +63,26 @@ double parley_deadline(double timeout) {
 
 /* ----------------------------------------------------------- timer heap */
 
+/*
+** Timers are lazy, as in nginx and Go: a waiter keeps its slot in the
+** heap across waits, keyed by a deadline no later than its real one.  A
+** stream that waits again with the same timeout only moves its real
+** deadline later (no heap work per request); when a slot's key comes due
+** the loop looks at the waiter: due for real, it times out; waiting with
+** a later deadline, the slot is re-keyed; not waiting, the slot goes.
+** The key sits in the array so that sifting touches no waiter.
+*/
+
 static int heap_less(size_t a, size_t b) {
-  return LP->heap[a]->deadline < LP->heap[b]->deadline;
+  return LP->heap[a].key < LP->heap[b].key;
 }
 
 static void heap_swap(size_t a, size_t b) {
-  waiter *t = LP->heap[a];
+  tslot t = LP->heap[a];
   LP->heap[a] = LP->heap[b];
   LP->heap[b] = t;
-  LP->heap[a]->heap_idx = a;
-  LP->heap[b]->heap_idx = b;
+  LP->heap[a].w->heap_idx = a;
+  LP->heap[b].w->heap_idx = b;
 }
 
 static void heap_up(size_t i) {
@@ -88,27 +103,30 @@ static void heap_down(size_t i) {
   }
 }
 
-static int heap_push(waiter *w) {
+static int heap_push(waiter *w, double key) {
   if (LP->nheap + 1 >= LP->heapcap) {
     size_t cap = LP->heapcap ? LP->heapcap * 2 : 64;
-    waiter **h = realloc(LP->heap, cap * sizeof *h);
+    tslot *h = realloc(LP->heap, cap * sizeof *h);
     if (!h) return -1;
     LP->heap = h;
     LP->heapcap = cap;
   }
-  LP->heap[++LP->nheap] = w;
+  LP->nheap++;
+  LP->heap[LP->nheap].key = key;
+  LP->heap[LP->nheap].w = w;
   w->heap_idx = LP->nheap;
   heap_up(LP->nheap);
   return 0;
 }
 
+/* gives up w's slot: needed only before w's memory goes away */
 static void heap_remove(waiter *w) {
   size_t i = w->heap_idx;
   if (i == 0) return;
   w->heap_idx = 0;
   if (i != LP->nheap) {
     LP->heap[i] = LP->heap[LP->nheap];
-    LP->heap[i]->heap_idx = i;
+    LP->heap[i].w->heap_idx = i;
     LP->nheap--;
     heap_up(i);
     heap_down(i);
@@ -116,6 +134,20 @@ static void heap_remove(waiter *w) {
     LP->nheap--;
   }
 }
+
+/* w waits until `deadline`: its slot's key must not be later */
+static int heap_arm(waiter *w, double deadline) {
+  size_t i = w->heap_idx;
+  if (i == 0) return heap_push(w, deadline);
+  if (deadline < LP->heap[i].key) {
+    LP->heap[i].key = deadline;
+    heap_up(i);
+  }
+  return 0;
+}
+
+/* the slot on top came due at `now` */
+static void heap_due(double now);
 
 /* ---------------------------------------------------------- ready queue */
 
@@ -154,9 +186,8 @@ static void waitq_remove(waiter *w) {
   w->qnext = w->qprev = NULL;
 }
 
-/* takes w off everything it waits on */
+/* takes w off everything it waits on (its timer slot lingers: see above) */
 static void waiter_detach(waiter *w) {
-  heap_remove(w);
   if (w->p) {
     if (w->p->rd == w) w->p->rd = NULL;
     if (w->p->wr == w) w->p->wr = NULL;
@@ -172,6 +203,17 @@ static void wake(waiter *w, int result) {
   w->state = W_FIRED;
   w->result = result;
   if (w->task) ready_push(w->task);
+}
+
+static void heap_due(double now) {
+  waiter *w = LP->heap[1].w;
+  if (w->state == W_WAITING && w->deadline >= 0 && w->deadline > now) {
+    LP->heap[1].key = w->deadline;   /* waited again since: later */
+    heap_down(1);
+    return;
+  }
+  heap_remove(w);
+  if (w->state == W_WAITING && w->deadline >= 0) wake(w, WAKE_TIMEOUT);
 }
 
 void parley_wake_all(pollable *p, int result) {
@@ -214,7 +256,7 @@ static void arm(lua_State *L, waiter *w, pollable *p, int dir, waitq *q,
     if (q->tail) q->tail->qnext = w; else q->head = w;
     q->tail = w;
   }
-  if (deadline >= 0 && heap_push(w) != 0) {
+  if (deadline >= 0 && heap_arm(w, deadline) != 0) {
     waiter_detach(w);
     w->state = W_IDLE;
     luaL_error(L, "not enough memory");
@@ -446,11 +488,16 @@ static void loop_turn(lua_State *L, waiter *until) {
   if (LP->rcount > 0) {
     ms = 0;
   } else if (LP->nheap > 0) {
-    double dt = LP->heap[1]->deadline - parley_now();
+    double dt = LP->heap[1].key - parley_now();
     ms = dt <= 0 ? 0 : (int)ceil(dt * 1000);
   } else if (LP->nio > 0 || LP->nsignals > 0) {
     ms = -1;
   } else {
+    if (until) {   /* an inline waiter lives on a C stack we are leaving */
+      waiter_detach(until);
+      heap_remove(until);
+      until->state = W_IDLE;
+    }
     luaL_error(L, "deadlock: %d task(s) wait for each other and nothing else "
                "can wake them", (int)LP->ntasks);
     return;
@@ -478,10 +525,7 @@ static void loop_turn(lua_State *L, waiter *until) {
   }
   if (LP->nheap > 0) {
     now = parley_now();
-    while (LP->nheap > 0 && LP->heap[1]->deadline <= now) {
-      waiter *w = LP->heap[1];
-      if (w->state == W_WAITING) wake(w, WAKE_TIMEOUT); else heap_remove(w);
-    }
+    while (LP->nheap > 0 && LP->heap[1].key <= now) heap_due(now);
   }
 }
 
@@ -506,6 +550,7 @@ int parley_wait(lua_State *L, pollable *p, int dir, waitq *q,
   memset(&w, 0, sizeof w);
   arm(L, &w, p, dir, q, deadline);
   while (w.state == W_WAITING) loop_turn(L, &w);
+  heap_remove(&w);   /* w lives on this C stack */
   return w.result;
 }
 
@@ -540,6 +585,7 @@ static void abandon_all(lua_State *L) {
   while (lua_next(L, -2)) {
     task *t = lua_touserdata(L, -1);
     waiter_detach(&t->w);
+    heap_remove(&t->w);
     t->w.state = W_IDLE;
     t->done = 1;
     lua_pop(L, 1);
@@ -666,6 +712,7 @@ static int t_tostring(lua_State *L) {
 static int t_gc(lua_State *L) {
   task *t = check_task(L, 1);
   waiter_detach(&t->w);
+  heap_remove(&t->w);
   return 0;
 }
 
