@@ -47,13 +47,15 @@ bench: deps-check all
 	bench/run
 
 # The whole suite with the C module built with ASan + UBSan, in its own
-# build directory.  lua5.4 is not instrumented, so the runtime is preloaded.
+# build directory.  lua5.4 is not instrumented, so the runtime is preloaded,
+# with libcrypt beside it: ASan intercepts crypt_r and must find the real
+# one at start-up, before core.so pulls libcrypt in.
 ASAN_BUILD := build/asan
 sanitize: deps-check
 	$(MAKE) BUILD=$(ASAN_BUILD) CC=clang \
 	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    LDFLAGS="-fsanitize=address,undefined" all
-	PARLEY_SANITIZE=1 LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so)" \
+	PARLEY_SANITIZE=1 LD_PRELOAD="$$(clang -print-file-name=libclang_rt.asan-x86_64.so) libcrypt.so.1" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    $(BUSTED) --cpath="$(ASAN_BUILD)/?.so" $(BUSTED_ARGS)
 

@@ -170,16 +170,24 @@ f.quit()
     local fh = assert(io.popen("sh -c " .. q("echo $$; exec timeout 60 /usr/sbin/vsftpd " .. q(conf)) .. " 2>&1", "r"))
     local pid = tonumber(fh:read("l"))
     local ok, err = pcall(H.run, function()
+      -- ready once it greets: a bare connect can beat vsftpd's set-up
+      local greeted
       for _ = 1, 50 do
-        local s = parley.connect("127.0.0.1", port)
-        if s then s:close() break end
+        local s = parley.connect("127.0.0.1", port, { timeout = 2 })
+        if s then
+          greeted = (s:receive() or ""):match("^220")
+          s:close()
+          if greeted then break end
+        end
         parley.sleep(0.1)
       end
+      assert(greeted, "vsftpd never greeted on port " .. port)
       exercise(port, { user = "anonymous" })
     end, 30)
     os.execute("kill " .. pid .. " 2>/dev/null")
+    local said = fh:read("a")
     fh:close()
-    if not ok then error(err, 0) end
+    if not ok then error(tostring(err) .. "\nvsftpd said: " .. tostring(said), 0) end
   end)
 
   it("the client talks to pyftpdlib #interop", function()
