@@ -135,6 +135,38 @@ function M.serve(opts)
   return srv
 end
 
+--- Serves a protocol server object: one task per connection runs
+-- `session(srv, conn)`. parley.serve's own options come from the
+-- protocol's options `o` (`listen`, `max_connections`, `grace`, `signals`,
+-- `backlog`, `reuseport`, `on_error`, `on_start`); `extra` adds stream
+-- options such as `timeout` and `max_line`. `srv` becomes the owner: it
+-- gets `inner`, `port`, `host`, `address`, and SIGINT/SIGTERM call its
+-- `close`.
+-- @tparam table srv the protocol server (with a `close` method)
+-- @tparam table o the protocol's options
+-- @tparam string default_listen address when `o.listen` is absent
+-- @tparam function session function(srv, conn)
+-- @tparam[opt] table extra more options for parley.serve
+-- @return srv, or `nil, err`
+function M.serve_for(srv, o, default_listen, session, extra)
+  local t = {
+    listen = o.listen or default_listen,
+    handler = function(conn) return session(srv, conn) end,
+    max_connections = o.max_connections,
+    grace = o.grace,
+    signals = o.signals,
+    backlog = o.backlog,
+    reuseport = o.reuseport,
+    on_error = o.on_error,
+    on_start = o.on_start,
+    owner = srv,   -- signals close srv, which says goodbye first
+  }
+  for k, v in pairs(extra or {}) do t[k] = v end
+  local inner, err = M.serve(t)
+  if not inner then return nil, err end
+  return srv
+end
+
 --- How many handlers are running.
 function server:connections()
   return self.n

@@ -277,24 +277,10 @@ function M.serve(opts)
   o.greeting = o.greeting or "parley IMAP ready"
   if o.greeting:find("[\r\n%z]") then error("greeting must be one line", 2) end
   local srv = setmetatable({ opts = o, sessions = setmetatable({}, { __mode = "k" }) }, srv_methods)
-  local user_start = o.on_start
-  local inner, err = parley.serve{
-    listen = o.listen or "127.0.0.1:1143",
-    handler = function(conn) return run_session(srv, conn) end,
-    max_connections = o.max_connections,
-    grace = o.grace,
-    signals = o.signals,
-    backlog = o.backlog,
-    reuseport = o.reuseport,
-    on_error = o.on_error,
+  return require("parley.server").serve_for(srv, o, "127.0.0.1:1143", run_session, {
     timeout = o.login_timeout,
     max_line = o.max_line_unauth + 2,
-    owner = srv,              -- signals close srv, which says goodbye first
-    on_start = user_start,
-  }
-  if not inner then return nil, err end
-  srv.inner = inner
-  return srv
+  })
 end
 
 return M

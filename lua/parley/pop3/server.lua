@@ -720,21 +720,7 @@ function srv_methods:wait(timeout) return self.inner:wait(timeout) end
 function M.serve(opts)
   local o = setup(opts)
   local srv = setmetatable({ opts = o, sessions = setmetatable({}, { __mode = "k" }) }, srv_methods)
-  local user_start = o.on_start
-  local inner, e = parley.serve{
-    listen = o.listen or "127.0.0.1:1110",
-    handler = function(conn) return run_session(srv, conn) end,
-    max_connections = o.max_connections,
-    grace = o.grace,
-    signals = o.signals,
-    backlog = o.backlog,
-    reuseport = o.reuseport,
-    on_error = o.on_error,
-    owner = srv,              -- signals close srv, which says goodbye first
-    on_start = user_start,
-  }
-  if not inner then return nil, e end
-  return srv
+  return require("parley.server").serve_for(srv, o, "127.0.0.1:1110", run_session)
 end
 
 M.session = session
