@@ -167,6 +167,26 @@ function M.serve_for(srv, o, default_listen, session, extra)
   return srv
 end
 
+--- Closes a protocol server started with `serve_for`: every session in
+-- `srv.sessions` for which `idle(s)` holds gets `goodbye` (a 421, a BYE)
+-- and is closed at once; the others get `grace` seconds (default
+-- `srv.opts.grace`) to finish their transaction.
+-- @tparam table srv the protocol server
+-- @tparam string goodbye the bytes an idle session is sent
+-- @tparam function idle function(session) -> boolean
+-- @tparam[opt] number grace
+function M.close_for(srv, goodbye, idle, grace)
+  srv.closing = true
+  for s in pairs(srv.sessions) do
+    if idle(s) then
+      s.conn:send(goodbye)
+      s.conn:flush()
+      s.conn:close()
+    end
+  end
+  return srv.inner:close(grace or srv.opts.grace)
+end
+
 --- How many handlers are running.
 function server:connections()
   return self.n

@@ -227,17 +227,12 @@ end
 local srv_methods = {}
 srv_methods.__index = srv_methods
 
+local function is_idle(s) return not s.busy end
+
 --- Stops the server: BYE to every session, then close.
 function srv_methods:close(grace)
-  self.closing = true
-  for s in pairs(self.sessions) do
-    if not s.busy then
-      s.conn:send("* BYE server shutting down\r\n")
-      s.conn:flush()
-      s.conn:close()
-    end
-  end
-  return self.inner:close(grace or self.opts.grace)
+  return require("parley.server").close_for(self, "* BYE server shutting down\r\n",
+    is_idle, grace)
 end
 
 --- Number of sessions running.

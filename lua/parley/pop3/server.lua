@@ -684,20 +684,14 @@ end
 local srv_methods = {}
 srv_methods.__index = srv_methods
 
+local function is_idle(s) return s.idle end
+
 --- Stops the server: idle sessions get `-ERR [SYS/TEMP]` at once and are
 -- closed without entering UPDATE (nothing deleted); busy ones get `grace`
 -- seconds.
 function srv_methods:close(grace)
-  grace = grace or self.opts.grace
-  self.closing = true
-  for s in pairs(self.sessions) do
-    if s.idle then
-      s.conn:send("-ERR [SYS/TEMP] server shutting down\r\n")
-      s.conn:flush()
-      s.conn:close()
-    end
-  end
-  return self.inner:close(grace)
+  return require("parley.server").close_for(self,
+    "-ERR [SYS/TEMP] server shutting down\r\n", is_idle, grace)
 end
 
 --- Number of sessions running.

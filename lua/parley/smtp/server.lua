@@ -924,19 +924,13 @@ end
 local srv_methods = {}
 srv_methods.__index = srv_methods
 
+local function is_idle(s) return s.idle end
+
 --- Stops the server: idle sessions get `421` at once; sessions inside a
 -- transaction get `grace` seconds to finish, then 421 too.
 function srv_methods:close(grace)
-  grace = grace or self.opts.grace
-  self.closing = true
-  for s in pairs(self.sessions) do
-    if s.idle then
-      s.conn:send(smtp.reply(421, "4.3.2", self.opts.hostname .. " shutting down"))
-      s.conn:flush()
-      s.conn:close()
-    end
-  end
-  return self.inner:close(grace)
+  return require("parley.server").close_for(self,
+    smtp.reply(421, "4.3.2", self.opts.hostname .. " shutting down"), is_idle, grace)
 end
 
 --- Number of sessions running.
