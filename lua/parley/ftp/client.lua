@@ -722,11 +722,13 @@ function client:mlst(path)
 end
 
 --- Says goodbye (QUIT) and closes the connection.
+-- @return `true, reply` on a 2xx reply, else `nil, err, reply`
 function client:quit()
   local r, err = self:command("QUIT")
   self.conn:close()
   if not r then return nil, err end
-  return true
+  if r.code // 100 ~= 2 then return fail(r) end
+  return true, r
 end
 
 --- Closes the connection without QUIT.
