@@ -26,6 +26,8 @@
 **   data    the application data of this feed (IAC IAC undoubled, NVT
 **           rules applied), "" if none
 **   events  array (always a table, often empty) of event tables, in order.
+**           A feed without events returns one shared, read-only empty
+**           table (no allocation on the common path): do not modify it.
 **           Each has type and at = number of bytes of data that came
 **           before it in this feed (data:sub(1, at) precedes the event):
 **     {type="cmd", name="ayt"|"ip"|"ao"|"brk"|"ec"|"el"|"ga"|"nop"|"dm"|
@@ -66,8 +68,9 @@
 ** codec:state(opt) -> us, him   "no", "yes", "wantno", "wantyes",
 **   "wantno-opposite", "wantyes-opposite" (queue bit set)
 ** codec:enabled(opt, "us"|"him") -> bool    state is "yes"
-** codec:escape(data) -> bytes   telnet.escape with binary = our BINARY
-**   is enabled.
+** codec:escape(data [, eol]) -> bytes   telnet.escape with binary = our
+**   BINARY is enabled; eol true appends CR LF (saves the caller a
+**   concatenation per printed line).
 **
 ** telnet.escape(data [, binary]) -> bytes   doubles IAC; unless binary,
 **   a bare "\n" becomes CR LF and a "\r" not followed by "\n" becomes
@@ -816,6 +819,10 @@ static void push_environ(lua_State *L, tn_event *ev) {
 static void on_event(void *ud, tn_event *ev) {
   ltn *c = ud;
   lua_State *L = c->L;
+  if (c->nevents == 0) {          /* the first event: a table of our own */
+    lua_newtable(L);
+    lua_replace(L, 3);
+  }
   lua_createtable(L, 0, 4);
   switch (ev->type) {
     case TN_EV_CMD:
@@ -881,13 +888,29 @@ static void shrink(lua_State *L, gbuf *b) {
   b->n = 0;
 }
 
+/* registry key of the shared read-only empty events table */
+static const char no_events = 0;
+
+static int refuse_write(lua_State *L) {
+  return luaL_error(L, "the empty events table of a telnet feed is read-only");
+}
+
+static void make_no_events(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, refuse_write);
+  lua_setfield(L, -2, "__newindex");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &no_events);
+}
+
 static int l_feed(lua_State *L) {
   ltn *c = check_codec(L);
   size_t n;
   const char *p = luaL_checklstring(L, 2, &n);
   tn_sink s;
   lua_settop(L, 2);
-  lua_newtable(L);                          /* 3: events */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &no_events);   /* 3: events */
   c->L = L;
   c->nevents = 0;
   c->at = 0;
@@ -946,18 +969,19 @@ static int l_enabled(lua_State *L) {
   return 1;
 }
 
-static int push_escaped(lua_State *L, int idx, int binary) {
+static int push_escaped(lua_State *L, int idx, int binary, int eol) {
   size_t n, m;
   const unsigned char *p = (const unsigned char *)luaL_checklstring(L, idx, &n);
   m = tn_escape(p, n, binary, NULL);
-  if (m == n) {
+  if (m == n && !eol) {
     /* no byte to change: hand the string back (same size means same
     ** bytes, as every change grows the output) */
     lua_pushvalue(L, idx);
   } else {
     luaL_Buffer b;
-    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, m);
+    unsigned char *out = (unsigned char *)luaL_buffinitsize(L, &b, m + 2);
     tn_escape(p, n, binary, out);
+    if (eol) { out[m++] = '\r'; out[m++] = '\n'; }
     luaL_pushresultsize(&b, m);
   }
   return 1;
@@ -965,7 +989,8 @@ static int push_escaped(lua_State *L, int idx, int binary) {
 
 static int l_codec_escape(lua_State *L) {
   ltn *c = check_codec(L);
-  return push_escaped(L, 2, tn_enabled(&c->tn, TN_OPT_BINARY, TN_US));
+  return push_escaped(L, 2, tn_enabled(&c->tn, TN_OPT_BINARY, TN_US),
+                      lua_toboolean(L, 3));
 }
 
 static int l_gc(lua_State *L) {
@@ -1070,7 +1095,7 @@ static void sb_close(luaL_Buffer *b) {
 }
 
 static int l_escape(lua_State *L) {
-  return push_escaped(L, 1, lua_toboolean(L, 2));
+  return push_escaped(L, 1, lua_toboolean(L, 2), 0);
 }
 
 static int l_cmd(lua_State *L) {
@@ -1304,6 +1329,7 @@ int parley_open_telnet(lua_State *L) {
   };
   size_t i;
   parley_newclass(L, CODEC, methods, meta);
+  make_no_events(L);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);
   lua_createtable(L, 0, (int)(sizeof option_names / sizeof option_names[0]));

@@ -867,6 +867,29 @@ describe("telnet escape", function()
     assert.equal("\n", t:escape("\n"))
   end)
 
+  it("appends CR LF after escaping when codec:escape is asked for a line end", function()
+    local t = telnet.new()
+    assert.equal("a\r\0b" .. B(255, 255) .. "\r\n", t:escape("a\rb" .. B(255), true))
+    assert.equal("plain\r\n", t:escape("plain", true))
+    assert.equal("\r\n", t:escape("", true))
+  end)
+
+  it("returns one shared read-only events table from feeds without events", function()
+    local t = telnet.new()
+    local _, e1 = t:feed("abc")
+    local _, e2 = t:feed("def")
+    assert.equal(e1, e2)
+    assert.is_nil(e1[1])
+    assert.has_error(function() table.insert(e1, {}) end)
+    assert.has_error(function() e1.x = 1 end)
+    local _, e3 = t:feed(B(255, 241))   -- IAC NOP: an event, in a table of its own
+    assert.are_not.equal(e1, e3)
+    assert.equal("nop", e3[1].name)
+    e3[2] = true                        -- the caller's to keep or change
+    local _, e4 = t:feed("ghi")
+    assert.is_nil(e4[1])
+  end)
+
   it("round-trips every byte value in BINARY mode", function()
     local all = {}
     for i = 0, 255 do all[#all + 1] = B(i) end

@@ -122,7 +122,7 @@ end
 function session:print(text)
   text = tostring(text or "")
   if text:find("\n", 1, true) then text = text:gsub("\r?\n", "\r\n") end
-  return self:_send(self.codec:escape(text .. "\r\n"))
+  return self:_send(self.codec:escape(text, true))
 end
 
 --- Sends queued output now.
@@ -161,17 +161,17 @@ end
 --- Whether an option is on: `sess:enabled("naws", "him")`.
 function session:enabled(opt, side)
   side = side or "us"
-  local n = type(opt) == "number" and opt or optnum(opt)
-  -- cached until the next negotiation: apps ask on every line
+  -- cached until the next negotiation, by the name or number asked for:
+  -- apps ask on every line
   local cache = self.cache
   if not cache then
     cache = { us = {}, him = {} }
     self.cache = cache
   end
-  local v = cache[side][n]
+  local v = cache[side][opt]
   if v == nil then
-    v = self.codec:enabled(n, side)
-    cache[side][n] = v
+    v = self.codec:enabled(optnum(opt), side)
+    cache[side][opt] = v
   end
   return v
 end
