@@ -21,6 +21,8 @@ local core = require "parley.core"
 
 local telnet = core.telnet
 local OPT = telnet.options
+local find, sub = string.find, string.sub
+local OPT_ECHO = OPT.echo
 
 local M = {}
 
@@ -120,8 +122,8 @@ end
 --- Writes text followed by a line end; "\n" inside becomes CR LF even in
 -- BINARY mode.
 function session:print(text)
-  text = tostring(text or "")
-  if text:find("\n", 1, true) then text = text:gsub("\r?\n", "\r\n") end
+  if type(text) ~= "string" then text = tostring(text or "") end
+  if find(text, "\n", 1, true) then text = text:gsub("\r?\n", "\r\n") end
   return self:_send(self.codec:escape(text, true))
 end
 
@@ -377,20 +379,20 @@ function session:read_line(opts)
     while self.buf == "" do
       local ok, err = self:fill()
       if not ok then return nil, err end
-      skip_lf(self)
+      if self.skip_lf then skip_lf(self) end
     end
     if self.skip_lf then skip_lf(self) end
     local buf = self.buf
-    if not self:enabled(OPT.echo, "us") then
+    if not self:enabled(OPT_ECHO, "us") then
       -- the common case first: a whole line waiting, nothing accumulated
       if len == 0 then
-        local j = buf:find("\n", 1, true)
-        local r = j and buf:find("\r", 1, true)
+        local j = find(buf, "\n", 1, true)
+        local r = j and find(buf, "\r", 1, true)
         local i = (r == nil or r == j - 1) and r or j
         if j and (r == nil or r == j - 1) and i - 1 <= max then
-          local line = buf:sub(1, i - 1)
-          self.buf = j == #buf and "" or buf:sub(j + 1)
-          if not line:find("\3", 1, true) then return line end
+          local line = sub(buf, 1, i - 1)
+          self.buf = j == #buf and "" or sub(buf, j + 1)
+          if not find(line, "\3", 1, true) then return line end
           return nil, "interrupted"
         end
       end
