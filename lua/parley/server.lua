@@ -27,9 +27,26 @@ local function log(msg)
   require("parley").log(msg)
 end
 
+-- An implicit-TLS connection's handshake runs here, in its own task
+-- under the connection's timeout: a client that fails it or stalls
+-- costs a log line, never the accept loop.
+local function tls_handshake(srv, conn)
+  local ok, err = conn:handshake()
+  if ok then return true end
+  local ip, port = conn:getpeername()
+  log(("%s: tls handshake with %s:%s failed: %s"):format(srv.address,
+      tostring(ip), tostring(port), err))
+  return false
+end
+
 local function handle(srv, conn)
   srv.conns[conn] = true
-  local ok, err = xpcall(srv.handler, debug.traceback, conn)
+  local ok, err = true, nil
+  if srv.opts.tls and not tls_handshake(srv, conn) then
+    ok = true
+  else
+    ok, err = xpcall(srv.handler, debug.traceback, conn)
+  end
   if not ok then
     local report = srv.on_error
     local rok, rerr = pcall(report, err, conn)
@@ -55,6 +72,10 @@ local function accept_loop(srv)
         conn:settimeout(opts.timeout or DEFAULTS.timeout)
         conn:setoption("max-line", opts.max_line or DEFAULTS.max_line)
         if opts.lenient then conn:setoption("lenient", true) end
+        if srv.transcript then
+          conn = require("parley.transcript").wrap(conn, srv.transcript,
+            { protocol = opts.transcript_protocol, side = "server" })
+        end
         core.spawn(handle, srv, conn)
       elseif err == "closed" or err == "cancelled" then
         break
@@ -92,7 +113,10 @@ end
 -- scripts, where `serve` returns only when the server has stopped),
 -- `owner` (a protocol server wrapping this one: it gets `inner`, `port`,
 -- `host` and `address`, is what `on_start` receives, and its `close` is
--- what SIGINT/SIGTERM call, so its own shutdown — a 421, a BYE — runs).
+-- what SIGINT/SIGTERM call, so its own shutdown — a 421, a BYE — runs),
+-- `transcript` (a parley.transcript recorder or target: every connection
+-- is recorded; with `transcript_full`, `transcript_secrets`, and
+-- `transcript_protocol` naming what the lines are, e.g. `"smtp"`).
 -- @return server, or `nil, err`
 function M.serve(opts)
   if type(opts) ~= "table" then error("serve expects an options table", 2) end
@@ -101,6 +125,12 @@ function M.serve(opts)
   local listener, err = parley.listen(opts.listen or error("serve: listen address missing", 2), opts)
   if not listener then return nil, err end
   local host, port = listener:getsockname()
+  local rec, own
+  if opts.transcript then
+    rec, own = require("parley.transcript").recorder(opts.transcript,
+      { full = opts.transcript_full, secrets = opts.transcript_secrets })
+    if not rec then listener:close() return nil, "transcript: " .. tostring(own) end
+  end
   local srv = setmetatable({
     listener = listener,
     host = host,
@@ -114,6 +144,8 @@ function M.serve(opts)
     room = core.cond(),    -- a connection ended (room under max_connections)
     idle = core.cond(),    -- the last connection ended
     closed = core.cond(),  -- close() finished
+    transcript = rec,
+    transcript_own = own,  -- made here from a target: closed with the server
   }, server)
   local owner = opts.owner
   if owner then
@@ -159,6 +191,9 @@ function M.serve_for(srv, o, default_listen, session, extra)
     reuseport = o.reuseport,
     on_error = o.on_error,
     on_start = o.on_start,
+    transcript = o.transcript,
+    transcript_full = o.transcript_full,
+    transcript_secrets = o.transcript_secrets,
     owner = srv,   -- signals close srv, which says goodbye first
   }
   for k, v in pairs(extra or {}) do t[k] = v end
@@ -222,6 +257,7 @@ function server:close(grace)
     if self.n > 0 then self.idle:wait(1) end
   end
   self.done = true
+  if self.transcript_own then self.transcript:close() end
   self.closed:broadcast()
   return true
 end
