@@ -58,6 +58,7 @@ static const struct {
   {"loop", parley_open_loop},
   {"stream", parley_open_stream},
   {"listener", parley_open_listener},
+  {"tls", parley_open_tls},
   {"http", parley_open_http},
   {"telnet", parley_open_telnet},
   {"smtp", parley_open_smtp},

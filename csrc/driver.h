@@ -127,4 +127,11 @@ int parley_push_sockname(lua_State *L, int fd, int peer);
 struct stream;
 struct stream *parley_stream_new(lua_State *L, int fd);
 
+/*
+** Makes the stream on top of the stack the server end of a TLS
+** connection with the context at ctxidx; its handshake runs on its
+** first I/O or stream:handshake().  NULL, or why it failed.
+*/
+const char *parley_stream_tls_accept(lua_State *L, struct stream *s, int ctxidx);
+
 #endif

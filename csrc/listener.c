@@ -3,7 +3,7 @@
 **
 ** Lua: core.listen(host, port, backlog, reuseport) -> listener
 ** methods: accept([timeout]), close(), getsockname(), port(), getfd(),
-** settimeout(t).
+** settimeout(t), settls(ctx).
 */
 #include <errno.h>
 #include <netdb.h>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "driver.h"
+#include "tls.h"
 
 typedef struct listener {
   pollable p;
@@ -37,7 +38,18 @@ static int accept_loop(lua_State *L, listener *l, double deadline) {
     }
     fd = accept4(l->p.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      parley_stream_new(L, fd);
+      struct stream *s = parley_stream_new(L, fd);
+      if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA) {
+        const char *err;
+        lua_insert(L, -2);   /* stream on top, context below it */
+        if ((err = parley_stream_tls_accept(L, s, -2)) != NULL) {
+          lua_pushnil(L);
+          lua_pushstring(L, err);
+          return 2;   /* the stream is collected (and closed) */
+        }
+      } else {
+        lua_pop(L, 1);
+      }
       return 1;
     }
     switch (errno) {
@@ -137,6 +149,16 @@ static int l_settimeout(lua_State *L) {
   return 1;
 }
 
+/* settls(ctx | nil): accepted streams become TLS server streams of ctx */
+static int l_settls(lua_State *L) {
+  check_listener(L, 1);
+  if (!lua_isnil(L, 2)) luaL_checkudata(L, 2, PARLEY_TLS_CONTEXT);
+  lua_settop(L, 2);
+  lua_setiuservalue(L, 1, 1);
+  lua_pushinteger(L, 1);
+  return 1;
+}
+
 static int l_tostring(lua_State *L) {
   listener *l = check_listener(L, 1);
   char detail[32];
@@ -154,7 +176,7 @@ static int l_listen(lua_State *L) {
   struct addrinfo *res, *ai;
   const char *err;
   int e = 0, one = 1;
-  listener *l = lua_newuserdatauv(L, sizeof *l, 0);
+  listener *l = lua_newuserdatauv(L, sizeof *l, 1);   /* 1: TLS context */
   memset(l, 0, sizeof *l);
   l->p.fd = -1;
   l->timeout = -1;
@@ -202,7 +224,7 @@ int parley_open_listener(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"accept", l_accept}, {"close", l_close}, {"getsockname", l_getsockname},
     {"port", l_port}, {"getfd", l_getfd}, {"settimeout", l_settimeout},
-    {NULL, NULL}
+    {"settls", l_settls}, {NULL, NULL}
   };
   static const luaL_Reg meta[] = {
     {"__gc", l_gc}, {"__close", l_close}, {"__tostring", l_tostring},

@@ -24,6 +24,7 @@ int parley_tostring(lua_State *L, const char *detail);
 int parley_open_loop(lua_State *L);
 int parley_open_stream(lua_State *L);
 int parley_open_listener(lua_State *L);
+int parley_open_tls(lua_State *L);
 
 /* codecs: pure functions, no I/O */
 int parley_open_http(lua_State *L);

@@ -24,8 +24,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+
 #include "buf.h"
 #include "driver.h"
+#include "tls.h"
 
 #define READ_CHUNK 16384          /* least room for one read(2) */
 #define BULK_CHUNK 262144         /* room for reads of bulk transfers */
@@ -46,6 +49,14 @@ typedef struct stream {
   int sf_fd, sf_own;      /* file being sent with sendfile(2) */
   off_t sf_off;
   struct addrinfo *ai, *ai_next;   /* addresses left to try in connect */
+  /*
+  ** TLS (tls.c): once ssl is set every byte goes through it.  A TLS
+  ** read may need the socket writable and a write readable; these say
+  ** which way the last one that would block must wait.
+  */
+  SSL *ssl;
+  int rd_wants_write, wr_wants_read;
+  char tlserr[PARLEY_TLS_ERRLEN];  /* why TLS failed; "" until it does */
 } stream;
 
 enum { RECV_LINE, RECV_ALL, RECV_COUNT, RECV_SOME, RECV_UNTIL, RECV_TO };
@@ -54,12 +65,39 @@ static stream *check_stream(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, PARLEY_STREAM);
 }
 
+/* the message for a failed read or write: TLS's own reason when it has one */
+static const char *io_error(stream *s, int err) {
+  return s->tlserr[0] ? s->tlserr : parley_strerror(err);
+}
+
+/* ---------------------------------------------------------------- tls */
+
+/* SSL_write as write(2) answers: bytes, or -1 with errno (EAGAIN: wait) */
+static ssize_t tls_write(stream *s, const char *p, size_t n) {
+  int r;
+  ERR_clear_error();
+  r = SSL_write(s->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+  s->wr_wants_read = 0;
+  if (r > 0) return r;
+  switch (parley_tls_result(s->ssl, r, s->tlserr, sizeof s->tlserr)) {
+    case TLS_WANT_READ: s->wr_wants_read = 1; errno = EAGAIN; return -1;
+    case TLS_WANT_WRITE: s->wr_wants_read = 0; errno = EAGAIN; return -1;
+    case TLS_EOF: errno = EPIPE; return -1;
+    default: errno = EPROTO; return -1;
+  }
+}
+
+/* a wait for what the last TLS call asked for; plain streams wait as told */
+static int rd_dir(stream *s) { return s->rd_wants_write ? P_WRITE : P_READ; }
+static int wr_dir(stream *s) { return s->wr_wants_read ? P_READ : P_WRITE; }
+
 /* ------------------------------------------------------------- output */
 
 /* 0: all written; 1: some left (EAGAIN); -1: failed (s->err set) */
 static int write_some(stream *s) {
   while (buf_len(&s->out) > 0) {
-    ssize_t n = write(s->p.fd, buf_head(&s->out), buf_len(&s->out));
+    ssize_t n = s->ssl ? tls_write(s, buf_head(&s->out), buf_len(&s->out))
+                       : write(s->p.fd, buf_head(&s->out), buf_len(&s->out));
     if (n > 0) {
       buf_consume(&s->out, (size_t)n);
     } else if (n < 0 && errno == EINTR) {
@@ -88,6 +126,38 @@ static void consume(stream *s, size_t n) {
   s->scan = 0;
 }
 
+/*
+** fill over TLS.  A short read says nothing about the socket here
+** (OpenSSL may hold the rest of a record, which epoll cannot see), so
+** only WANT_READ clears rd_ready: then the socket itself said EAGAIN.
+*/
+static int tls_fill(stream *s) {
+  size_t avail = buf_room(&s->in);
+  int n;
+  ERR_clear_error();
+  n = SSL_read(s->ssl, buf_tail(&s->in), avail > INT32_MAX ? INT32_MAX : (int)avail);
+  s->rd_wants_write = 0;
+  if (n > 0) {
+    s->in.end += (size_t)n;
+    return 1;
+  }
+  switch (parley_tls_result(s->ssl, n, s->tlserr, sizeof s->tlserr)) {
+    case TLS_WANT_READ:
+      if (!s->p.hup) s->p.rd_ready = 0;
+      return -1;
+    case TLS_WANT_WRITE:
+      s->rd_wants_write = 1;
+      return -1;
+    case TLS_EOF:
+      s->eof = 1;
+      return 0;
+    default:
+      s->eof = 1;   /* nothing more can be read after a fatal alert */
+      errno = EPROTO;
+      return -2;
+  }
+}
+
 /* >0: bytes read; 0: end of stream; -1: would block; -2: error (errno) */
 static int fill(stream *s, size_t room) {
   ssize_t n;
@@ -96,6 +166,7 @@ static int fill(stream *s, size_t room) {
     errno = ENOMEM;
     return -2;
   }
+  if (s->ssl) return tls_fill(s);
   for (;;) {
     size_t avail = buf_room(&s->in);
     n = read(s->p.fd, buf_tail(&s->in), avail);
@@ -355,12 +426,13 @@ static int recv_loop(lua_State *L, stream *s, int mode, double deadline) {
     if (s->closed) return fail(L, s, "closed");
     n = tries[mode](L, s, s->eof);
     if (n) return n;
-    r = s->p.rd_ready ? fill(s, room_for(L, s, mode)) : -1;
+    r = s->p.rd_ready || s->rd_wants_write || (s->ssl && SSL_pending(s->ssl))
+        ? fill(s, room_for(L, s, mode)) : -1;
     /* a bulk transfer's timeout bounds each wait for progress */
     if (r > 0 && mode == RECV_TO) deadline = parley_deadline(s->timeout);
     if (r > 0 || r == 0) continue;   /* more data, or the end: try again */
     if (r == -2) {
-      const char *msg = parley_strerror(errno);
+      const char *msg = io_error(s, errno);
       if (mode == RECV_TO) {
         lua_pushnil(L);
         lua_pushstring(L, msg);
@@ -371,7 +443,7 @@ static int recv_loop(lua_State *L, stream *s, int mode, double deadline) {
       return fail_partial(L, s, msg, mode == RECV_UNTIL ? 0 : 3);
     }
     before_read_wait(s);
-    r = parley_wait(L, &s->p, P_READ, NULL, deadline, mode, recv_k);
+    r = parley_wait(L, &s->p, rd_dir(s), NULL, deadline, mode, recv_k);
     if (r != WAKE_READY) return wait_failed(L, s, mode, r);
   }
 }
@@ -442,7 +514,7 @@ static int flush_k(lua_State *L, int status, lua_KContext ctx);
 
 static int write_failed(lua_State *L, stream *s) {
   lua_pushnil(L);
-  lua_pushstring(L, s->closed ? "closed" : parley_strerror(s->err));
+  lua_pushstring(L, s->closed ? "closed" : io_error(s, s->err));
   return 2;
 }
 
@@ -461,7 +533,7 @@ static int drain(lua_State *L, stream *s, size_t limit, double deadline,
     if (r == 0) break;
     /* the timeout bounds each wait for progress, not a big send as a whole */
     if (buf_len(&s->out) < before) deadline = parley_deadline(s->timeout);
-    r = parley_wait(L, &s->p, P_WRITE, NULL, deadline, ctx, k);
+    r = parley_wait(L, &s->p, wr_dir(s), NULL, deadline, ctx, k);
     if (r != WAKE_READY) return r;
   }
   return s->err || s->closed ? -1 : WAKE_READY;
@@ -487,7 +559,7 @@ static int send_done(lua_State *L, stream *s, int r) {
     return 1;
   }
   lua_pushnil(L);
-  lua_pushstring(L, r < 0 ? (s->closed ? "closed" : parley_strerror(s->err))
+  lua_pushstring(L, r < 0 ? (s->closed ? "closed" : io_error(s, s->err))
                           : parley_wake_message(r));
   lua_pushinteger(L, i - 1);
   return 3;
@@ -512,7 +584,7 @@ static int s_send(lua_State *L) {
   j = send_range(L, len, &i);
   if (s->closed || s->err) {
     lua_pushnil(L);
-    lua_pushstring(L, s->closed ? "closed" : parley_strerror(s->err));
+    lua_pushstring(L, s->closed ? "closed" : io_error(s, s->err));
     lua_pushinteger(L, i - 1);
     return 3;
   }
@@ -522,7 +594,7 @@ static int s_send(lua_State *L) {
   }
   data += i - 1;
   n = (size_t)(j - i + 1);
-  if (buf_len(&s->out) == 0 && n >= HIGH_WATER) {
+  if (buf_len(&s->out) == 0 && n >= HIGH_WATER && !s->ssl) {
     /* a big write goes straight out; only the rest is copied */
     ssize_t w = write(s->p.fd, data, n);
     if (w > 0) {
@@ -594,11 +666,43 @@ static int sendfile_result(lua_State *L, stream *s, const char *err) {
   return 3;
 }
 
+/*
+** Over TLS the file goes through the output buffer in slices (read(2),
+** then SSL_write): the kernel cannot encrypt for us without kTLS.
+** >0: bytes queued; 0: the file ended; -1: failed (errno).
+*/
+static ssize_t queue_file_slice(stream *s) {
+  size_t want = s->left > BULK_CHUNK ? BULK_CHUNK : (size_t)s->left;
+  ssize_t n;
+  if (buf_reserve(&s->out, want) != 0) {
+    errno = ENOMEM;
+    return -1;
+  }
+  do n = pread(s->sf_fd, buf_tail(&s->out), want, s->sf_off);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    s->out.end += (size_t)n;
+    s->sf_off += n;
+    s->xfer += n;
+    s->left -= n;
+  }
+  return n;
+}
+
 static int sendfile_loop(lua_State *L, stream *s, double deadline) {
-  int r = drain(L, s, 0, deadline, 0, sendfile_k);
-  if (r != WAKE_READY) {
-    return sendfile_result(L, s, r < 0 ? (s->closed ? "closed" : parley_strerror(s->err))
-                                       : parley_wake_message(r));
+  int r;
+  for (;;) {
+    ssize_t n;
+    r = drain(L, s, 0, deadline, 0, sendfile_k);
+    if (r != WAKE_READY) {
+      return sendfile_result(L, s, r < 0 ? (s->closed ? "closed" : io_error(s, s->err))
+                                         : parley_wake_message(r));
+    }
+    if (!s->ssl || s->left == 0) break;
+    n = queue_file_slice(s);
+    if (n == 0) return sendfile_result(L, s, "file ended early");
+    if (n < 0) return sendfile_result(L, s, parley_strerror(errno));
+    deadline = parley_deadline(s->timeout);
   }
   while (s->left > 0) {
     size_t chunk = s->left > (1 << 30) ? (size_t)1 << 30 : (size_t)s->left;
@@ -666,7 +770,23 @@ static int s_sendfile(lua_State *L) {
 
 /* -------------------------------------------------------------- close */
 
+/*
+** close_notify goes out without waiting for the peer's (RFC 8446 §6.1
+** lets us close at once); a connection that failed gets no alert.
+*/
+static void tls_end(stream *s) {
+  if (!s->ssl) return;
+  if (!s->err && !s->tlserr[0] && SSL_is_init_finished(s->ssl)) {
+    ERR_clear_error();
+    SSL_shutdown(s->ssl);
+    ERR_clear_error();
+  }
+  SSL_free(s->ssl);
+  s->ssl = NULL;
+}
+
 static void release(stream *s) {
+  tls_end(s);
   if (s->p.fd >= 0) {
     parley_unwatch(&s->p);
     close(s->p.fd);
@@ -717,6 +837,134 @@ static int s_gc(lua_State *L) {
     release(s);
   }
   return 0;
+}
+
+/* --------------------------------------------------------- handshake */
+
+static int handshake_k(lua_State *L, int status, lua_KContext ctx);
+
+/* runs the handshake under the deadline: true | nil, err */
+static int handshake_loop(lua_State *L, stream *s, double deadline) {
+  for (;;) {
+    int r, dir = P_READ;
+    if (s->closed) return fail(L, s, "closed");
+    if (!s->ssl) return fail(L, s, "not a tls stream");
+    if (s->tlserr[0]) return fail(L, s, s->tlserr);
+    ERR_clear_error();
+    r = SSL_do_handshake(s->ssl);
+    if (r == 1) {
+      s->p.rd_ready = 1;   /* records may already wait inside OpenSSL */
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    switch (parley_tls_result(s->ssl, r, s->tlserr, sizeof s->tlserr)) {
+      case TLS_WANT_READ:
+        if (!s->p.hup) s->p.rd_ready = 0;
+        break;
+      case TLS_WANT_WRITE:
+        dir = P_WRITE;
+        break;
+      case TLS_EOF:
+        snprintf(s->tlserr, sizeof s->tlserr, "closed");
+        return fail(L, s, s->tlserr);
+      default:
+        return fail(L, s, s->tlserr);
+    }
+    r = parley_wait(L, &s->p, dir, NULL, deadline, 0, handshake_k);
+    if (r != WAKE_READY) return fail(L, s, parley_wake_message(r));
+  }
+}
+
+static int handshake_k(lua_State *L, int status, lua_KContext ctx) {
+  stream *s = check_stream(L, 1);
+  waiter *w = parley_waited(L);
+  (void)status; (void)ctx;
+  if (w->result != WAKE_READY) return fail(L, s, parley_wake_message(w->result));
+  return handshake_loop(L, s, w->deadline);
+}
+
+/* handshake([timeout]): completes the TLS handshake now (else the first I/O does) */
+static int s_handshake(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  double timeout = luaL_optnumber(L, 2, s->timeout);
+  lua_settop(L, 1);
+  return handshake_loop(L, s, parley_deadline(timeout));
+}
+
+/* makes s a TLS stream of the context at ctxidx; NULL or a message in msg */
+static const char *tls_attach(lua_State *L, stream *s, int ctxidx,
+                              const char *servername, SSL_SESSION *sess,
+                              char *msg, size_t msglen) {
+  ctxidx = lua_absindex(L, ctxidx);
+  s->ssl = parley_tls_new(L, ctxidx, s->p.fd, servername, sess, msg, msglen);
+  if (!s->ssl) return msg;
+  s->tlserr[0] = 0;
+  /* the stream is on top of the stack: keep its context alive with it */
+  lua_pushvalue(L, ctxidx);
+  lua_setiuservalue(L, -2, 1);
+  return NULL;
+}
+
+const char *parley_stream_tls_accept(lua_State *L, struct stream *s, int ctxidx) {
+  static char msg[PARLEY_TLS_ERRLEN];   /* read at once by the caller */
+  return tls_attach(L, s, ctxidx, NULL, NULL, msg, sizeof msg);
+}
+
+/*
+** tls_attach(ctx, [servername], [session]): the Lua part of starttls,
+** after it flushed.  Bytes already read in cleartext are refused, never
+** carried into TLS (RFC 3207 §4.2, CVE-2011-0411).  session: another
+** TLS stream (its current session is offered) or a saved session.
+*/
+static int s_tls_attach(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  const char *sn = luaL_optstring(L, 3, NULL);
+  SSL_SESSION *sess = NULL;
+  stream *other;
+  char msg[PARLEY_TLS_ERRLEN];
+  luaL_checkudata(L, 2, PARLEY_TLS_CONTEXT);
+  lua_settop(L, 4);
+  if (s->closed) return fail(L, s, "closed");
+  if (s->ssl) return fail(L, s, "already tls");
+  if (buf_len(&s->in) > 0) return fail(L, s, "data after starttls");
+  if (buf_len(&s->out) > 0) return fail(L, s, "output not flushed");
+  if ((other = luaL_testudata(L, 4, PARLEY_STREAM)) != NULL) {
+    if (other->ssl) sess = SSL_get1_session(other->ssl);
+  } else if (!lua_isnil(L, 4)) {
+    sess = parley_tls_tosession(L, 4);
+    if (!sess) return luaL_argerror(L, 4, "tls stream or session expected");
+    SSL_SESSION_up_ref(sess);
+  }
+  lua_pushvalue(L, 1);   /* tls_attach wants the stream on top */
+  if (tls_attach(L, s, 2, sn, sess, msg, sizeof msg)) {
+    if (sess) SSL_SESSION_free(sess);
+    lua_pushnil(L);
+    lua_pushstring(L, msg);
+    return 2;
+  }
+  if (sess) SSL_SESSION_free(sess);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int s_tlsinfo(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  if (!s->ssl) lua_pushnil(L);
+  else parley_tls_pushinfo(L, s->ssl);
+  return 1;
+}
+
+/* the session to offer when resuming (nil before the handshake or on a plain stream) */
+static int s_tlssession(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  SSL_SESSION *sess = s->ssl ? SSL_get1_session(s->ssl) : NULL;
+  if (!sess) {
+    lua_pushnil(L);
+    return 1;
+  }
+  parley_tls_pushsession(L, sess);
+  SSL_SESSION_free(sess);
+  return 1;
 }
 
 /* ------------------------------------------------------------ options */
@@ -821,7 +1069,8 @@ static int s_tostring(lua_State *L) {
 /* -------------------------------------------------------- constructors */
 
 static stream *new_stream(lua_State *L) {
-  stream *s = lua_newuserdatauv(L, sizeof *s, 0);
+  /* the user value keeps a TLS stream's context alive */
+  stream *s = lua_newuserdatauv(L, sizeof *s, 1);
   memset(s, 0, sizeof *s);
   s->p.fd = -1;
   s->p.rd_ready = 1;
@@ -991,6 +1240,8 @@ int parley_open_stream(lua_State *L) {
     {"setoption", s_setoption}, {"getoption", s_getoption},
     {"getpeername", s_getpeername}, {"getsockname", s_getsockname},
     {"getfd", s_getfd}, {"buffered", s_buffered}, {"lasterror", s_lasterror},
+    {"tls_attach", s_tls_attach}, {"handshake", s_handshake},
+    {"tlsinfo", s_tlsinfo}, {"tlssession", s_tlssession},
     {NULL, NULL}
   };
   static const luaL_Reg meta[] = {

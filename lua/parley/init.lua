@@ -89,7 +89,10 @@ parley.apply_stream_opts = apply_stream_opts
 -- @tparam number|string port
 -- @tparam[opt] table opts `timeout` (I/O, default none), `connect_timeout`
 -- (default `timeout` or 30), `max_line`, `lenient`, `bind` (local
--- `"host"` or `"host:port"` to connect from)
+-- `"host"` or `"host:port"` to connect from), `tls` (implicit TLS: a
+-- client context from `parley.tls.context`, or `true` for the default
+-- verifying one), `servername` (name sent and checked; default `host`),
+-- `insecure` (with `tls = true`: do not verify the certificate)
 -- @return a stream, or `nil, err`
 function parley.connect(host, port, opts)
   if type(port) == "table" or (port == nil and type(host) == "string" and host:find(":%d+$")) then
@@ -109,18 +112,49 @@ function parley.connect(host, port, opts)
   local s, err = core.connect(host, tostring(math.tointeger(tonumber(port)) or port),
     opts.connect_timeout or opts.timeout or 30, bhost, bport)
   if not s then return nil, err end
+  parley.tls.remember_host(s, host)
+  if opts.tls then
+    local ok, terr = parley.connect_tls(s, opts)
+    if not ok then return nil, terr end
+  end
   return apply_stream_opts(s, opts)
+end
+
+--- Implicit TLS on a freshly connected stream (parley.connect's `tls`).
+-- @local
+function parley.connect_tls(s, opts)
+  local ctx, err = opts.tls
+  if ctx == true then
+    ctx, err = parley.tls.client(opts.insecure)
+    if not ctx then
+      s:close()
+      return nil, err
+    end
+  elseif not parley.tls.is_context(ctx) then
+    s:close()
+    error("connect: tls must be a tls context or true", 3)
+  end
+  return s:starttls(ctx, { servername = opts.servername,
+                           timeout = opts.connect_timeout or opts.timeout or 30 })
 end
 
 --- Listens on an address.
 -- @tparam string addr `"127.0.0.1:0"` (port 0: any free port)
--- @tparam[opt] table opts `backlog` (511), `reuseport` (false)
+-- @tparam[opt] table opts `backlog` (511), `reuseport` (false), `tls` (a
+-- server context: accepted streams are TLS; each one's handshake runs on
+-- its first I/O or `s:handshake()`, in the task that uses it)
 -- @return a listener (`accept`, `close`, `getsockname`, `port`), or `nil, err`
 function parley.listen(addr, opts)
   opts = opts or {}
   local host, port = parley.parse_address(addr)
   if not host then return nil, port end
-  return core.listen(host, port, opts.backlog or 511, opts.reuseport)
+  local tls = opts.tls
+  if tls and not (parley.tls.is_context(tls) and tls:mode() == "server") then
+    error("listen: tls must be a server tls context", 2)
+  end
+  local l, err = core.listen(host, port, opts.backlog or 511, opts.reuseport)
+  if l and tls then l:settls(tls) end
+  return l, err
 end
 
 --- Adopts a connected LuaSocket TCP object's descriptor as a stream.
@@ -144,6 +178,9 @@ end
 function parley.serve(opts)
   return require("parley.server").serve(opts)
 end
+
+--- TLS: contexts, certificates, and `stream:starttls` (`parley.tls`).
+parley.tls = require "parley.tls"
 
 ------------------------------------------------------------------------
 -- Stream methods written in Lua (the rest are C: doc/driver-api.md).

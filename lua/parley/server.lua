@@ -31,9 +31,9 @@ end
 -- under the connection's timeout: a client that fails it or stalls
 -- costs a log line, never the accept loop.
 local function tls_handshake(srv, conn)
+  local ip, port = conn:getpeername()   -- before a failing peer is gone
   local ok, err = conn:handshake()
   if ok then return true end
-  local ip, port = conn:getpeername()
   log(("%s: tls handshake with %s:%s failed: %s"):format(srv.address,
       tostring(ip), tostring(port), err))
   return false
@@ -42,9 +42,7 @@ end
 local function handle(srv, conn)
   srv.conns[conn] = true
   local ok, err = true, nil
-  if srv.opts.tls and not tls_handshake(srv, conn) then
-    ok = true
-  else
+  if not srv.opts.tls or tls_handshake(srv, conn) then
     ok, err = xpcall(srv.handler, debug.traceback, conn)
   end
   if not ok then
