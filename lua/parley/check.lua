@@ -1,0 +1,277 @@
+--- parley.check: service checks in the Monitoring Plugins style, for
+-- scripts, the lab and `parley check`.
+--
+--     local check = require "parley.check"
+--     local r = check.run("imap://alice:pw@127.0.0.1:1143/INBOX",
+--                         { warning = 1, critical = 2, subject = "nightly report", wait = 30 })
+--     print(r.line)        --> IMAP OK - 127.0.0.1:1143 INBOX: 12 messages ... | time=...
+--     os.exit(r.status)    -- 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+--     local rt = check.roundtrip{ smtp = "smtp://127.0.0.1:2525",
+--                                 imap = "imap://alice:pw@127.0.0.1:1143/INBOX" }
+--
+-- Schemes: smtp, pop3, imap, ftp, http, telnet (one module each in
+-- `parley.check.<scheme>`). Every check runs as its own task under one
+-- deadline (`timeout`, plus `wait` when it waits for a message): past it
+-- the check is CRITICAL, "timeout after 10 s in <phase>", and whatever it
+-- had open is closed. `warning` / `critical` are seconds the whole check
+-- (the round trip, for `roundtrip`) may take before it is WARNING /
+-- CRITICAL. A bad URL or option is UNKNOWN; so is an error inside a check
+-- (a bug: `error` in the result holds its traceback). The client
+-- libraries' own failures are CRITICAL with the phase and the reply.
+-- @module parley.check
+local parley = require "parley"
+local url = require "socket.url"
+local plugin = require "parley.check.plugin"
+local transcript = require "parley.transcript"
+
+local M = {}
+
+--- Defaults of the options `run` and `roundtrip` take.
+-- @table DEFAULTS
+M.DEFAULTS = {
+  timeout = 10,      -- seconds for the whole check (a --wait comes on top)
+  wait = 0,          -- seconds to wait for a message matching `subject`
+}
+
+--- The schemes `run` knows, each a module `parley.check.<scheme>`.
+M.SCHEMES = { "smtp", "pop3", "imap", "ftp", "http", "telnet" }
+local KNOWN = {}
+for _, s in ipairs(M.SCHEMES) do KNOWN[s] = true end
+
+-- After the deadline the check's task is cancelled (one wait at a time)
+-- and joined again: at most this many times, this long each.
+local ABORT_TRIES, ABORT_GRACE = 5, 0.2
+-- The deadline of the whole check comes this much after the one its
+-- clients are given, so that their own "timeout" reaches the check first.
+local JOIN_GRACE = 0.25
+
+local TLS_OPTIONS = { "tls", "tls_implicit", "insecure", "cert_days" }
+
+---------------------------------------------------------------------------
+-- URLs
+---------------------------------------------------------------------------
+
+--- Parses a check URL.
+-- @tparam string s `scheme://[user[:password]@]host[:port][/path]`
+-- (user and password percent-decoded)
+-- @tparam[opt] number default_port used when the URL has none
+-- @return `{ scheme =, host =, port =, user =, password =, path =, query =,
+-- address = "host:port", url = s }`, or nil, err
+function M.parse_url(s, default_port)
+  if type(s) ~= "string" then error("url must be a string", 2) end
+  local p = s:match("^%a[%w+.-]*://") and url.parse(s)
+  if not p or not p.host or p.host == "" then return nil, ("bad URL %q"):format(s) end
+  local port = p.port and tonumber(p.port) or default_port
+  if p.port and (not tonumber(p.port) or not p.port:match("^%d+$")) or (port and (port < 1 or port > 65535)) then
+    return nil, ("bad port in URL %q"):format(s)
+  end
+  local host = p.host
+  return {
+    scheme = p.scheme:lower(), host = host, port = port,
+    user = p.user and url.unescape(p.user), password = p.password and url.unescape(p.password),
+    path = url.unescape(p.path or ""), query = p.query, url = s,
+    address = port and ((host:find(":", 1, true) and "[" .. host .. "]" or host) .. ":" .. port),
+  }
+end
+
+---------------------------------------------------------------------------
+-- The context a check runs with
+---------------------------------------------------------------------------
+
+local context = {}
+context.__index = context
+
+--- Names the step the check is in (told when the deadline passes),
+-- after `ctx.prefix` when a check speaks to several servers.
+function context:phase(name) self.phase_name = (self.prefix or "") .. name end
+
+--- Seconds left before the check's deadline (at least a millisecond).
+function context:left() return math.max(0.001, self.deadline - parley.now()) end
+
+--- Seconds since the check started.
+function context:elapsed() return parley.now() - self.t0 end
+
+--- Registers a stream (a client's connection) to close when the check
+-- ends or its deadline passes.
+function context:own(stream)
+  self.owned[#self.owned + 1] = stream
+  return stream
+end
+
+--- Adds a performance value (`uom` "s", "B", "c" or none).
+function context:perf(label, value, uom, extra)
+  local p = { label = label, value = value, uom = uom }
+  for k, v in pairs(extra or {}) do p[k] = v end
+  self.perfdata[#self.perfdata + 1] = p
+  return p
+end
+
+--- The CRITICAL result for a failure in the current phase: a timeout
+-- reads as one of the deadline.
+-- @return "CRITICAL", summary
+-- @param err the client's error
+-- @tparam[opt] string address the peer (default the URL's)
+-- @return "CRITICAL", summary
+function context:critical(err, address)
+  if err == "timeout" then
+    return "CRITICAL", ("timeout after %g s in %s"):format(self.limit, self.phase_name)
+  end
+  return "CRITICAL", ("%s: %s: %s"):format(address or self.url.address, self.phase_name, tostring(err))
+end
+
+-- closes what the check left open; a stream already closed is fine
+function context:release()
+  for i = #self.owned, 1, -1 do
+    pcall(self.owned[i].close, self.owned[i])
+    self.owned[i] = nil
+  end
+end
+
+local function new_context(opts, u, limit)
+  local t0 = parley.now()
+  local ctx = setmetatable({ opts = opts, url = u, t0 = t0, limit = limit,
+    deadline = t0 + limit, owned = {}, perfdata = {}, phase_name = "start" }, context)
+  -- the clients record the dialogue on stderr
+  if opts.verbose then ctx.transcript = transcript.new(true) end
+  return ctx
+end
+
+---------------------------------------------------------------------------
+-- Running a check
+---------------------------------------------------------------------------
+
+local function result(label, state, summary, perfdata, extra)
+  local r = { label = label, state = state, status = plugin.STATUS[state], summary = summary,
+              perfdata = perfdata or {} }
+  for _, p in ipairs(r.perfdata) do r.perfdata[p.label] = p end
+  for k, v in pairs(extra or {}) do r[k] = v end
+  r.line = plugin.line(label, state, summary, r.perfdata)
+  return r
+end
+
+local function unknown(label, msg)
+  return result(label, "UNKNOWN", msg)
+end
+
+local function check_opts(opts, level)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error("options must be a table", level + 1) end
+  for _, k in ipairs { "timeout", "wait", "warning", "critical" } do
+    local v = opts[k]
+    if v ~= nil and (type(v) ~= "number" or v < 0 or v ~= v) then
+      error(("option %s must be a non-negative number"):format(k), level + 1)
+    end
+  end
+  return opts
+end
+
+-- the TLS options wait for STARTTLS in the protocol clients (issue 10)
+local function tls_missing(opts)
+  for _, k in ipairs(TLS_OPTIONS) do
+    if opts[k] then return "TLS not available yet" end
+  end
+end
+
+-- Runs `fn(ctx)` -> state, summary as a task under the deadline, and
+-- judges `judged` (the perfdata label the thresholds apply to; "time" is
+-- added here).
+local function execute(label, fn, opts, u, judged)
+  local limit = (opts.timeout or M.DEFAULTS.timeout) + (opts.wait or M.DEFAULTS.wait)
+  local ctx = new_context(opts, u, limit)
+  local task = parley.spawn(function()
+    return xpcall(fn, debug.traceback, ctx)
+  end)
+  local joined, ok, state, summary = task:join(limit + JOIN_GRACE)
+  local elapsed = ctx:elapsed()
+  local err
+  if joined == nil then
+    state, summary = "CRITICAL", ("timeout after %g s in %s"):format(limit, ctx.phase_name)
+    ctx:release()
+    for _ = 1, ABORT_TRIES do
+      task:cancel()
+      if task:join(ABORT_GRACE) ~= nil then break end
+    end
+  elseif not joined or not ok then
+    err = tostring(not joined and ok or state)
+    state, summary = "UNKNOWN", "internal error: " .. err:match("^[^\n]*")
+  end
+  ctx:release()
+  if type(state) ~= "string" or not plugin.STATUS[state] then
+    err = "a check returned " .. tostring(state)
+    state, summary = "UNKNOWN", "internal error: " .. err
+  end
+  local perf = ctx.perfdata
+  local time = { label = "time", value = elapsed, uom = "s", min = 0 }
+  table.insert(perf, 1, time)
+  local target = time
+  for _, p in ipairs(perf) do if p.label == judged then target = p end end
+  if state ~= "UNKNOWN" and target.value then
+    target.warn, target.crit = opts.warning, opts.critical
+    local verdict = plugin.judge(target.value, opts.warning, opts.critical)
+    if verdict ~= "OK" and plugin.worst(state, verdict) == verdict then
+      summary = ("%s; %s %.3f s over the %s threshold (%g s)"):format(summary, target.label,
+        target.value, verdict:lower(), verdict == "CRITICAL" and opts.critical or opts.warning)
+    end
+    state = plugin.worst(state, verdict)
+  end
+  return result(label, state, summary, perf, { error = err, phase = ctx.phase_name })
+end
+
+--- Checks one service.
+-- @tparam string u the URL (see the module description and each scheme)
+-- @tparam[opt] table opts `timeout` (10 s), `warning`, `critical` (seconds),
+-- `verbose` (a transcript of the dialogue on stderr), and the scheme's own
+-- options: smtp `expect_cap` (array), `from`, `to` (array), `subject`,
+-- `helo`; pop3 and imap `subject`, `wait`, `min_messages`,
+-- `max_messages`; ftp `download`, `sha256`, `size`; http `status` (array
+-- of codes), `expect`; telnet `expect`
+-- @treturn table `{ status = 0..3, state = "OK" | "WARNING" | "CRITICAL" |
+-- "UNKNOWN", summary =, perfdata = { {label=, value=, uom=, warn=, crit=,
+-- min=, max=} ..., [label] = entry }, line = "SMTP OK - ... | ...",
+-- phase = the last step, error = traceback of an internal error }`
+function M.run(u, opts)
+  if type(u) ~= "string" then error("url must be a string", 2) end
+  opts = check_opts(opts, 2)
+  local scheme = (u:match("^(%a[%w+.-]*)://") or ""):lower()
+  local label = KNOWN[scheme] and scheme:upper() or "CHECK"
+  if not KNOWN[scheme] then
+    return unknown(label, scheme == "" and ("bad URL %q"):format(u) or ("unknown scheme %q"):format(scheme))
+  end
+  local mod = require("parley.check." .. scheme)
+  local parsed, err = M.parse_url(u, mod.PORT)
+  if not parsed then return unknown(mod.LABEL, err) end
+  err = tls_missing(opts) or (mod.validate and mod.validate(parsed, opts))
+  if err then return unknown(mod.LABEL, err) end
+  return execute(mod.LABEL, mod.check, opts, parsed)
+end
+
+--- Sends a uniquely tagged message by SMTP and measures how long until it
+-- is seen by IMAP (IDLE) or POP3 (polling every 0.5 s).
+-- @tparam table opts `smtp` (URL, user:password@ for AUTH), `imap` or
+-- `pop3` (URL with user:password@; IMAP: the mailbox as path, INBOX by
+-- default), `to` (default the receiving user, `@localhost` added when it
+-- has no domain), `from` (default `to`), `delete` (default true: the
+-- message is removed once seen), `timeout`, `warning`, `critical` (seconds
+-- for the round trip), `verbose`
+-- @treturn table as `run`'s, label "ROUNDTRIP", perfdata `roundtrip=`
+function M.roundtrip(opts)
+  if type(opts) ~= "table" then error("roundtrip expects a table", 2) end
+  check_opts(opts, 2)
+  local label = "ROUNDTRIP"
+  if not opts.smtp then return unknown(label, "the SMTP URL is missing") end
+  if not opts.imap == not opts.pop3 then return unknown(label, "give one of the IMAP or POP3 URLs") end
+  local rt = require "parley.check.roundtrip"
+  local smtp = M.parse_url(opts.smtp, 25)
+  local rx_scheme = opts.imap and "imap" or "pop3"
+  local rx = M.parse_url(opts[rx_scheme], rx_scheme == "imap" and 143 or 110)
+  if not smtp or smtp.scheme ~= "smtp" then return unknown(label, ("bad SMTP URL %q"):format(opts.smtp)) end
+  if not rx or rx.scheme ~= rx_scheme then
+    return unknown(label, ("bad %s URL %q"):format(rx_scheme:upper(), opts[rx_scheme]))
+  end
+  local err = tls_missing(opts) or rt.validate(smtp, rx, opts)
+  if err then return unknown(label, err) end
+  rx.smtp = smtp
+  return execute(label, rt.check, opts, rx, "roundtrip")
+end
+
+return M
