@@ -292,6 +292,8 @@ static int l_file_lock(lua_State *L) {
   return push_result(L, rc);
 }
 
+#define READ_ON_STACK 16384
+
 static int l_file_read(lua_State *L) {
   fs_file *f = checkopen(L, 1);
   lua_Integer n = luaL_optinteger(L, 2, 65536);
@@ -300,6 +302,16 @@ static int l_file_read(lua_State *L) {
   char *p;
   luaL_argcheck(L, n >= 0 && n <= (1 << 30), 2, "bad count");
   if (file_flushbuf(f) != 0) return push_errno(L, errno);
+  if (n <= READ_ON_STACK) {
+    /* small reads (a mail message read whole) need no buffer allocation */
+    char small[READ_ON_STACK];
+    do {
+      r = read(f->fd, small, (size_t)n);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) return push_errno(L, errno);
+    lua_pushlstring(L, small, (size_t)r);
+    return 1;
+  }
   p = luaL_buffinitsize(L, &b, (size_t)n);
   do {
     r = read(f->fd, p, (size_t)n);

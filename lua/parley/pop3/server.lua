@@ -505,7 +505,9 @@ trans_cmds.RETR = function(s, arg)
   local fh = open_message(s, m)
   if not fh then return end
   s.conn:send("+OK " .. s:octets(m) .. " octets\r\n")
-  local okk, e = M.send_message(s.conn, fh, s.opts.chunk, m.vsize == m.size)
+  -- one read of size + 1 bytes sees a message whole and its end at once
+  local chunk = m.size and math.min(s.opts.chunk, m.size + 1) or s.opts.chunk
+  local okk, e = M.send_message(s.conn, fh, chunk, m.vsize == m.size)
   fh:close()
   if not okk then s.quit = true; s.gone = e; return end
   if not m.flags:find("S", 1, true) then
@@ -714,7 +716,8 @@ function srv_methods:wait(timeout) return self.inner:wait(timeout) end
 function M.serve(opts)
   local o = setup(opts)
   local srv = setmetatable({ opts = o, sessions = setmetatable({}, { __mode = "k" }) }, srv_methods)
-  return require("parley.server").serve_for(srv, o, "127.0.0.1:1110", run_session)
+  return require("parley.server").serve_for(srv, o, "127.0.0.1:1110", run_session,
+    { transcript_protocol = "pop3" })
 end
 
 M.session = session
