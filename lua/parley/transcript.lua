@@ -376,6 +376,21 @@ function wrapped:close()
   return self.inner:close()
 end
 
+--- Records a second connection of the same session (an FTP data
+-- connection) on the recorder of `parent`, if `parent` is recorded.
+-- @param stream the new stream (or nil: returned as is with the rest)
+-- @param parent a stream, wrapped or not
+-- @tparam string protocol e.g. `"ftp-data"`
+-- @tparam string side `"client"` or `"server"`
+-- @return the stream or its wrapper
+function M.follow(stream, parent, protocol, side, ...)
+  if not stream or getmetatable(parent) ~= wrapper_mt then return stream, ... end
+  local how = side == "client" and "to " or "from "
+  return M.wrap(stream, parent.rec, { protocol = protocol, side = side,
+    event = ("data connection %s%s (control [%s])"):format(how, peer(stream, "getpeername"),
+      tostring(parent.conn)) })
+end
+
 --- The stream under a wrapper (or the stream itself).
 function M.unwrap(stream)
   if getmetatable(stream) == wrapper_mt then return stream.inner end

@@ -21,6 +21,7 @@
 -- @module parley.ftp.client
 local parley = require "parley"
 local core = require "parley.core"
+local transcript = require "parley.transcript"
 local ftp = core.ftp
 
 local M = {}
@@ -57,7 +58,10 @@ end
 --- Connects to an FTP server and reads its greeting.
 -- @tparam string host
 -- @tparam number port (default 21)
--- @tparam[opt] table opts see `DEFAULTS`
+-- @tparam[opt] table opts see `DEFAULTS`; and `transcript` (a
+-- parley.transcript recorder or target: the control connection and, as
+-- bulk, every data connection; with `transcript_full`,
+-- `transcript_secrets`)
 -- @return a client, or `nil, err [, reply]`
 function M.connect(host, port, opts)
   check(host, "host")
@@ -69,6 +73,7 @@ function M.connect(host, port, opts)
   if o.active then o.passive = false end
   local conn, err = parley.connect(host, port or 21, { timeout = o.timeout,
     connect_timeout = o.connect_timeout })
+  conn, err = transcript.attach(conn, o, "ftp", "client", err)
   if not conn then return nil, err end
   local c = setmetatable({ conn = conn, opts = o, parser = ftp.reply_parser{ max_lines = o.max_reply_lines },
     type = nil, epsv_ok = o.epsv }, client)
@@ -310,6 +315,7 @@ local function prepare_data(self)
     local data, err = parley.connect(self.peer_ip, port, { timeout = o.timeout,
       connect_timeout = o.connect_timeout })
     if not data then return nil, "data connection: " .. tostring(err) end
+    data = transcript.follow(data, self.conn, "ftp-data", "client")
     return function() return data end, data
   end
   local host = self.local_ip:find(":", 1, true) and "[" .. self.local_ip .. "]" or self.local_ip
@@ -331,7 +337,7 @@ local function prepare_data(self)
     l:close()
     if not d then return nil, "data connection: " .. tostring(aerr) end
     d:settimeout(o.timeout)
-    return d
+    return transcript.follow(d, self.conn, "ftp-data", "client")
   end, l
 end
 

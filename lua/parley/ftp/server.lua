@@ -255,6 +255,7 @@ local function open_data(s, x, mark)
   end
   if not data then return nil, err end
   data:settimeout(o.data_timeout)
+  data = require("parley.transcript").follow(data, s.conn, "ftp-data", "server")
   x.data = data
   if x.aborted then data:close() return nil, "aborted" end
   return data
@@ -1142,6 +1143,10 @@ function M.serve(opts)
     grace = o.grace,
     signals = o.signals,
     on_error = o.on_error,
+    transcript = o.transcript,
+    transcript_full = o.transcript_full,
+    transcript_secrets = o.transcript_secrets,
+    transcript_protocol = "ftp",
     on_start = function(ps)
       srv.server, srv.port, srv.host, srv.address = ps, ps.port, ps.host, ps.address
       if o.on_start then o.on_start(srv) end

@@ -22,6 +22,7 @@
 -- any argument raises before anything is sent.
 -- @module parley.pop3.client
 local parley = require "parley"
+local transcript = require "parley.transcript"
 
 local M = {}
 
@@ -112,7 +113,9 @@ end
 --- Connects and reads the greeting.
 -- @tparam string host "host:port", or a host with `port` next
 -- @tparam[opt] number port (110)
--- @tparam[opt] table opts `timeout`, `connect_timeout`, `max_line`, `max_size`
+-- @tparam[opt] table opts `timeout`, `connect_timeout`, `max_line`, `max_size`,
+-- `transcript` (a parley.transcript recorder or target; with
+-- `transcript_full`, `transcript_secrets`)
 -- @return client (`greeting`, `timestamp` (APOP, or nil)), or nil, err
 -- (nil, text, reply on a -ERR greeting)
 function M.connect(host, port, opts)
@@ -130,6 +133,7 @@ function M.connect(host, port, opts)
   else
     conn, err = parley.connect(host, { timeout = o.timeout, connect_timeout = o.connect_timeout })
   end
+  conn, err = transcript.attach(conn, o, "pop3", "client", err)
   if not conn then return nil, err end
   local self = setmetatable({ conn = conn, opts = o, rbuf = "" }, client)
   local r

@@ -18,6 +18,7 @@
 local parley = require "parley"
 local core = require "parley.core"
 local sasl = require "parley.smtp.sasl"
+local transcript = require "parley.transcript"
 local smtp = core.smtp
 
 local M = {}
@@ -126,7 +127,9 @@ end
 -- @tparam string address `"host:port"`
 -- @tparam[opt] table opts `helo` (name to announce, default "localhost"),
 -- `timeouts` (overrides of `TIMEOUTS`), `trace` (function(line) seeing
--- every line), `ehlo` (false: do not greet), `max_reply_lines` (100)
+-- every line), `ehlo` (false: do not greet), `max_reply_lines` (100),
+-- `transcript` (a parley.transcript recorder or target; with
+-- `transcript_full`, `transcript_secrets`)
 -- @return a client, or `nil, err [, reply]`
 function M.connect(address, opts)
   opts = opts or {}
@@ -135,6 +138,7 @@ function M.connect(address, opts)
   local timeouts = setmetatable({}, { __index = M.TIMEOUTS })
   for k, v in pairs(opts.timeouts or {}) do timeouts[k] = v end
   local conn, err = parley.connect(address, { connect_timeout = timeouts.connect, max_line = 4096 })
+  conn, err = transcript.attach(conn, opts, "smtp", "client", err)
   if not conn then return nil, err end
   local self = setmetatable({ conn = conn, timeouts = timeouts, trace = opts.trace,
     max_reply_lines = opts.max_reply_lines or 100, caps = {}, helo_name = helo }, client)
@@ -523,7 +527,8 @@ end
 --- One call: connect, EHLO, AUTH (if asked), send, QUIT.
 -- @tparam table m as for `client:send`, plus `server` ("host:port"),
 -- `auth` (`{ user =, password = [, mech =] }` or `"user:password"`),
--- `helo`, `timeouts`, `trace`
+-- `helo`, `timeouts`, `trace`, `transcript`, `transcript_full`,
+-- `transcript_secrets`
 -- @return result (see `client:send`), or `nil, err, reply`
 function M.send(m)
   if type(m) ~= "table" then error("send expects a table", 2) end
@@ -546,7 +551,9 @@ function M.send(m)
     if auth.mech ~= nil then check(auth.mech, "auth mechanism", 2) end
   end
   if m.helo ~= nil then check(m.helo, "helo", 2) end
-  local c, err, r = M.connect(m.server, { helo = m.helo, timeouts = m.timeouts, trace = m.trace })
+  local c, err, r = M.connect(m.server, { helo = m.helo, timeouts = m.timeouts, trace = m.trace,
+    transcript = m.transcript, transcript_full = m.transcript_full,
+    transcript_secrets = m.transcript_secrets })
   if not c then return nil, err, r end
   if auth then
     local ok, aerr, ar = c:auth(auth.user, auth.password or auth.token, auth.mech or (auth.token and "XOAUTH2"))

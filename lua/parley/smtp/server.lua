@@ -956,7 +956,8 @@ function srv_methods:connections() return self.inner:connections() end
 function M.serve(opts)
   local o = setup(opts)
   local srv = setmetatable({ opts = o, sessions = setmetatable({}, { __mode = "k" }) }, srv_methods)
-  return require("parley.server").serve_for(srv, o, "127.0.0.1:2525", run_session)
+  return require("parley.server").serve_for(srv, o, "127.0.0.1:2525", run_session,
+    { transcript_protocol = "smtp" })
 end
 
 M.session = session

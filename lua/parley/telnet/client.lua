@@ -23,6 +23,7 @@
 -- @module parley.telnet.client
 local parley = require "parley"
 local core = require "parley.core"
+local transcript = require "parley.transcript"
 
 local telnet = core.telnet
 local OPT = telnet.options
@@ -107,7 +108,9 @@ end
 -- `environ` ({NAME = value}: agree to NEW-ENVIRON), `binary` (agree to
 -- BINARY both ways), `offer` (send WILL for those at once instead of
 -- waiting to be asked), `max_buffer` (1 MiB), `max_subneg` (4096),
--- `on_option`, `on_cmd` (callbacks), `bind`
+-- `on_option`, `on_cmd` (callbacks), `bind`, `transcript` (a
+-- parley.transcript recorder or target; with `transcript_full`,
+-- `transcript_secrets`)
 -- @return a client, or `nil, err`
 function M.connect(host, port, opts)
   opts = opts or {}
@@ -115,6 +118,7 @@ function M.connect(host, port, opts)
   if not tonumber(port) then error("bad argument #2 to 'connect' (port expected)", 2) end
   local s, err = parley.connect(host, port, {
     connect_timeout = opts.connect_timeout or M.defaults.connect_timeout, bind = opts.bind })
+  s, err = transcript.attach(s, opts, "telnet", "client", err)
   if not s then return nil, err end
   local c
   c, err = M.wrap(s, opts)

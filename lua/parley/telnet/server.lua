@@ -190,6 +190,10 @@ function M.serve(opts)
     signals = cfg.signals,
     grace = cfg.grace,
     backlog = cfg.backlog,
+    transcript = cfg.transcript,
+    transcript_full = cfg.transcript_full,
+    transcript_secrets = cfg.transcript_secrets,
+    transcript_protocol = "telnet",
   }
 end
 

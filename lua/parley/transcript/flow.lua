@@ -289,7 +289,11 @@ end
 function Flow:finish()
   for _, dir in ipairs{ "C", "S" } do
     self:flush_pending(dir)
-    if self.d[dir].mode then self:end_bulk(dir) end
+    local m = self.d[dir].mode
+    -- a direction that carried nothing until the close (FTP data) says nothing
+    if m and not (m.kind == "close" and m.total == 0 and self.d[dir].rbuf == "") then
+      self:end_bulk(dir)
+    end
   end
 end
 
