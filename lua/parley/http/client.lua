@@ -56,11 +56,15 @@ pool.__name = "parley.http.pool"
 
 --- A keep-alive connection pool.
 -- @tparam[opt] table opts `max_idle` (per host:port, default 8),
---   `idle_timeout` (seconds a connection may sit unused, default 30)
+--   `idle_timeout` (seconds a connection may sit unused, default 30),
+--   `transcript` (a parley.transcript recorder or target recording every
+--   connection the pool opens; with `transcript_full`, `transcript_secrets`)
 function M.pool(opts)
   opts = opts or {}
+  local rec = opts.transcript and assert(require("parley.transcript").recorder(opts.transcript,
+    { full = opts.transcript_full, secrets = opts.transcript_secrets }))
   return setmetatable({ idle = {}, max_idle = opts.max_idle or 8,
-                        idle_timeout = opts.idle_timeout or 30 }, pool)
+                        idle_timeout = opts.idle_timeout or 30, transcript = rec }, pool)
 end
 
 --- Takes an idle connection to `key` ("host:port"), or nil.
@@ -336,7 +340,10 @@ end
 --   `max_redirects` (5; 0 returns the 3xx), `max_body` (64 MiB without a
 --   sink), `keepalive` (true), `pool` (a `pool()`, default
 --   `default_pool`), `raw` (bytes sent exactly as given on a new
---   connection; the response is parsed and the connection closed).
+--   connection; the response is parsed and the connection closed),
+--   `transcript` (a parley.transcript recorder or target: this request
+--   then goes on connections of its own, closed after it; with
+--   `transcript_full`, `transcript_secrets`).
 -- @return a response `{status, reason, minor, headers, body, url,
 --   redirects, trailers}` or `nil, err`
 function M.request(o)
@@ -352,6 +359,15 @@ function M.request(o)
   end
   local method = o.method and o.method:upper() or (data and "POST" or "GET")
   local the_pool = o.pool or M.default_pool
+  -- a request's own transcript keeps its connections out of the pool
+  local function recorded(conn, err)
+    if o.transcript then return require("parley.transcript").attach(conn, o, "http", "client", err) end
+    if conn and the_pool.transcript then
+      return require("parley.transcript").wrap(conn, the_pool.transcript, { protocol = "http" })
+    end
+    return conn, err
+  end
+  local pooled = o.keepalive ~= false and not o.transcript
   local max_redirects = opt(o, "max_redirects")
   local redirects = {}
 
@@ -363,7 +379,7 @@ function M.request(o)
       local raw = o.raw
       if type(raw) ~= "string" then error("request: raw must be a string", 2) end
       local conn
-      conn, err = parley.connect(ep.host, ep.port, { connect_timeout = opt(o, "connect_timeout") })
+      conn, err = recorded(parley.connect(ep.host, ep.port, { connect_timeout = opt(o, "connect_timeout") }))
       if not conn then return nil, err end
       local rmethod = raw:match("^%s*(%u+)") or "GET"
       res, err = exchange(conn, raw, nil, nil, rmethod, o, o.sink, false)
@@ -374,16 +390,16 @@ function M.request(o)
     local hdrs, framing = build_headers(o, ep, data, method)
     local head = request_head(method, ep.target, hdrs)   -- raises on injection
     for attempt = 1, 2 do
-      local conn = attempt == 1 and o.keepalive ~= false and the_pool:take(ep.key)
+      local conn = attempt == 1 and pooled and the_pool:take(ep.key)
       local reused = conn and true
       if not conn then
-        conn, err = parley.connect(ep.host, ep.port, { connect_timeout = opt(o, "connect_timeout") })
+        conn, err = recorded(parley.connect(ep.host, ep.port, { connect_timeout = opt(o, "connect_timeout") }))
         if not conn then return nil, err end
       end
       res, err, retryable = exchange(conn, head, data, framing, method, o, o.sink,
                                      max_redirects > #redirects)
       if res then
-        if res.reusable and o.keepalive ~= false then the_pool:put(ep.key, conn)
+        if res.reusable and pooled then the_pool:put(ep.key, conn)
         else conn:close() end
         break
       end

@@ -773,6 +773,7 @@ function app:serve(opts)
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   o.handler = function(conn) return self:handle(conn) end
+  o.transcript_protocol = "http"   -- for a `transcript` option
   return parley.serve(o)
 end
 

@@ -67,12 +67,15 @@ end
 --- Connects and reads the greeting.
 -- @tparam string address "host:port"
 -- @tparam[opt] table opts `timeout` (seconds per I/O call, 60),
--- `max_line`, `literal_plus` (use LITERAL+ when offered, default true)
+-- `max_line`, `literal_plus` (use LITERAL+ when offered, default true),
+-- `transcript` (a parley.transcript recorder or target; with
+-- `transcript_full`, `transcript_secrets`)
 -- @return client, or nil, err
 function M.connect(address, opts)
   check(address, "address", 2)
   opts = opts or {}
   local conn, err = parley.connect(address, { timeout = opts.timeout or M.DEFAULTS.timeout })
+  conn, err = require("parley.transcript").attach(conn, opts, "imap", "client", err)
   if not conn then return nil, err end
   conn:setoption("max-line", (opts.max_line or M.DEFAULTS.max_line) + 2)
   local self = setmetatable({ conn = conn, opts = opts, n = 0,

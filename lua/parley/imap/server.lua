@@ -275,6 +275,7 @@ function M.serve(opts)
   return require("parley.server").serve_for(srv, o, "127.0.0.1:1143", run_session, {
     timeout = o.login_timeout,
     max_line = o.max_line_unauth + 2,
+    transcript_protocol = "imap",
   })
 end
 
