@@ -162,11 +162,12 @@ static int load_cert(lua_State *L, SSL_CTX *ctx, const char *cert, const char *k
   if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
     return fail(L, "cannot load cert %s: %s", cert, ssl_reason());
   }
-  if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+  if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+      return fail(L, "key %s does not match cert %s", key, cert);
+    }
     return fail(L, "cannot load key %s: %s", key, ssl_reason());
-  }
-  if (SSL_CTX_check_private_key(ctx) != 1) {
-    return fail(L, "key %s does not match cert %s", key, cert);
   }
   return 0;
 }
