@@ -10,6 +10,7 @@ local commands = {
   { "serve", "serve PROTO [options]", "run a server: echo, smtp, pop3, imap, mail, ftp, http, telnet" },
   { "send", "send --server H:P --from A --to B ...", "send a mail message by SMTP" },
   { "telnet", "telnet HOST PORT", "interactive Telnet client" },
+  { "run", "run FILE.lua... [--var k=v] [--format F]", "run scenario files (parley.scenario) and report" },
   { "check", "check URL [-w S] [-c S] [-t S] ...", "a monitoring-plugin check (smtp, pop3, imap, ftp, http, telnet)" },
   { "lab", "lab [--tour] [--exit] [--dir DIR] ...", "every server on loopback, ready commands, a tour" },
   { "demo", "demo [--exit]", "start the demo server and tour it" },
