@@ -2,6 +2,7 @@
 -- step of the dialogue; exit status 0 when every recipient accepted it.
 -- @module parley.cli.send
 local cli = require "parley.cli"
+local tcli = require "parley.transcript.cli"
 local client = require "parley.smtp.client"
 local message = require "parley.mail.message"
 
@@ -60,8 +61,9 @@ end
 
 --- Runs the command; returns the exit status.
 function M.main(argv)
-  local o = cli.parse(argv, SPEC)
-  if o.help then io.stdout:write(HELP) return 0 end
+  local rest, tr = tcli.take(argv)
+  local o = cli.parse(rest, SPEC)
+  if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
   local missing = (not o.server and "--server") or (not o.from and "--from") or (not o.to and "--to")
     or (not o.message_file and not o.subject and "--subject")
     or (not o.message_file and not o.body and not o.body_file and "--body or --body-file")
@@ -92,6 +94,7 @@ function M.main(argv)
   end
   local res, err, _, partial = client.send{ server = o.server, from = o.from, to = o.to,
     message = msg, auth = auth, helo = o.helo, trace = trace,
+    transcript = tr.transcript, transcript_full = tr.transcript_full, transcript_secrets = tr.transcript_secrets,
     timeouts = o.timeout and { connect = o.timeout, greeting = o.timeout, command = o.timeout,
       data = o.timeout, block = o.timeout, final = o.timeout } }
   msg:close()

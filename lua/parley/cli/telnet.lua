@@ -4,12 +4,14 @@
 -- time, as telnet(1) does) and left cooked otherwise (the terminal edits
 -- lines and echoes them locally).  The window size goes out by NAWS when
 -- the server wants it, and again on every resize (SIGWINCH).  The escape
--- key (Ctrl-] by default) quits.  `--transcript FILE` keeps everything the
--- server sent (as the terminal showed it) and every line or key sent.
+-- key (Ctrl-] by default) quits.  `--transcript [FILE]` records the
+-- dialogue (parley.transcript: C:/S: lines, what is typed after a
+-- Password: prompt masked) on stderr or in FILE.
 -- @module parley.cli.telnet
 local parley = require "parley"
 local core = require "parley.core"
 local cli = require "parley.cli"
+local tcli = require "parley.transcript.cli"
 local tclient = require "parley.telnet.client"
 
 local pty = core.pty
@@ -18,7 +20,6 @@ local M = {}
 local HELP = [[
 usage: parley telnet [options] HOST PORT
   --escape C          quit key, as ^] (default) or ^X
-  --transcript FILE   append the session to FILE
   --binary            agree to BINARY both ways (8-bit clean)
   --offer             offer NAWS, TTYPE and NEW-ENVIRON at once
   --wait S            after standard input ends, seconds to keep showing
@@ -34,9 +35,10 @@ local function escape_byte(spec)
 end
 
 function M.main(argv)
-  local o = cli.parse(argv, { escape = "string", transcript = "string", binary = "flag",
+  local rest, tr = tcli.take(argv)
+  local o = cli.parse(rest, { escape = "string", binary = "flag",
                               offer = "flag", wait = "number", help = "flag" })
-  if o.help then io.stdout:write(HELP) return 0 end
+  if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
   local host, port = o[1], tonumber(o[2] or "23")
   if not host or not port or o[3] then
     io.stderr:write(HELP)
@@ -44,11 +46,6 @@ function M.main(argv)
   end
   local esc = escape_byte(o.escape)
   local tty = pty.isatty(0) and pty.isatty(1)
-  local transcript
-  if o.transcript then
-    transcript = assert(io.open(o.transcript, "a"))
-    transcript:setvbuf("no")
-  end
   local status = 0
   local saved          -- the terminal's settings on entry
   local mode = "cooked"
@@ -64,7 +61,6 @@ function M.main(argv)
     if tty and saved then pty.restore(0, saved) end
     if stdin and stdin.close then stdin:close() pty.set_blocking(0, true) end
     if stdout and stdout.getfd then stdout:flush() stdout:close() pty.set_blocking(1, true) end
-    if transcript then transcript:close() end
   end
 
   local ok, err = pcall(parley.run, function()
@@ -76,6 +72,7 @@ function M.main(argv)
       ttype = term and term ~= "" and not term:find("[\r\n%z]") and { term:upper() } or nil,
       environ = os.getenv("USER") and { USER = os.getenv("USER") } or nil,
       binary = o.binary, offer = o.offer,
+      transcript = tr.transcript, transcript_full = tr.transcript_full, transcript_secrets = tr.transcript_secrets,
       on_option = function(cl, ev)
         if ev.option == core.telnet.options.echo then
           set_mode(cl:enabled("echo", "him") and "raw" or "cooked")
@@ -122,7 +119,6 @@ function M.main(argv)
           end
           break
         end
-        if transcript then transcript:write(data) end
         stdout:send(data)
         stdout:flush()
       end
@@ -139,7 +135,6 @@ function M.main(argv)
       local cut = data:find(string.char(esc), 1, true)
       if cut then data = data:sub(1, cut - 1) end
       if data ~= "" then
-        if transcript then transcript:write(data) end
         if mode == "raw" then
           c:write(data)
         else

@@ -2,6 +2,7 @@
 -- @module parley.ftp.cli
 local server = require "parley.ftp.server"
 local cli = require "parley.cli"
+local tcli = require "parley.transcript.cli"
 
 local M = {}
 
@@ -29,11 +30,12 @@ usage: parley serve ftp --listen 127.0.0.1:2121 --root DIR [--anonymous]
 ]]
 
 function M.serve(argv)
-  local o = cli.parse(argv, { listen = "string", root = "string", anonymous = "flag",
+  local rest, tr = tcli.take(argv)
+  local o = cli.parse(rest, { listen = "string", root = "string", anonymous = "flag",
     anonymous_write = "flag", users = "string", pasv_ports = "string", pasv_address = "string",
     xferlog = "string", rate = "number", max_per_ip = "number", idle_timeout = "number",
     login_delay = "number", help = "flag" })
-  if o.help then io.stdout:write(HELP) return 0 end
+  if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
   if not o.root then
     io.stderr:write("parley: serve ftp needs --root DIR\n", HELP)
     return 2
@@ -44,6 +46,7 @@ function M.serve(argv)
   end
   local srv, err = server.serve{
     listen = o.listen or "127.0.0.1:2121",
+    transcript = tr.transcript, transcript_full = tr.transcript_full, transcript_secrets = tr.transcript_secrets,
     root = o.root,
     anonymous = o.anonymous or false,
     anonymous_perms = o.anonymous_write and "rwdmn" or "r",

@@ -2,6 +2,7 @@
 -- @module parley.http.cli
 local parley = require "parley"
 local cli = require "parley.cli"
+local tcli = require "parley.transcript.cli"
 
 local M = {}
 
@@ -21,13 +22,14 @@ usage: parley serve http [--listen ADDR] [--root DIR] [options]
 ]]
 
 function M.serve(argv)
-  local o = cli.parse(argv, {
+  local rest, tr = tcli.take(argv)
+  local o = cli.parse(rest, {
     listen = "string", root = "string", listing = "flag", access_log = "string",
     max_body = "number", header_timeout = "number", keepalive_timeout = "number",
     max_requests = "number", max_connections = "number", reuseport = "flag",
     help = "flag",
   })
-  if o.help then io.stdout:write(HELP) return 0 end
+  if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
   if o[1] then io.stderr:write("parley: unexpected argument: ", o[1], "\n", HELP) return 2 end
   local root = o.root or "."
   local st = require("parley.http.static").stat(root)
@@ -55,6 +57,7 @@ function M.serve(argv)
   app:static("/", root, { listing = o.listing })
   local srv, err = app:serve{
     listen = o.listen or "127.0.0.1:8080",
+    transcript = tr.transcript, transcript_full = tr.transcript_full, transcript_secrets = tr.transcript_secrets,
     max_connections = o.max_connections,
     reuseport = o.reuseport,
     on_start = function(s)

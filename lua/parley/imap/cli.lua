@@ -2,6 +2,7 @@
 -- @module parley.imap.cli
 local parley = require "parley"
 local cli = require "parley.cli"
+local tcli = require "parley.transcript.cli"
 
 local M = {}
 
@@ -38,10 +39,12 @@ function M.options(o)
 end
 
 function M.serve(argv)
-  local o = cli.parse(argv, SPEC)
-  if o.help then io.stdout:write(HELP) return 0 end
+  local rest, tr = tcli.take(argv)
+  local o = cli.parse(rest, SPEC)
+  if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
   local opts, err = M.options(o)
   if not opts then io.stderr:write("parley: ", err, "\n") return 2 end
+  tcli.merge(opts, tr)
   opts.on_start = function(s)
     io.stdout:write("imap server on ", s.address, "\n")
     io.stdout:flush()

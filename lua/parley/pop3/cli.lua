@@ -2,6 +2,7 @@
 -- @module parley.pop3.cli
 local parley = require "parley"
 local cli = require "parley.cli"
+local tcli = require "parley.transcript.cli"
 
 local M = {}
 
@@ -47,14 +48,15 @@ function M.options(o, store, users)
 end
 
 function M.serve(argv)
-  local o = cli.parse(argv, SPEC)
-  if o.help then io.stdout:write(HELP) return 0 end
+  local rest, tr = tcli.take(argv)
+  local o = cli.parse(rest, SPEC)
+  if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
   if o.uidl and o.uidl ~= "uid" and o.uidl ~= "name" then
     io.stderr:write("parley: --uidl is uid or name\n") return 2
   end
   local store, users = M.open(o)
   if not store then io.stderr:write("parley: ", users, "\n") return 2 end
-  local opts = M.options(o, store, users)
+  local opts = tcli.merge(M.options(o, store, users), tr)
   opts.on_start = function(s)
     io.stdout:write("pop3 server on ", s.address, "\n")
     io.stdout:flush()

@@ -1,6 +1,7 @@
 --- `parley serve telnet`: the Telnet server from the command line.
 -- @module parley.telnet.cli
 local cli = require "parley.cli"
+local tcli = require "parley.transcript.cli"
 local server = require "parley.telnet.server"
 
 local M = {}
@@ -23,7 +24,8 @@ usage: parley serve telnet --listen 127.0.0.1:2323 [--users FILE] [--app NAME | 
 ]]
 
 function M.serve(argv)
-  local o = cli.parse(argv, {
+  local rest, tr = tcli.take(argv)
+  local o = cli.parse(rest, {
     listen = "string", users = "string", app = "string", shell = "flag",
     shell_as_self = "flag", idle_timeout = "number", login_delay = "number",
     max_connections = "number", banner = "string", help = "flag",
@@ -32,7 +34,7 @@ function M.serve(argv)
     local names = {}
     for name in pairs(server.apps()) do names[#names + 1] = name end
     table.sort(names)
-    io.stdout:write(HELP:format(table.concat(names, ", ")))
+    io.stdout:write(HELP:format(table.concat(names, ", ")), tcli.HELP)
     return 0
   end
   if o.shell and o.app then
@@ -49,6 +51,7 @@ function M.serve(argv)
   end
   local ok, srv, err = pcall(server.serve, {
     listen = o.listen or "127.0.0.1:2323",
+    transcript = tr.transcript, transcript_full = tr.transcript_full, transcript_secrets = tr.transcript_secrets,
     users = o.users,
     app = o.app or "menu",
     shell = o.shell and { as = o.shell_as_self and "self" or "account" } or nil,
