@@ -74,9 +74,10 @@
 **   d:done() -> boolean
 **
 ** http.chunk(data) -> one chunk ("" gives the last-chunk "0\r\n\r\n")
-** http.response_head(status, headers [, reason [, minor]]) -> string
+** http.response_head(status, headers [, reason [, minor [, body]]]) -> string
 **   "HTTP/1.<minor> <status> <reason>\r\n" fields "\r\n"; minor defaults
-**   to 1, reason to http.status_text(status) or "".  headers: either an
+**   to 1, reason to http.status_text(status) or "".  A body string is
+**   appended (a small reply leaves as one string, built with one copy).  headers: either an
 **   array {name1, value1, name2, value2 ...} sent in order (a table from
 **   parse_* goes out once: its index keys are then ignored), or a map
 **   {["Content-Type"] = "text/plain"} (pairs order); a value may be a
@@ -1308,8 +1309,8 @@ static void add_fields(lua_State *L, obuf *o, int t) {
 
 static int l_response_head(lua_State *L) {
   lua_Integer status = luaL_checkinteger(L, 1);
-  const char *reason;
-  size_t rl;
+  const char *reason, *body;
+  size_t rl, bl = 0;
   lua_Integer minor = luaL_optinteger(L, 4, 1);
   char line[48];
   int ll;
@@ -1325,14 +1326,23 @@ static int l_response_head(lua_State *L) {
     reason = luaL_checklstring(L, 3, &rl);
     check_text(L, reason, rl, "reason phrase");
   }
-  lua_settop(L, 4);
+  body = luaL_optlstring(L, 5, NULL, &bl);
+  lua_settop(L, 5);
   ob_init(L, &o);
   ll = snprintf(line, sizeof line, "HTTP/1.%d %d ", (int)minor, (int)status);
   ob_add(&o, line, (size_t)ll);
   ob_add(&o, reason, rl);
   ob_add(&o, "\r\n", 2);
   add_fields(L, &o, 2);
-  lua_pushlstring(L, o.b, o.n);
+  if (bl == 0) {
+    lua_pushlstring(L, o.b, o.n);
+  } else {
+    luaL_Buffer lb;
+    char *b = luaL_buffinitsize(L, &lb, o.n + bl);
+    memcpy(b, o.b, o.n);
+    memcpy(b + o.n, body, bl);
+    luaL_pushresultsize(&lb, o.n + bl);
+  }
   return 1;
 }
 

@@ -777,6 +777,14 @@ describe("http.response_head", function()
     assert.are.equal("HTTP/1.1 299 \r\n\r\n", http.response_head(299, {}))
   end)
 
+  it("appends a body after the head in the same string", function()
+    assert.are.equal("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+      http.response_head(200, { "Content-Length", 2 }, nil, nil, "hi"))
+    local big = ("b"):rep(5000)
+    assert.are.equal("HTTP/1.0 200 OK\r\n\r\n" .. big, http.response_head(200, {}, nil, 0, big))
+    assert.are.equal("HTTP/1.1 204 No Content\r\n\r\n", http.response_head(204, {}, nil, nil, ""))
+  end)
+
   it("sends a parsed headers table once, in order", function()
     local _, _, _, _, h = http.parse_response("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nA: 3\r\n\r\n")
     assert.are.equal("HTTP/1.1 200 OK\r\na: 1\r\nb: 2\r\na: 3\r\n\r\n", http.response_head(200, h))

@@ -30,7 +30,7 @@ local body_framing = http.body_framing
 local http_date = http.date
 local chunk = http.chunk
 local now = core.now
-local find, sub, lower, byte = string.find, string.sub, string.lower, string.byte
+local find, sub, lower, byte, match = string.find, string.sub, string.lower, string.byte, string.match
 local concat = table.concat
 
 local M = {}
@@ -81,6 +81,30 @@ M.html_escape = html_escape
 
 local BODILESS = { [204] = true, [304] = true }
 
+-- a response's field array {name, value, ...}: the connection's spare one
+-- (handed back after each request, see `recycle_fields`) or a new one with
+-- room for the framework's fields too (build_head appends them)
+local function fields_table(st, name, value)
+  local h = st.spare
+  if h then
+    st.spare = false
+    h[1], h[2] = name, value
+    return h
+  end
+  return { name, value, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil }
+end
+
+-- after a request: the response's field array becomes the spare (the
+-- response forgets it, so a late res:header cannot touch the next reply)
+local function recycle_fields(st, res)
+  local h = res.hdrs
+  if h then
+    res.hdrs = false
+    for i = #h, 1, -1 do h[i] = nil end
+    st.spare = h
+  end
+end
+
 -- access log time, cached per second
 local log_sec, log_time = -1, nil
 local function log_date()
@@ -105,6 +129,11 @@ end
 local request = {}
 request.__index = request
 request.__name = "parley.http.request"
+-- defaults read through __index: each request's own table keeps 8 fields
+local NOPARAMS = setmetatable({}, { __newindex = function() error("params are read-only", 2) end })
+request.params = NOPARAMS
+request._body = false
+request._continue = false
 
 --- A header's value by name (any case), repeated fields joined by ", ".
 function request:header(name)
@@ -181,8 +210,7 @@ function response:header(name, value)
   local h = self.hdrs
   if not h then
     if value == nil then return self end
-    -- room for the framework's fields too (build_head appends them)
-    self.hdrs = { name, value, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil }
+    self.hdrs = fields_table(self._st, name, value)
     return self
   end
   local ln = lower(name)
@@ -215,8 +243,6 @@ function response:get_header(name)
   return nil
 end
 
--- the head with the framework's fields; `framing` is a length (number),
--- "chunked", "close" or false (no body fields)
 -- decimal strings of small lengths, made once (tostring goes via snprintf)
 local LEN = setmetatable({}, { __index = function(t, n)
   local v = string.format("%d", n)
@@ -224,13 +250,19 @@ local LEN = setmetatable({}, { __index = function(t, n)
   return v
 end })
 
-local function build_head(self, framing)
+-- the head with the framework's fields (and `data`, a body string, after
+-- it); `framing` is a length (number), "chunked", "close" or false (no body
+-- fields)
+local function build_head(self, framing, data)
   local st = self._st
   -- the framework's fields go after the user's, in the same table (the
   -- response goes out once)
   local h = self.hdrs
   local n
-  if h then n = #h else h, n = { nil, nil, nil, nil, nil, nil, nil, nil, nil, nil }, 0 end
+  if h then n = #h else
+    h, n = fields_table(st), 0
+    self.hdrs = h
+  end
   local opts = st.opts
   if opts.server_name then
     h[n + 1], h[n + 2] = "Server", opts.server_name
@@ -253,7 +285,7 @@ local function build_head(self, framing)
   elseif st.minor == 0 then
     h[n + 1], h[n + 2] = "Connection", "keep-alive"
   end
-  return response_head(self.status, h, self.reason)
+  return response_head(self.status, h, self.reason, nil, data)
 end
 
 local function start(self)
@@ -335,19 +367,15 @@ function response:send(data, status)
     if type(data) == "number" then data = tostring(data)
     else error("response body must be a string or an ltn12 source", 2) end
   end
-  local head = build_head(self, not (BODILESS[code] or code < 200) and #data)
+  local len = #data
+  local small = not nobody and len > 0 and len <= 16384
+  -- a small body leaves in one string with its head (one C call, one copy)
+  local head = build_head(self, not (BODILESS[code] or code < 200) and len, small and data or nil)
   self.sent = true
-  local ok, err
-  if nobody or #data == 0 then
-    ok, err = conn:send(head)
-  else
-    self.bytes = #data
-    -- one copy into the output buffer either way; one call is cheaper
-    if #data <= 16384 then ok, err = conn:send(head .. data)
-    else
-      ok, err = conn:send(head)
-      if ok then ok, err = conn:send(data) end
-    end
+  local ok, err = conn:send(head)
+  if not nobody and len > 0 then
+    self.bytes = len
+    if ok and not small then ok, err = conn:send(data) end
   end
   if not ok then return write_failed(self, err) end
   return true
@@ -505,7 +533,6 @@ function app:static(prefix, root, opts)
   return self
 end
 
-local NOPARAMS = setmetatable({}, { __newindex = function() error("params are read-only", 2) end })
 
 -- the route's function and params, or nil, allowed-methods-string
 local function lookup(self, method, path)
@@ -522,13 +549,17 @@ local function lookup(self, method, path)
   fn = t and t[path]
   if fn then return fn, NOPARAMS end
   local allowed
-  for _, r in ipairs(self.patterns) do
+  local patterns = self.patterns
+  for i = 1, #patterns do
+    local r = patterns[i]
     local m = r[1]
-    local caps = { path:match(r[2]) }
-    if caps[1] then
+    local c1 = match(path, r[2])
+    if c1 then
       if m == method or m == "*" or (method == "HEAD" and m == "GET") then
-        local params, names = {}, r[3]
-        for i = 1, #names do params[names[i]] = caps[i] end
+        local names = r[3]
+        if #names == 1 then return r[4], { [names[1]] = c1 } end
+        local caps, params = { match(path, r[2]) }, {}
+        for k = 1, #names do params[names[k]] = caps[k] end
         return r[4], params
       end
       allowed = allowed or {}
@@ -561,7 +592,7 @@ local function dispatch(self, req, res)
     if self.opts.not_found then return self.opts.not_found(req, res) end
     return res:error(404)
   end
-  req.params = params
+  if params ~= NOPARAMS then req.params = params end
   local status, data, headers = fn(req, res)
   if not res.sent and status ~= nil and status ~= true then
     if type(status) ~= "number" then
@@ -628,7 +659,7 @@ end
 function app:handle(conn)
   local opts, limits = self.opts, self.limits
   local st = { conn = conn, buf = "", pos = 1, opts = opts, keep = true, tmo = false,
-                minor = 1, head = false, broken = false, peer = false }
+                minor = 1, head = false, broken = false, peer = false, spare = false }
   st.peer = conn:getpeername() or false
   local header_timeout, keepalive_timeout = opts.header_timeout, opts.keepalive_timeout
   local max_requests, max_body = opts.max_requests, opts.max_body
@@ -707,15 +738,16 @@ function app:handle(conn)
       if p then path = p ~= "" and p or "/" end
     end
     if find(path, "%", 1, true) then path = path:gsub("%%(%x%x)", unhex) end
-    -- every field in the constructor: no rehash as fields are added
+    -- every field in the constructor: no rehash as fields are added; a
+    -- request without a query or body keeps 8 (params, _body and
+    -- _continue default through the metatable)
     local res = setmetatable({ status = 200, _st = st, hdrs = false, sent = false,
                                bytes = 0, close = false }, response)
     local req = setmetatable({
       method = method, target = target, minor = minor, headers = headers,
-      conn = conn, peer = st.peer, path = path,
-      query = q and sub(target, q + 1) or nil, params = NOPARAMS,
-      _res = res, _body = false, _continue = false,
+      conn = conn, peer = st.peer, path = path, _res = res,
     }, request)
+    if q then req.query = sub(target, q + 1) end
     if kind ~= "none" then
       req._body = body.reader(st, kind, len, self.body_opts)
     end
@@ -747,6 +779,7 @@ function app:handle(conn)
       end
     end
     if self.log then log_request(self, st, req, res, res.status) end
+    recycle_fields(st, res)
     if st.broken then return end
     ---------------------------------------------------------------- next
     local r = req._body
