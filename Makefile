@@ -41,7 +41,7 @@ test: deps-check all
 	$(BUSTED) $(BUSTED_ARGS)
 
 demo: deps-check all
-	$(LUA) bin/parley demo
+	$(LUA) bin/parley lab --tour
 
 bench: deps-check all
 	bench/run

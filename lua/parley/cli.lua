@@ -13,7 +13,7 @@ local commands = {
   { "run", "run FILE.lua... [--var k=v] [--format F]", "run scenario files (parley.scenario) and report" },
   { "check", "check URL [-w S] [-c S] [-t S] ...", "a monitoring-plugin check (smtp, pop3, imap, ftp, http, telnet)" },
   { "lab", "lab [--tour] [--exit] [--dir DIR] ...", "every server on loopback, ready commands, a tour" },
-  { "demo", "demo [--exit]", "start the demo server and tour it" },
+  { "demo", "demo [lab options]", "the same as: lab --tour (make demo)" },
 }
 
 local function usage(out)
