@@ -17,7 +17,7 @@ end
 
 function W.new()
   -- methods: requests waiting for their response (pipelining)
-  return { C = message(), S = message(), methods = {}, first = 1 }
+  return { C = message(), S = message(), methods = {}, first = 1, last = 0 }
 end
 
 -- what follows the head of a message
@@ -64,7 +64,8 @@ function W.line(st, flow, dir, text)
     if text == "" then return text end   -- stray CRLF between messages
     m.head = true
     if dir == "C" then
-      st.methods[#st.methods + 1] = text:match("^(%S+)")
+      st.last = st.last + 1
+      st.methods[st.last] = text:match("^(%S+)")
     else
       m.code = tonumber(text:match("^HTTP/%d%.%d (%d%d%d)")) or 200
     end

@@ -10,7 +10,7 @@
 local W = {}
 
 function W.new()
-  return { queue = {}, head = 1, listing = false, sasl = false }
+  return { queue = {}, head = 1, tail = 0, listing = false, sasl = false }
 end
 
 -- commands whose +OK starts a multi-line reply when they have no argument
@@ -24,7 +24,8 @@ local function client_line(st, flow, text)
   local verb, rest = text:match("^(%a+)%s*(.-)%s*$")
   if not verb then return text end
   verb = verb:upper()
-  st.queue[#st.queue + 1] = { verb = verb, arg = rest ~= "" }
+  st.tail = st.tail + 1
+  st.queue[st.tail] = { verb = verb, arg = rest ~= "" }
   if flow:secrets() then return text end
   local head = text:sub(1, #verb)
   if verb == "PASS" then
