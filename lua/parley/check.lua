@@ -131,8 +131,16 @@ local function new_context(opts, u, limit)
   local t0 = parley.now()
   local ctx = setmetatable({ opts = opts, url = u, t0 = t0, limit = limit,
     deadline = t0 + limit, owned = {}, perfdata = {}, phase_name = "start" }, context)
-  -- the clients record the dialogue on stderr
-  if opts.verbose then ctx.transcript = transcript.new(true) end
+  -- Every client gets a recorder: its "connected" event tells the TCP
+  -- connect from the wait for the greeting (the clients do both in one
+  -- call); with `verbose` the dialogue goes on to stderr.
+  local echo = opts.verbose and transcript.new(true)
+  ctx.transcript = transcript.new(function(e)
+    if e.dir == "*" and e.text:match("^connected") and ctx.phase_name:match("connect$") then
+      ctx:phase("greeting")
+    end
+    if echo then echo:emit(e) end
+  end)
   return ctx
 end
 
@@ -170,6 +178,23 @@ local function tls_missing(opts)
   for _, k in ipairs(TLS_OPTIONS) do
     if opts[k] then return "TLS not available yet" end
   end
+end
+
+-- options every check takes; a scheme lists its own in OPTIONS
+local COMMON = { timeout = true, warning = true, critical = true, verbose = true }
+for _, k in ipairs(TLS_OPTIONS) do COMMON[k] = true end
+
+-- an option the scheme does not take (a typo or the wrong URL) is UNKNOWN
+local function foreign(opts, mod)
+  local bad = {}
+  for k, v in pairs(opts) do
+    if v ~= nil and v ~= false and not COMMON[k] and not mod.OPTIONS[k] then
+      bad[#bad + 1] = k:gsub("_", "-")
+    end
+  end
+  if #bad == 0 then return nil end
+  table.sort(bad)
+  return ("%s does not take %s"):format(mod.LABEL:lower(), table.concat(bad, ", "))
 end
 
 -- Runs `fn(ctx)` -> state, summary as a task under the deadline, and
@@ -240,7 +265,7 @@ function M.run(u, opts)
   local mod = require("parley.check." .. scheme)
   local parsed, err = M.parse_url(u, mod.PORT)
   if not parsed then return unknown(mod.LABEL, err) end
-  err = tls_missing(opts) or (mod.validate and mod.validate(parsed, opts))
+  err = tls_missing(opts) or foreign(opts, mod) or (mod.validate and mod.validate(parsed, opts))
   if err then return unknown(mod.LABEL, err) end
   return execute(mod.LABEL, mod.check, opts, parsed)
 end

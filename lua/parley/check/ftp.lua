@@ -14,6 +14,9 @@ local client = require "parley.ftp.client"
 
 local M = { LABEL = "FTP", PORT = 21 }
 
+--- The options this check takes (besides timeout, warning, critical, verbose).
+M.OPTIONS = { download = true, sha256 = true, size = true }
+
 --- Refuses options that cannot work (UNKNOWN before connecting).
 function M.validate(u, opts)
   if opts.sha256 ~= nil and not (type(opts.sha256) == "string" and opts.sha256:match("^%x+$")
@@ -44,7 +47,7 @@ local function sink_for(want_sha)
     if chunk then
       st.bytes = st.bytes + #chunk
       if digest then digest:update(chunk) end
-    elseif digest then
+    elseif digest and not st.sha256 then   -- the end may be told twice
       st.sha256 = hex(digest:final())
     end
     return 1
@@ -59,7 +62,7 @@ local function directory(ctx, c, path, name, summary)
   local entries, err = c:list(path)
   if not entries then return ctx:critical(err) end
   ctx:perf("entries", #entries, nil, { min = 0 })
-  return "OK", ("%s %d entries in %s"):format(summary, #entries, name == "" and "." or name)
+  return "OK", ("%s; %d entries in %s"):format(summary, #entries, name == "" and "." or name)
 end
 
 -- a file: SIZE, MDTM, the download and the comparisons; state, summary
@@ -67,7 +70,7 @@ local function file(ctx, c, path, size, summary)
   local o = ctx.opts
   ctx:phase("mdtm")
   local mtime = c:mdtm(path)
-  summary = ("%s %s %d bytes%s"):format(summary, path, size,
+  summary = ("%s; %s %d bytes%s"):format(summary, path, size,
     mtime and os.date("!, modified %Y-%m-%d %H:%M:%S UTC", mtime) or "")
   local got, sha = size, nil
   if o.download or o.sha256 then
@@ -119,7 +122,11 @@ function M.check(ctx)
       state, summary = file(ctx, c, path, size, summary)
     else
       ctx:phase("cwd")
-      if not c:cwd(path) then c:close() return ctx:critical(serr) end
+      if not c:cwd(path) then
+        c:close()
+        ctx:phase("size")   -- neither a file nor a directory: SIZE said why
+        return ctx:critical(serr)
+      end
       state, summary = directory(ctx, c, nil, path, summary)
     end
   end

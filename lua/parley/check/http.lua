@@ -11,6 +11,9 @@ local client = require "parley.http.client"
 
 local M = { LABEL = "HTTP", PORT = 80 }
 
+--- The options this check takes (besides timeout, warning, critical, verbose).
+M.OPTIONS = { status = true, expect = true }
+
 --- Refuses options that cannot work (UNKNOWN before connecting).
 function M.validate(u, opts)
   if u.user then return "credentials in an http URL are not supported" end

@@ -13,6 +13,9 @@ local client = require "parley.imap.client"
 
 local M = { LABEL = "IMAP", PORT = 143 }
 
+--- The options this check takes (those of the POP3 check).
+M.OPTIONS = require("parley.check.pop3").OPTIONS
+
 --- Seconds between two NOOPs while waiting on a server without IDLE.
 M.POLL = 1
 --- Longest IDLE before searching again: a message that arrived between

@@ -14,6 +14,9 @@ local message = require "parley.mail.message"
 
 local M = { LABEL = "POP3", PORT = 110 }
 
+--- The options this check takes (besides timeout, warning, critical, verbose).
+M.OPTIONS = { subject = true, wait = true, min_messages = true, max_messages = true }
+
 --- Seconds between two sessions while waiting for a message.
 M.POLL = 1
 

@@ -11,6 +11,9 @@ local message = require "parley.mail.message"
 
 local M = { LABEL = "SMTP", PORT = 25 }
 
+--- The options this check takes (besides timeout, warning, critical, verbose).
+M.OPTIONS = { expect_cap = true, from = true, to = true, subject = true, helo = true }
+
 --- Text of the test message body.
 M.BODY = "This is a test message sent by parley check.\r\n"
 

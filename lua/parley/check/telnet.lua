@@ -10,6 +10,9 @@ local client = require "parley.telnet.client"
 
 local M = { LABEL = "TELNET", PORT = 23 }
 
+--- The options this check takes (besides timeout, warning, critical, verbose).
+M.OPTIONS = { expect = true }
+
 --- Seconds to wait for a banner to show when nothing is expected.
 M.BANNER_WAIT = 1
 --- Characters of the server's output quoted in a summary.
@@ -25,8 +28,9 @@ end
 
 -- the first non-blank line of some output, shortened
 local function first_line(s)
+  s = s:gsub("\27%[[%d;?]*[%a@]", "")   -- terminal control sequences (ECMA-48 CSI)
   local line = s:match("[^\r\n]*%S[^\r\n]*") or ""
-  line = line:gsub("[%c]", ""):gsub("^%s+", "")
+  line = line:gsub("%c", ""):gsub("%s+", " "):gsub("^ ", "")
   if #line > M.QUOTE then line = line:sub(1, M.QUOTE) .. "..." end
   return line
 end
