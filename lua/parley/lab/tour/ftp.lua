@@ -1,4 +1,4 @@
---- The tour's FTP session: anonymous login, a listing, TYPE A and a
+-- The tour's FTP session: anonymous login, a listing, TYPE A and a
 -- download, each transfer on its own PASV data connection (RFC 959).
 local scenario = require "parley.scenario"
 

@@ -1,4 +1,4 @@
---- The tour's HTTP session: GET /index.html HTTP/1.1 with a Host header,
+-- The tour's HTTP session: GET /index.html HTTP/1.1 with a Host header,
 -- then the logo on the same connection (RFC 9112).
 local scenario = require "parley.scenario"
 

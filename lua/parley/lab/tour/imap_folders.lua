@@ -1,4 +1,4 @@
---- The tour's second IMAP session: LIST "" "*" and EXAMINE INBOX (RFC 3501
+-- The tour's second IMAP session: LIST "" "*" and EXAMINE INBOX (RFC 3501
 -- 6.3.8, 6.3.2).
 local scenario = require "parley.scenario"
 

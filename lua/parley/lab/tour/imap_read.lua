@@ -1,4 +1,4 @@
---- The tour's first IMAP session: LOGIN / SELECT / FETCH 1 BODY[] /
+-- The tour's first IMAP session: LOGIN / SELECT / FETCH 1 BODY[] /
 -- LOGOUT (RFC 3501).
 local scenario = require "parley.scenario"
 

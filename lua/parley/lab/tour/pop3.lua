@@ -1,4 +1,4 @@
---- The tour's POP3 session: USER / PASS / STAT / LIST / RETR (RFC 1939).
+-- The tour's POP3 session: USER / PASS / STAT / LIST / RETR (RFC 1939).
 local scenario = require "parley.scenario"
 
 local sc = scenario("POP3: USER, PASS, STAT, LIST, RETR", function(s)

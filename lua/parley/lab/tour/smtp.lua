@@ -1,4 +1,4 @@
---- The tour's SMTP session: a message typed by hand (RFC 5321 3.3), then
+-- The tour's SMTP session: a message typed by hand (RFC 5321 3.3), then
 -- found in strategos's Maildir.
 local scenario = require "parley.scenario"
 

@@ -1,4 +1,4 @@
---- The tour's Telnet session: the login, then the menu app (RFC 854).
+-- The tour's Telnet session: the login, then the menu app (RFC 854).
 local scenario = require "parley.scenario"
 
 local sc = scenario("Telnet: a login, then the menu app", function(s)
