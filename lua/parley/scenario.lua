@@ -294,12 +294,8 @@ local function execute(sc, o, live)
     step.status, step.error = "fail", tostring(err)
     finish(self, step)
   end
+  -- what the closing calls say is in the report's transcript, no step's
   for i = #self.closers, 1, -1 do pcall(self.closers[i].close, self.closers[i]) end
-  if self.mark < #self.transcript and #self.steps > 0 then
-    -- what the closing calls said belongs to the last step
-    local last = self.steps[#self.steps]
-    table.move(self.transcript, self.mark + 1, #self.transcript, #last.transcript + 1, last.transcript)
-  end
   return tally({ name = sc.name, path = sc.path, vars = self.vars, steps = self.steps,
     transcript = self.transcript, time = parley.now() - self.t0 })
 end

@@ -191,7 +191,9 @@ function M.install(Run)
   --- Telnet: a connected `parley.telnet.client`, logged in at the login
   -- prompt when the URL has a user.
   -- @param u `"telnet://[user:pass@]host[:port]"` or a table (`url` or
-  -- `host`/`port`, `user`, `password`, `timeout`, and the client's options)
+  -- `host`/`port`, `user`, `password`, `timeout`, `login` (options of the
+  -- client's `login`: `prompt`, `login_prompt` ...), and the client's
+  -- options)
   -- @return the wrapped client, or `nil, err`
   function Run:telnet(u)
     local o = target("telnet", "telnet", u, 23, 3)

@@ -1,7 +1,8 @@
 -- The real parley servers for the scenario specs, in this process on
 -- free ports over a temp directory: SMTP, POP3 and IMAP over one Maildir
 -- (user strategos, password "tour-pw", one message waiting), anonymous
--- FTP (coffee.txt), HTTP (index.html) and Telnet (login, echo app).
+-- FTP (coffee.txt), HTTP (index.html) and Telnet (login, then a "> "
+-- prompt that echoes lines).
 --
 --   local sv = servers.start()     -- inside a task
 --   sv.url.smtp, sv.url.pop3 ...   -- "smtp://127.0.0.1:PORT"
@@ -15,6 +16,17 @@ M.COFFEE = "Coffee: grind, brew, drink.\r\nRepeat.\r\n"
 M.INDEX = "<html><body><h1>parley lab</h1></body></html>\n"
 M.MESSAGE = "From: seed@example.net\r\nTo: strategos@example.org\r\nSubject: welcome\r\n\r\n" ..
   "First line.\r\n.a line starting with a dot\r\n"
+
+-- The Telnet app: a greeting and a prompt, then every line echoed.
+function M.echo_app(sess)
+  sess:print("welcome, " .. tostring(sess.user))
+  for _ = 1, 1000 do
+    sess:write("> ")
+    local line = sess:read_line()
+    if not line or line == "quit" then return end
+    sess:print("echo: " .. line)
+  end
+end
 
 local Servers = {}
 Servers.__index = Servers
@@ -46,7 +58,7 @@ function M.start()
     add("imap", require("parley.imap.server").serve(with{ store = store, users = users }))
     add("ftp", require("parley.ftp.server").serve(with{ root = dir .. "/ftp", anonymous = true }))
     add("http", require("parley.http.server").serve(with{ root = dir .. "/www" }))
-    add("telnet", require("parley.telnet.server").serve(with{ app = "echo",
+    add("telnet", require("parley.telnet.server").serve(with{ app = M.echo_app,
       users = { [M.USER] = M.PASSWORD }, login_delay = 0 }))
   end)
   if not ok then
