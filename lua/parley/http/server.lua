@@ -381,6 +381,38 @@ function response:send(data, status)
   return true
 end
 
+--- Sends a 200 response that stays the same from one request to the next
+-- (a small file, say) with the bytes kept from the last time: `memo` holds
+-- what went on the wire, sent again as one string while the second of the
+-- Date field, the server's options and the connection's framing are
+-- unchanged (else rebuilt). Fields already set on `res`, a HEAD request,
+-- another status or a connection that closes take the plain `send` way.
+-- @tparam table memo the caller's, one per unchanging response
+-- @tparam table fields `{name, value, ...}`, the same for one memo
+-- @tparam string data the body, the same for one memo
+-- @return true, or `nil, err` when the client went away
+function response:send_memo(memo, fields, data)
+  start(self)
+  local st = self._st
+  if self.hdrs or st.head or self.status ~= 200 or self.close or not st.keep or st.minor ~= 1 then
+    for i = 1, #fields, 2 do self:header(fields[i], fields[i + 1]) end
+    return self:send(data)
+  end
+  local date, wire = http_date(), memo.wire
+  if not wire or memo.date ~= date or memo.opts ~= st.opts then
+    local h = fields_table(st)
+    for i = 1, #fields do h[i] = fields[i] end
+    self.hdrs = h
+    wire = build_head(self, #data, data)
+    memo.wire, memo.date, memo.opts = wire, date, st.opts
+  end
+  self.sent = true
+  self.bytes = #data
+  local ok, err = st.conn:send(wire)
+  if not ok then return write_failed(self, err) end
+  return true
+end
+
 --- Sends a file with sendfile(2).
 -- @tparam string path
 -- @tparam[opt=0] integer offset
