@@ -127,34 +127,49 @@ static void consume(stream *s, size_t n) {
 }
 
 /*
-** fill over TLS.  A short read says nothing about the socket here
-** (OpenSSL may hold the rest of a record, which epoll cannot see), so
-** only WANT_READ clears rd_ready: then the socket itself said EAGAIN.
+** fill over TLS: records are decrypted until the room is full or the
+** socket is empty, so a bulk read costs one pass, not one per record.
+** A short read says nothing about the socket here (OpenSSL may hold the
+** rest of a record, which epoll cannot see): only WANT_READ clears
+** rd_ready, since then the socket itself said EAGAIN.  A failure after
+** some data is reported by the next call.
 */
 static int tls_fill(stream *s) {
-  size_t avail = buf_room(&s->in);
-  int n;
-  ERR_clear_error();
-  n = SSL_read(s->ssl, buf_tail(&s->in), avail > INT32_MAX ? INT32_MAX : (int)avail);
-  s->rd_wants_write = 0;
-  if (n > 0) {
-    s->in.end += (size_t)n;
-    return 1;
+  size_t got = 0;
+  if (s->tlserr[0]) {
+    s->eof = 1;
+    errno = EPROTO;
+    return -2;
   }
-  switch (parley_tls_result(s->ssl, n, s->tlserr, sizeof s->tlserr)) {
-    case TLS_WANT_READ:
-      if (!s->p.hup) s->p.rd_ready = 0;
-      return -1;
-    case TLS_WANT_WRITE:
-      s->rd_wants_write = 1;
-      return -1;
-    case TLS_EOF:
-      s->eof = 1;
-      return 0;
-    default:
-      s->eof = 1;   /* nothing more can be read after a fatal alert */
-      errno = EPROTO;
-      return -2;
+  s->rd_wants_write = 0;
+  for (;;) {
+    size_t avail = buf_room(&s->in);
+    int n;
+    if (avail == 0) return 1;
+    ERR_clear_error();
+    n = SSL_read(s->ssl, buf_tail(&s->in), avail > INT32_MAX ? INT32_MAX : (int)avail);
+    if (n > 0) {
+      s->in.end += (size_t)n;
+      got += (size_t)n;
+      continue;
+    }
+    switch (parley_tls_result(s->ssl, n, s->tlserr, sizeof s->tlserr)) {
+      case TLS_WANT_READ:
+        if (!s->p.hup) s->p.rd_ready = 0;
+        return got ? 1 : -1;
+      case TLS_WANT_WRITE:
+        s->rd_wants_write = 1;
+        return got ? 1 : -1;
+      case TLS_EOF:
+        if (got) return 1;
+        s->eof = 1;
+        return 0;
+      default:
+        if (got) return 1;
+        s->eof = 1;   /* nothing more can be read after a fatal alert */
+        errno = EPROTO;
+        return -2;
+    }
   }
 }
 
