@@ -93,6 +93,8 @@ M.context = Run   -- protocol steps (parley.scenario.protocols) add methods here
 
 -- Raised to stop the dry run after too many not-run steps.
 local STOP = setmetatable({}, { __tostring = function() return "dry run stopped" end })
+-- Raised to leave a named step at its first failing call.
+local LEAVE = setmetatable({}, { __tostring = function() return "step failed" end })
 
 --- The timeout for a call: its own, else the enclosing step's, else the run's.
 -- @tparam[opt] table opts a call's options
@@ -166,6 +168,7 @@ function Run:op(name, fn, ...)
   end
   record(self, name, started, false, r[2], r[3])
   self.dry = true
+  if self.group then error(LEAVE, 0) end
   return nil, r[2], r[3]
 end
 
@@ -190,7 +193,9 @@ function Run:fail(msg)
 end
 
 --- A named step: `fn()` runs with its own timing; every call inside
--- counts toward it (it fails with the first failure inside).
+-- counts toward it. A failing call (or `s:fail`, or a Lua error) inside
+-- fails the step, leaves it at once and ends the scenario; a failed
+-- `s:check` inside fails the step and lets it go on.
 -- @tparam string name
 -- @tparam[opt] table opts `timeout`: the default for the calls inside
 -- @tparam function fn
@@ -212,7 +217,7 @@ function Run:step(name, opts, fn)
   g.time = parley.now() - started
   if not r[1] then
     if r[2] == STOP then error(STOP, 0) end
-    if g.status == "pass" then g.status, g.error = "fail", tostring(r[2]) end
+    if r[2] ~= LEAVE then g.status, g.error = "fail", tostring(r[2]) end
     self.dry = true
   end
   finish(self, g)

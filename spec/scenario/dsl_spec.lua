@@ -210,6 +210,66 @@ describe("a scenario", function()
     end)
   end)
 
+  it("leaves a named step at its first failing call", function()
+    local after = false
+    local rep = scenario.run(scenario("leave", function(s)
+      s:step("short", function()
+        s:fail("broken")
+        after = true
+      end)
+    end))
+    assert.is_false(after)
+    assert.equal("broken", rep.steps[1].error)
+  end)
+
+  it("gives the calls inside a named step its timeout", function()
+    S.with(S.smtpish, function(srv)
+      local rep = scenario.run(scenario("step timeout", { timeout = 5 }, function(s)
+        local c = s:connect(url(srv))
+        c:expect(220)
+        s:step("quick", { timeout = 0.1 }, function()
+          c:send("SLOW")
+          c:expect(250)
+        end)
+      end))
+      assert.equal("timeout", rep.steps[3].error)
+      assert.is_true(rep.steps[3].time < 4)
+    end)
+  end)
+
+  it("shows the dialogue as it happens to a transcript function", function()
+    S.with(S.smtpish, function(srv)
+      local seen = {}
+      scenario.run(scenario("live", function(s)
+        local c = s:connect(url(srv))
+        c:expect(220)
+        c:send("QUIT")
+        c:expect(221)
+      end), { transcript = function(e) seen[#seen + 1] = e.dir .. " " .. e.text end })
+      assert.same({ "* connected to " .. srv.address, "S 220-lab.example ESMTP", "S 220 ready",
+        "C QUIT", "S 221 bye" }, { table.unpack(seen, 1, 5) })
+    end)
+  end)
+
+  it("reads a chunked HTTP body", function()
+    local function handler(conn)
+      repeat local l = conn:receive() until l == "" or not l
+      conn:send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" ..
+        "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n")
+    end
+    S.with(handler, function(srv)
+      local r
+      local rep = scenario.run(scenario("chunked", function(s)
+        local c = s:connect("http://" .. srv.address)
+        c:send("GET / HTTP/1.1"); c:send("Host: x"); c:send("")
+        r = c:expect(200)
+      end))
+      assert.is_true(rep.ok, table.concat(names(rep), "\n"))
+      assert.equal("hello, world", r.body)
+      assert.equal("chunked", r.headers["transfer-encoding"])
+    end)
+  end)
+
   it("reports a Lua error inside the scenario as a failed step", function()
     local rep = scenario.run(scenario("boom", function(s)
       s:check(true, "before")

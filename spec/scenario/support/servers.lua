@@ -54,7 +54,7 @@ function M.start()
     end
     add("smtp", require("parley.smtp.server").serve(with{ domains = { "example.org" }, store = store,
       users = users, auth_delay = 0, error_delay = 0 }))
-    add("pop3", require("parley.pop3.server").serve(with{ store = store, users = users }))
+    add("pop3", require("parley.pop3.server").serve(with{ store = store, users = users, auth_delay = 0 }))
     add("imap", require("parley.imap.server").serve(with{ store = store, users = users }))
     add("ftp", require("parley.ftp.server").serve(with{ root = dir .. "/ftp", anonymous = true }))
     add("http", require("parley.http.server").serve(with{ root = dir .. "/www" }))
