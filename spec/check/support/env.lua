@@ -88,7 +88,7 @@ function E.mail_child()
   local c = child.serve("mail", { "--maildir", dir .. "/md", "--users", dir .. "/users",
     "--smtp", "127.0.0.1:0", "--pop3", "127.0.0.1:0", "--imap", "127.0.0.1:0",
     "--auth-delay", "0" }, { port = function(line)
-      local proto, port = line:match("^(%a+) server on [^:]+:(%d+)")
+      local proto, port = line:match("^(%w+) server on [^:]+:(%d+)")
       if proto then ports[proto] = tonumber(port) end
       return ports.smtp and ports.pop3 and ports.imap and ports.imap
     end })
