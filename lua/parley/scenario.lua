@@ -82,14 +82,13 @@ function M.load(path)
   return sc
 end
 
----------------------------------------------------------------------------
--- The context `s` a scenario function gets
----------------------------------------------------------------------------
-
-local Run = {}
-Run.__index = Run
-Run.__name = "parley.scenario.context"
-M.context = Run   -- protocol steps (parley.scenario.protocols) add methods here
+--- The context `s` a scenario function gets: `s.vars` (the run's vars
+-- and the values `capture` stored), the methods below, and the protocol
+-- steps of `parley.scenario.protocols` (`s:smtp`, `s:pop3` ...).
+-- @type context
+local context = {}
+context.__index = context
+context.__name = "parley.scenario.context"
 
 -- Raised to stop the dry run after too many not-run steps.
 local STOP = setmetatable({}, { __tostring = function() return "dry run stopped" end })
@@ -99,7 +98,7 @@ local LEAVE = setmetatable({}, { __tostring = function() return "step failed" en
 --- The timeout for a call: its own, else the enclosing step's, else the run's.
 -- @tparam[opt] table opts a call's options
 -- @treturn number seconds
-function Run:timeout_of(opts)
+function context:timeout_of(opts)
   if opts ~= nil and type(opts) ~= "table" then error("options must be a table", 3) end
   local t = opts and opts.timeout or (self.group and self.group.timeout) or self.timeout
   if type(t) ~= "number" then error("timeout must be a number", 3) end
@@ -156,7 +155,7 @@ end
 -- @tparam string name the step's name in the report
 -- @tparam function fn
 -- @return the results of `fn`
-function Run:op(name, fn, ...)
+function context:op(name, fn, ...)
   if self.dry then return not_run(self, name) end
   local started = parley.now()
   local r = table.pack(fn(...))
@@ -177,7 +176,7 @@ end
 -- @param cond
 -- @tparam string msg what is checked ("server offers PIPELINING")
 -- @return cond
-function Run:check(cond, msg)
+function context:check(cond, msg)
   if type(msg) ~= "string" then error("check needs a message string", 2) end
   if self.dry then not_run(self, msg) return cond end
   record(self, msg, parley.now(), cond and true or false, (not cond) and "check failed" or nil)
@@ -187,7 +186,7 @@ end
 --- Fails the scenario here with `msg` (the rest is a dry run).
 -- @tparam string msg
 -- @return nil, msg
-function Run:fail(msg)
+function context:fail(msg)
   if type(msg) ~= "string" then error("fail needs a message string", 2) end
   return self:op(msg, function() return false, msg end)
 end
@@ -200,7 +199,7 @@ end
 -- @tparam[opt] table opts `timeout`: the default for the calls inside
 -- @tparam function fn
 -- @return what `fn` returned, or `nil, err` when the step failed
-function Run:step(name, opts, fn)
+function context:step(name, opts, fn)
   if fn == nil then opts, fn = nil, opts end
   if type(name) ~= "string" then error("step name must be a string", 2) end
   if type(fn) ~= "function" then error("step needs a function", 2) end
@@ -230,30 +229,30 @@ end
 -- `imap://`, `ftp://`, `http://`, `telnet://` (default ports; telnet://
 -- negotiates options with `parley.telnet.client`).
 -- @tparam string url
--- @tparam[opt] table opts `timeout`, `lenient` (accept bare LF line
--- ends), `max_line`, and for telnet:// the telnet client's options
+-- @tparam[opt] table opts `timeout` (seconds to connect), `lenient`
+-- (accept bare LF line ends), `max_line` (bytes), and for telnet:// the
+-- telnet client's options
 -- @return a connection, or `nil, err` (the step failed)
-function Run:connect(url, opts)
+function context:connect(url, opts)
   return require("parley.scenario.conn").open(self, url, opts)
 end
 
 --- Sleeps `seconds` (not a step).
-function Run:sleep(seconds)
+function context:sleep(seconds)
   if self.dry then return end
   parley.sleep(seconds)
 end
 
 --- Registers `close()` of an object to run when the scenario ends.
-function Run:defer(obj)
+function context:defer(obj)
   self.closers[#self.closers + 1] = obj
   return obj
 end
 
-require("parley.scenario.protocols").install(Run)
+require("parley.scenario.protocols").install(context)
 
----------------------------------------------------------------------------
--- Running
----------------------------------------------------------------------------
+--- Running scenarios.
+-- @section running
 
 local function tally(rep)
   rep.passed, rep.failed, rep.not_run = 0, 0, 0
@@ -289,7 +288,7 @@ end
 local function execute(sc, o, live)
   local self = setmetatable({ name = sc.name, vars = {}, steps = {}, transcript = {}, mark = 0,
     skipped = 0, dry = false, closers = {},
-    timeout = o.timeout or sc.timeout or M.DEFAULT_TIMEOUT }, Run)
+    timeout = o.timeout or sc.timeout or M.DEFAULT_TIMEOUT }, context)
   for k, v in pairs(o.vars or {}) do self.vars[k] = v end
   self.t0 = parley.now()
   self.recorder = collector(self.transcript, live, o)

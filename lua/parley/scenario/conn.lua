@@ -39,9 +39,9 @@ M.MAX_SKIP = 10000
 --- Bytes of an HTTP body `expect` keeps.
 M.MAX_BODY = 16 * 1048576
 
-local Conn = {}
-Conn.__index = Conn
-Conn.__name = "parley.scenario.conn"
+local conn = {}
+conn.__index = conn
+conn.__name = "parley.scenario.conn"
 
 local function check_line(line)
   if type(line) ~= "string" then error("send expects a string", 3) end
@@ -74,7 +74,7 @@ function M.open(run, u, opts)
   local port = tonumber(p.port) or M.PORTS[scheme]
   if not port then error("connect: tcp:// needs a port: " .. u, 3) end
   local self = setmetatable({ run = run, scheme = scheme, url = u, opts = opts,
-    host = p.host, port = port }, Conn)
+    host = p.host, port = port }, conn)
   return run:op("connect " .. u, function()
     local s, err = parley.connect(p.host, port, { connect_timeout = timeout,
       max_line = opts.max_line, lenient = opts.lenient })
@@ -94,12 +94,14 @@ function M.open(run, u, opts)
   end)
 end
 
----------------------------------------------------------------------------
--- Reading, with the transcript
----------------------------------------------------------------------------
+--- A connection opened by `s:connect`: the methods a scenario calls
+-- (`send`, `expect`, `capture` ...).
+-- @type conn
+
+-- Reading ------------------------------------------------------------------
 
 -- One line (without its line end) before `deadline`.
-function Conn:_line(deadline)
+function conn:_line(deadline)
   if not self.stream then return false, "closed" end
   local line, err, partial
   if self.telnet then
@@ -117,7 +119,7 @@ function Conn:_line(deadline)
 end
 
 -- Exactly n bytes (an IMAP literal, an HTTP body).
-function Conn:_bytes(n, deadline)
+function conn:_bytes(n, deadline)
   if self.telnet then error("byte counts are not read on telnet:// connections", 4) end
   if not self.stream then return false, "closed" end
   self.stream:settimeout(remaining(deadline))
@@ -133,7 +135,7 @@ end
 
 -- The rest of a reply whose first line is `first` (RFC 5321 4.2.1,
 -- RFC 959 4.2).
-function Conn:_reply(first, deadline)
+function conn:_reply(first, deadline)
   local code, sep, text = parse_code_line(first)
   local r = { code = code, lines = { text }, raw = { first } }
   for _ = 1, M.MAX_REPLY_LINES do
@@ -152,7 +154,7 @@ function Conn:_reply(first, deadline)
 end
 
 -- An HTTP response head (and body, when framed) after its status line.
-function Conn:_http(first, deadline)
+function conn:_http(first, deadline)
   local code, reason = first:match("^HTTP/%d%.%d (%d%d%d) ?(.*)$")
   local r = { code = tonumber(code), text = reason, lines = {}, raw = { first }, headers = {} }
   for _ = 1, M.MAX_REPLY_LINES do
@@ -195,7 +197,7 @@ function Conn:_http(first, deadline)
 end
 
 -- Does `want` accept `line`? Returns the results to hand back, or nil.
-function Conn:_accepts(want, line, deadline)
+function conn:_accepts(want, line, deadline)
   local t = type(want)
   if t == "number" then
     if self.scheme == "http" then
@@ -240,7 +242,7 @@ local function check_want(want, level)
 end
 
 -- Telnet: wait for pattern(s) in the text as it arrives.
-function Conn:_telnet_expect(list, deadline, with_index)
+function conn:_telnet_expect(list, deadline, with_index)
   if not self.stream then return false, "closed" end
   local match, before, idx = self.telnet:expect(list, remaining(deadline))
   if not match then return false, before end
@@ -250,7 +252,7 @@ function Conn:_telnet_expect(list, deadline, with_index)
 end
 
 -- The work of expect: true, results..., or false, err, reply.
-function Conn:_expect(want, opts)
+function conn:_expect(want, opts)
   local deadline = parley.now() + self.run:timeout_of(opts)
   local list = type(want) == "table" and want or { want }
   if self.telnet then
@@ -284,14 +286,12 @@ function Conn:_expect(want, opts)
   return false, ("expected %s, got %s"):format(describe(want), quoted(got)), reply or { line = got }
 end
 
----------------------------------------------------------------------------
--- The methods a scenario calls
----------------------------------------------------------------------------
+-- The methods a scenario calls ---------------------------------------------
 
 --- Sends a line, CRLF appended (not a step; a failure to send is).
 -- @tparam string line (no CR or LF: raises)
 -- @return true, or `nil, err` (the scenario ends)
-function Conn:send(line)
+function conn:send(line)
   check_line(line)
   if self.run.dry then return nil, "not run" end
   if not self.stream then return self.run:op("send " .. line, function() return false, "closed" end) end
@@ -305,7 +305,7 @@ end
 --- Sends bytes exactly as given.
 -- @tparam string bytes
 -- @return true, or `nil, err`
-function Conn:send_raw(bytes)
+function conn:send_raw(bytes)
   if type(bytes) ~= "string" then error("send_raw expects a string", 2) end
   if self.run.dry then return nil, "not run" end
   if not self.stream then return self.run:op("send bytes", function() return false, "closed" end) end
@@ -323,7 +323,7 @@ end
 -- @return the reply (code) or the line and captures (pattern) or the
 -- line and the predicate's value, and the index of the alternative for
 -- a list; `nil, err, reply` when it failed (the scenario ends)
-function Conn:expect(want, opts)
+function conn:expect(want, opts)
   check_want(want, 2)
   local name = opts and opts.name or ("expect " .. describe(want))
   return self.run:op(name, self._expect, self, want, opts)
@@ -335,7 +335,7 @@ end
 -- @tparam[opt] table opts as `expect`, and `as` (a name, or a list of
 -- names: the captures are also stored in `s.vars`)
 -- @return the captures, or `nil, err, reply`
-function Conn:capture(pattern, opts)
+function conn:capture(pattern, opts)
   if type(pattern) ~= "string" then error("capture expects a pattern string", 2) end
   local as = opts and opts.as
   if as ~= nil and type(as) ~= "string" and type(as) ~= "table" then error("as must be a name or a list of names", 2) end
@@ -360,7 +360,7 @@ end
 -- @tparam[opt] table opts `timeout`, `name`
 -- @return `{ status = "+OK ...", lines = {...}, text = "..." (lines
 -- joined with CRLF, ending with one) }`, or `nil, err, reply`
-function Conn:expect_multiline(opts)
+function conn:expect_multiline(opts)
   return self.run:op(opts and opts.name or "expect +OK and a multi-line body", function()
     local deadline = parley.now() + self.run:timeout_of(opts)
     local status, err = self:_line(deadline)
@@ -392,7 +392,7 @@ end
 -- @tparam[opt] table opts `timeout`, `name`
 -- @return `{ tag, status, text, line, untagged = { "* ..." } }` (an
 -- untagged response with literals holds them inline), or `nil, err, reply`
-function Conn:expect_tagged(tag, status, opts)
+function conn:expect_tagged(tag, status, opts)
   if type(tag) ~= "string" or tag == "" then error("expect_tagged needs a tag", 2) end
   if type(status) == "table" then opts, status = status, nil end
   status = (status or "OK"):upper()
@@ -432,7 +432,7 @@ end
 -- at most `opts.skip` of them, default none).
 -- @tparam[opt] table opts `timeout`, `skip`, `name`
 -- @return true, or `nil, err`
-function Conn:expect_closed(opts)
+function conn:expect_closed(opts)
   return self.run:op(opts and opts.name or "expect the peer to close", function()
     local deadline = parley.now() + self.run:timeout_of(opts)
     for _ = 0, opts and opts.skip or 0 do
@@ -447,7 +447,7 @@ function Conn:expect_closed(opts)
 end
 
 --- Closes the connection (also done when the scenario ends).
-function Conn:close()
+function conn:close()
   if not self.stream then return end
   local s = self.stream
   self.stream = nil

@@ -101,7 +101,9 @@ local function session(run, label, o, connect, login, closer)
   return wrap(run, label, c)
 end
 
-function M.install(Run)
+--- Adds the protocol steps to the scenario context's methods.
+-- @tparam table context the methods of `parley.scenario`'s context
+function M.install(context)
   local function smtp_timeouts(t)
     return { connect = t, greeting = t, command = t, data = t, block = t, final = t }
   end
@@ -111,7 +113,7 @@ function M.install(Run)
   -- @param u `"smtp://[user:pass@]host[:port]"` or a table (`url` or
   -- `server`/`host`/`port`, `user`, `password`, `mech`, `helo`, `timeout`)
   -- @return the wrapped client, or `nil, err, reply`
-  function Run:smtp(u)
+  function context:smtp(u)
     local o = target("smtp", "smtp", u, 25, 3)
     local t = self:timeout_of(o)
     return session(self, "smtp", o, function()
@@ -126,7 +128,7 @@ function M.install(Run)
   -- @tparam table m as for `parley.smtp.client.send` (`server`, `from`,
   -- `to`, `message`, `auth` ...), plus `timeout`
   -- @return the result (`accepted`, `rejected`, `reply`), or `nil, err, reply`
-  function Run:smtp_send(m)
+  function context:smtp_send(m)
     if type(m) ~= "table" then error("smtp_send expects a table", 2) end
     local t = self:timeout_of(m)
     local a = {}
@@ -147,7 +149,7 @@ function M.install(Run)
   -- @param u `"pop3://[user:pass@]host[:port]"` or a table (`url` or
   -- `host`/`port`, `user`, `password`, `timeout`)
   -- @return the wrapped client, or `nil, err, reply`
-  function Run:pop3(u)
+  function context:pop3(u)
     local o = target("pop3", "pop3", u, 110, 3)
     local t = self:timeout_of(o)
     return session(self, "pop3", o, function()
@@ -162,7 +164,7 @@ function M.install(Run)
   -- @param u `"imap://[user:pass@]host[:port]"` or a table (`url` or
   -- `host`/`port`, `user`, `password`, `timeout`)
   -- @return the wrapped client, or `nil, err, reply`
-  function Run:imap(u)
+  function context:imap(u)
     local o = target("imap", "imap", u, 143, 3)
     local t = self:timeout_of(o)
     return session(self, "imap", o, function()
@@ -177,7 +179,7 @@ function M.install(Run)
   -- @param u `"ftp://[user:pass@]host[:port]"` or a table (`url` or
   -- `host`/`port`, `user`, `password`, `timeout`)
   -- @return the wrapped client, or `nil, err, reply`
-  function Run:ftp(u)
+  function context:ftp(u)
     local o = target("ftp", "ftp", u, 21, 3)
     o.user = o.user or "anonymous"
     local t = self:timeout_of(o)
@@ -195,7 +197,7 @@ function M.install(Run)
   -- client's `login`: `prompt`, `login_prompt` ...), and the client's
   -- options)
   -- @return the wrapped client, or `nil, err`
-  function Run:telnet(u)
+  function context:telnet(u)
     local o = target("telnet", "telnet", u, 23, 3)
     local t = self:timeout_of(o)
     return session(self, "telnet", o, function()
@@ -219,7 +221,7 @@ function M.install(Run)
   -- @param o a URL or the request's options table, plus `expect` (a
   -- status code: another status fails the step) and `timeout`
   -- @return the response (`status`, `headers`, `body` ...), or `nil, err, response`
-  function Run:http(o)
+  function context:http(o)
     if type(o) == "string" then o = { url = o } end
     if type(o) ~= "table" or type(o.url) ~= "string" then error("http expects a URL or a table with url", 2) end
     local a = {}
@@ -245,7 +247,7 @@ function M.install(Run)
   -- @tparam string u
   -- @tparam[opt] table opts as for `http`
   -- @return the response, or `nil, err, response`
-  function Run:http_get(u, opts)
+  function context:http_get(u, opts)
     if type(u) ~= "string" then error("http_get expects a URL", 2) end
     local o = {}
     for k, v in pairs(opts or {}) do o[k] = v end
