@@ -756,6 +756,24 @@ describe("http.chunk", function()
   end)
 end)
 
+describe("http.limits", function()
+  it("reads a limits table once for parse_request and parse_response", function()
+    local lim = http.limits{ max_request_line = 20, max_headers = 1, lenient = true }
+    assert.matches("^parley.http.limits: ", tostring(lim))
+    local bare = "GET /a HTTP/1.1\nHost: x\n\n"
+    assert.equal(#bare, (http.parse_request(bare, 1, lim)))
+    local n, err, status = http.parse_request("GET /" .. ("a"):rep(30) .. " HTTP/1.1\r\n\r\n", 1, lim)
+    assert.is_nil(n)
+    assert.equal(414, status, err)
+    n, err, status = http.parse_request("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1, lim)
+    assert.is_nil(n)
+    assert.equal(431, status, err)
+    assert.is_number(http.parse_response("HTTP/1.1 200 OK\nA: 1\n\n", 1, lim))
+    assert.has_error(function() http.limits{ max_head = -1 } end)
+    assert.has_error(function() http.parse_request("GET / HTTP/1.1\r\n\r\n", 1, io.stdout) end)
+  end)
+end)
+
 describe("http.response_head", function()
   it("formats a status line and fields from an array in order", function()
     assert.are.equal("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\n",

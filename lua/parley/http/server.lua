@@ -485,8 +485,8 @@ function M.new(opts)
     opts = o,
     exact = {},      -- method -> path -> route
     patterns = {},   -- ordered list of {method, lua pattern, names, fn}
-    limits = { max_request_line = o.max_request_line, max_head = o.max_head,
-               max_headers = o.max_headers, lenient = o.lenient },
+    limits = http.limits{ max_request_line = o.max_request_line, max_head = o.max_head,
+                          max_headers = o.max_headers, lenient = o.lenient },
     body_opts = { max = o.max_body, timeout = o.body_timeout,
                   limits = { max_chunk_ext = 4096, max_trailer = 8192,
                              max_headers = o.max_headers, lenient = o.lenient } },
