@@ -46,7 +46,8 @@ describe("parley run", function()
   after_each(function() H.rmdir(dir) end)
 
   it("exits 0 when every step passed and prints the report", function()
-    local f = scenario_file(dir, "pass.lua", [[c:expect(220) c:send("HELLO") c:expect("^250 HELLO$") c:send("QUIT") c:expect(221)]])
+    local f = scenario_file(dir, "pass.lua",
+      [[c:expect(220) c:send("HELLO") c:expect("^250 HELLO$") c:send("QUIT") c:expect(221)]])
     local out, errs, code = run(q(f))
     assert.equal(0, code, out .. errs)
     assert.truthy(out:find("^pass%.lua %(.-pass%.lua%)\n"), out)
@@ -54,7 +55,8 @@ describe("parley run", function()
   end)
 
   it("exits 1 when a step failed and says which and why", function()
-    local f = scenario_file(dir, "fail.lua", [[c:expect(220) c:send("HELLO") c:expect(354) c:send("QUIT") c:expect(221)]])
+    local f = scenario_file(dir, "fail.lua",
+      [[c:expect(220) c:send("HELLO") c:expect(354) c:send("QUIT") c:expect(221)]])
     local out, _, code = run(q(f))
     assert.equal(1, code)
     assert.truthy(out:find('✗   3 expect 354 .-\n        expected 354, got "250 HELLO"'))

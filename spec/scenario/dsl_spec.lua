@@ -270,6 +270,21 @@ describe("a scenario", function()
     end)
   end)
 
+  it("fails when an HTTP body ends before its Content-Length", function()
+    local function handler(conn)
+      repeat local l = conn:receive() until l == "" or not l
+      conn:send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+    end
+    S.with(handler, function(srv)
+      local rep = scenario.run(scenario("short body", function(s)
+        local c = s:connect("http://" .. srv.address)
+        c:send("GET / HTTP/1.1"); c:send("Host: x"); c:send("")
+        c:expect(200)
+      end))
+      assert.equal("closed", rep.steps[2].error)
+    end)
+  end)
+
   it("reports a Lua error inside the scenario as a failed step", function()
     local rep = scenario.run(scenario("boom", function(s)
       s:check(true, "before")

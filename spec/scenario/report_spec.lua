@@ -77,7 +77,8 @@ describe("scenario reports", function()
         local desc = l:gsub(" # SKIP not run$", "")
         assert.is_nil(desc:find("[^\\]#"), "an unescaped # in " .. l)
       end
-      if l == "  ---" then inside = {} elseif l == "  ..." then yaml[#yaml + 1] = table.concat(inside, "\n"); inside = nil
+      if l == "  ---" then inside = {}
+      elseif l == "  ..." then yaml[#yaml + 1] = table.concat(inside, "\n"); inside = nil
       elseif inside then inside[#inside + 1] = l end
     end
     assert.equal(8, n)
@@ -110,7 +111,8 @@ assert sc["name"] == 'mixed "report" #1'
 steps = sc["steps"]
 assert [s["status"] for s in steps] == ["pass", "pass", "fail", "not run"]
 assert steps[2]["reply"]["code"] == 250 and steps[2]["reply"]["lines"][2] == "PIPELINING"
-assert steps[2]["transcript"][0] == {"conn": 1, "dir": "C", "t": steps[2]["transcript"][0]["t"], "text": "EHLO \x01\x02 tab\there"}, steps[2]["transcript"][0]
+e = steps[2]["transcript"][0]
+assert (e["conn"], e["dir"], e["text"]) == (1, "C", "EHLO \x01\x02 tab\there") and e["t"] >= 0, e
 assert isinstance(sc["transcript"], list) and sc["transcript"][0]["dir"] == "*"
 assert sc["vars"] == {}
 print("json ok")

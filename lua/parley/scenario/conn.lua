@@ -168,7 +168,8 @@ function conn:_http(first, deadline)
   local len = tonumber(r.headers["content-length"] or "")
   if len then
     if len > M.MAX_BODY then return false, "body too large: " .. len .. " bytes" end
-    local body, err = len == 0 and "" or self:_bytes(len, deadline)
+    local body, err = "", nil
+    if len > 0 then body, err = self:_bytes(len, deadline) end
     if not body then return false, err end
     r.body = body
   elseif (r.headers["transfer-encoding"] or ""):lower():find("chunked", 1, true) then
@@ -338,7 +339,9 @@ end
 function conn:capture(pattern, opts)
   if type(pattern) ~= "string" then error("capture expects a pattern string", 2) end
   local as = opts and opts.as
-  if as ~= nil and type(as) ~= "string" and type(as) ~= "table" then error("as must be a name or a list of names", 2) end
+  if as ~= nil and type(as) ~= "string" and type(as) ~= "table" then
+    error("as must be a name or a list of names", 2)
+  end
   local run = self.run
   return run:op(opts and opts.name or ("capture " .. quoted(pattern)), function()
     local r = table.pack(self:_expect(pattern, opts))

@@ -236,8 +236,9 @@ function M.install(context)
       local res, err = require("parley.http.client").request(a)
       if not res then return false, tostring(err) end
       if want and res.status ~= want then
+        local status = ("HTTP/1.%d %d %s"):format(res.minor or 1, res.status, res.reason or "")
         return false, ("expected status %d, got %d %s"):format(want, res.status, res.reason or ""),
-          { code = res.status, text = res.reason, line = ("HTTP/1.%d %d %s"):format(res.minor or 1, res.status, res.reason or "") }
+          { code = res.status, text = res.reason, line = status }
       end
       return true, res
     end)

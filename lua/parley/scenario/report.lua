@@ -92,7 +92,8 @@ local function tap(reports, out)
   out:write("TAP version 13\n1..", total, "\n")
   local n = 0
   for _, r in ipairs(reports) do
-    out:write("# ", description(r.name), r.path and r.path ~= r.name and (" (" .. description(r.path) .. ")") or "", "\n")
+    local from = r.path and r.path ~= r.name and (" (" .. description(r.path) .. ")") or ""
+    out:write("# ", description(r.name), from, "\n")
     for _, st in ipairs(r.steps) do
       n = n + 1
       local desc = description(r.name .. ": " .. st.name)
