@@ -18,7 +18,7 @@ HDRS := $(wildcard csrc/*.h)
 OBJS := $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 CORE := $(BUILD)/parley/core.so
 
-.PHONY: all test demo bench sanitize fuzz install deps deps-check docs rock clean
+.PHONY: all test demo bench sanitize fuzz hardening install deps deps-check docs rock clean
 
 all: $(CORE)
 
@@ -69,6 +69,17 @@ fuzz: deps-check $(FUZZERS)
 	@for f in $(FUZZERS); do n=$$(basename $$f _fuzz); mkdir -p fuzz/corpus/$$n; \
 	    echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 fuzz/corpus/$$n || exit 1; done
+
+# Hardening (issue 11): LD_PRELOAD shims that are test tools, never part
+# of core.so, and the long runs (see HARDENING.md, FUZZING.md).
+# HARDENING_FUZZ_SECONDS=0 skips the fuzzing campaign.
+HARDENING_FUZZ_SECONDS ?= 600
+build/hardening/%.so: hardening/%.c
+	@mkdir -p $(@D)
+	$(CC) -std=c99 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
+	    -Wstrict-prototypes -O2 -g -fPIC -shared $< -o $@ -ldl
+hardening: deps-check all build/hardening/faultnet.so build/hardening/allocfail.so
+	hardening/run $(HARDENING_FUZZ_SECONDS)
 
 install: all
 	install -d $(DESTDIR)$(LUA_CDIR)/parley $(DESTDIR)$(LUA_LDIR) $(DESTDIR)$(PREFIX)/bin
