@@ -49,6 +49,21 @@ describe("the lab's tour", function()
     assert.matches("S: HTTP/1.1 200 OK\27[0m", text, 1, true)
   end)
 
+  it("opens FTP's data connections with EPSV on an IPv6 lab, where PASV cannot say the address", function()
+    local ok, text
+    H.run(function()
+      local l = assert(lab.start{ host = "::1", ports = "auto" })
+      local out = io.tmpfile()
+      ok = tour.run(l, { out = out, color = false, sessions = { "ftp" } })
+      text = output(out)
+      l:close(0)
+    end)
+    assert.is_true(ok, text)
+    assert.matches("C: EPSV", text, 1, true)
+    assert.matches("S: 229 Entering Extended Passive Mode (|||", text, 1, true)
+    assert.matches("S: Greek coffee, one cup", text, 1, true)
+  end)
+
   it("has a title and a sentence for every session", function()
     for _, name in ipairs(tour.SESSIONS) do
       local sc = require("parley.lab.tour." .. name)

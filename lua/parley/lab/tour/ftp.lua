@@ -2,9 +2,17 @@
 -- download, each transfer on its own PASV data connection (RFC 959).
 local scenario = require "parley.scenario"
 
--- "227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)": the data address
--- (RFC 959 4.1.2: port = p1 * 256 + p2)
+-- The data connection for the next transfer. "227 Entering Passive Mode
+-- (h1,h2,h3,h4,p1,p2)": port = p1 * 256 + p2 (RFC 959 4.1.2). PASV is
+-- IPv4 only: over IPv6, "229 Entering Extended Passive Mode (|||port|)"
+-- (EPSV, RFC 2428 3).
 local function passive(s, c)
+  local host = s.vars.host
+  if host:find(":", 1, true) then
+    c:send("EPSV")
+    local port = c:capture("^229 .*%(|||(%d+)|%)")
+    return port and s:connect(("tcp://[%s]:%s"):format(host, port))
+  end
   c:send("PASV")
   local h1, h2, h3, h4, p1, p2 = c:capture("^227 .*%((%d+),(%d+),(%d+),(%d+),(%d+),(%d+)%)")
   if not h1 then return nil end
