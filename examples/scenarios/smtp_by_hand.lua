@@ -1,16 +1,16 @@
 -- An SMTP session typed by hand, as a scenario: greeting, EHLO, one
 -- message through MAIL / RCPT / DATA, QUIT.
 --
---   bin/parley run examples/scenarios/smtp_by_hand.lua --var url=smtp://127.0.0.1:2525
+--   bin/parley run examples/scenarios/smtp_by_hand.lua --var host=127.0.0.1:2525
 --
--- vars: url (default smtp://127.0.0.1:2525), from, to (default
--- strategos@example.org, the lab's user).
+-- vars: url (smtp://HOST:PORT) or host (HOST:PORT), default the lab's
+-- 127.0.0.1:2525; from, to (default strategos@example.org, the lab's user).
 local scenario = require "parley.scenario"
 
 return scenario("SMTP by hand", function(s)
   local from = s.vars.from or "tourist@example.net"
   local to = s.vars.to or "strategos@example.org"
-  local c = s:connect(s.vars.url or "smtp://127.0.0.1:2525")
+  local c = s:connect(s.vars.url or ("smtp://" .. (s.vars.host or "127.0.0.1:2525")))
   c:expect(220)
   c:send("EHLO lab.example")
   local r = c:expect(250)

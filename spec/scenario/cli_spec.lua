@@ -143,7 +143,7 @@ print(d["ok"], d["passed"], d["failed"], [s["name"] for s in d["scenarios"]])
     local srv = child.serve("smtp", { "--listen", "127.0.0.1:0", "--maildir", dir .. "/mail",
       "--domain", "example.org" })
     finally(function() srv:stop() end)
-    local out, errs, code = run("examples/scenarios/smtp_by_hand.lua --var url=smtp://127.0.0.1:" .. srv.port)
+    local out, errs, code = run("examples/scenarios/smtp_by_hand.lua --var host=127.0.0.1:" .. srv.port)
     assert.equal(0, code, out .. errs)
     assert.truthy(out:find("✓   8 message", 1, true))
   end)
