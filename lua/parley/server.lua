@@ -165,13 +165,66 @@ function M.serve(opts)
   return srv
 end
 
+-- `listen_tls`: a second listener, implicit TLS with `o.tls_ctx`, for
+-- the same sessions (RFC 8314: submission on 465, POP3S, IMAPS); one
+-- transcript recorder and one on_start for both.
+local function serve_both(srv, o, t)
+  if not o.tls_ctx then error("listen_tls needs tls = {cert =, key =} or tls_ctx", 4) end
+  if t.transcript then
+    local rec, own = require("parley.transcript").recorder(t.transcript,
+      { full = t.transcript_full, secrets = t.transcript_secrets })
+    if not rec then return nil, "transcript: " .. tostring(own) end
+    t.transcript, srv.transcript_own = rec, own and rec or nil
+  end
+  local on_start = t.on_start
+  t.on_start = nil
+  local inner, err = M.serve(t)
+  if not inner then return nil, err end
+  local tt = {}
+  for k, v in pairs(t) do tt[k] = v end
+  tt.listen, tt.tls, tt.owner, tt.signals = o.listen_tls, o.tls_ctx, nil, false
+  local tinner, terr = M.serve(tt)
+  if not tinner then
+    inner:close(0)
+    return nil, terr
+  end
+  srv.inner_tls, srv.tls_port, srv.tls_address = tinner, tinner.port, tinner.address
+  if on_start then on_start(srv) end
+  return srv
+end
+
+--- The server TLS context a protocol server's options ask for: `tls_ctx`
+-- (a server context) as it is, or one made from `tls` (`{cert = FILE,
+-- key = FILE}` plus any other parley.tls.context option); nil without
+-- either (then no STARTTLS and no `listen_tls`).
+-- @tparam table o the protocol's options
+-- @return a server context, or nil, or `nil, err` when a file cannot be used
+function M.tls_context(o)
+  local tls = require("parley").tls
+  if o.tls_ctx ~= nil then
+    if not (tls.is_context(o.tls_ctx) and o.tls_ctx:mode() == "server") then
+      error("tls_ctx must be a server tls context", 3)
+    end
+    return o.tls_ctx
+  end
+  if not o.tls then return nil end
+  if type(o.tls) ~= "table" or type(o.tls.cert) ~= "string" or type(o.tls.key) ~= "string" then
+    error("tls must be a table {cert = FILE, key = FILE}", 3)
+  end
+  local t = { mode = "server" }
+  for k, v in pairs(o.tls) do t[k] = v end
+  return tls.context(t)
+end
+
 --- Serves a protocol server object: one task per connection runs
 -- `session(srv, conn)`. parley.serve's own options come from the
 -- protocol's options `o` (`listen`, `max_connections`, `grace`, `signals`,
 -- `backlog`, `reuseport`, `on_error`, `on_start`); `extra` adds stream
 -- options such as `timeout` and `max_line`. `srv` becomes the owner: it
 -- gets `inner`, `port`, `host`, `address`, and SIGINT/SIGTERM call its
--- `close`.
+-- `close`. With `o.listen_tls` (and `o.tls_ctx`, see `tls_context`) a
+-- second, implicit-TLS listener serves the same sessions: `srv` then also
+-- gets `inner_tls`, `tls_port` and `tls_address`.
 -- @tparam table srv the protocol server (with a `close` method)
 -- @tparam table o the protocol's options
 -- @tparam string default_listen address when `o.listen` is absent
@@ -179,6 +232,15 @@ end
 -- @tparam[opt] table extra more options for parley.serve
 -- @return srv, or `nil, err`
 function M.serve_for(srv, o, default_listen, session, extra)
+  if o.listen_tls and not core.current() then
+    -- a plain script: both listeners share one loop until closed
+    local r, e
+    core.run(function()
+      r, e = M.serve_for(srv, o, default_listen, session, extra)
+      if r then srv.inner:wait() srv.inner_tls:wait() end
+    end)
+    return r, e
+  end
   local t = {
     listen = o.listen or default_listen,
     handler = function(conn) return session(srv, conn) end,
@@ -195,9 +257,12 @@ function M.serve_for(srv, o, default_listen, session, extra)
     owner = srv,   -- signals close srv, which says goodbye first
   }
   for k, v in pairs(extra or {}) do t[k] = v end
-  local inner, err = M.serve(t)
-  if not inner then return nil, err end
-  return srv
+  if not o.listen_tls then
+    local inner, err = M.serve(t)
+    if not inner then return nil, err end
+    return srv
+  end
+  return serve_both(srv, o, t)
 end
 
 --- Closes a protocol server started with `serve_for`: every session in
@@ -217,7 +282,23 @@ function M.close_for(srv, goodbye, idle, grace)
       s.conn:close()
     end
   end
-  return srv.inner:close(grace or srv.opts.grace)
+  grace = grace or srv.opts.grace
+  local tinner = srv.inner_tls
+  if tinner then core.spawn(tinner.close, tinner, grace) end
+  local ok = srv.inner:close(grace)
+  if tinner then
+    tinner:wait()
+    if srv.transcript_own then srv.transcript_own:close() end
+  end
+  return ok
+end
+
+--- Sessions running on a protocol server started with `serve_for`
+-- (both listeners when it has `listen_tls`).
+-- @tparam table srv the protocol server
+-- @treturn integer
+function M.connections_for(srv)
+  return srv.inner:connections() + (srv.inner_tls and srv.inner_tls:connections() or 0)
 end
 
 --- How many handlers are running.
