@@ -149,7 +149,7 @@ describe("smtp server delivery", function()
       assert.are.equal(354, (r:cmd("DATA")))
       assert.are.equal(250, (r:cmd("Subject: grüße\r\n\r\nü\r\n.")))
       r:close()
-      assert.truthy(U.delivered(root, "u8")[1]:find("UTF8ESMTP", 1, true))
+      assert.truthy(U.delivered(root, "u8")[1]:find("with UTF8SMTP ", 1, true))
     end)
   end)
 end)
@@ -272,8 +272,12 @@ describe("smtp server roles", function()
     assert.is_false(s:auth_offered())
     s.ip = "127.0.0.1"
     assert.is_true(s:auth_offered())
-    s.ip, o.allow_cleartext_auth = "192.0.2.7", true
+    s.ip, s.tls = "192.0.2.7", { version = "TLSv1.3" }
     assert.is_true(s:auth_offered())
+    s.tls, o.allow_plaintext_auth = nil, true
+    assert.is_true(s:auth_offered())
+    s.ip, o.allow_plaintext_auth = "127.0.0.1", false
+    assert.is_false(s:auth_offered())
   end)
 
   it("answers VRFY with 252 by default and EXPN with 502", function()

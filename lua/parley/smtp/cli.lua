@@ -4,6 +4,7 @@ local parley = require "parley"
 local cli = require "parley.cli"
 local tcli = require "parley.transcript.cli"
 local server = require "parley.smtp.server"
+local starttls = require "parley.smtp.starttls"
 
 local M = {}
 
@@ -21,7 +22,6 @@ usage: parley serve smtp --listen 127.0.0.1:2525 --maildir DIR --domain D
   --queue DIR              relay queue directory (default DIR/.parley-queue)
   --relay-net CIDR         clients allowed to relay without AUTH (repeatable)
   --submission             require AUTH before MAIL (MSA, RFC 6409)
-  --allow-cleartext-auth   offer AUTH to non-loopback clients without TLS
   --sink                   accept and discard every message (load tests)
   --max-size N  --max-recipients N  --max-errors N  --timeout S
   --data-timeout S  --normalize-bare (turn bare CR/LF into CRLF instead of 550)
@@ -31,11 +31,12 @@ usage: parley serve smtp --listen 127.0.0.1:2525 --maildir DIR --domain D
 local SPEC = {
   listen = "string", maildir = "string", domain = "list", hostname = "string",
   users = "string", aliases = "string", route = "list", smarthost = "string",
-  queue = "string", relay_net = "list", submission = "flag", allow_cleartext_auth = "flag",
+  queue = "string", relay_net = "list", submission = "flag",
   sink = "flag", max_size = "number", max_recipients = "number", max_errors = "number",
   timeout = "number", data_timeout = "number", normalize_bare = "flag", vrfy = "flag",
   expn = "flag", auth_delay = "number", help = "flag", max_connections = "number",
 }
+for k, v in pairs(starttls.SERVER_SPEC) do SPEC[k] = v end
 
 --- Builds the server options from parsed command-line options.
 -- @return opts, or nil, err
@@ -43,13 +44,15 @@ function M.options(o)
   local opts = {
     listen = o.listen or "127.0.0.1:2525",
     domains = o.domain, hostname = o.hostname, sink = o.sink,
-    submission = o.submission, allow_cleartext_auth = o.allow_cleartext_auth,
+    submission = o.submission,
     relay_networks = o.relay_net, max_size = o.max_size, max_recipients = o.max_recipients,
     max_errors = o.max_errors, idle_timeout = o.timeout, data_timeout = o.data_timeout,
     bare = o.normalize_bare and "normalize" or "reject", vrfy = o.vrfy, expn = o.expn,
     auth_delay = o.auth_delay, max_connections = o.max_connections,
   }
   if not o.sink and not o.maildir then return nil, "--maildir DIR (or --sink) is required" end
+  local _, terr = starttls.server_options(o, opts)
+  if terr then return nil, terr end
   if not o.sink and not o.domain then return nil, "--domain D is required" end
   if o.users then
     local u, err = require("parley.mail.users").load(o.users)
@@ -96,13 +99,14 @@ end
 function M.serve(argv)
   local rest, tr = tcli.take(argv)
   local o = cli.parse(rest, SPEC)
-  if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
+  if o.help then io.stdout:write(HELP, starttls.SERVER_HELP, tcli.HELP) return 0 end
   local opts, err = M.options(o)
   if not opts then io.stderr:write("parley: ", err, "\n") return 2 end
   tcli.merge(opts, tr)
   opts.on_start = function(s)
     if opts.queue then opts.queue:start() end
     io.stdout:write("smtp server on ", s.address, opts.sink and " (sink)" or "", "\n")
+    if s.tls_address then io.stdout:write("smtps server on ", s.tls_address, "\n") end
     io.stdout:flush()
   end
   local srv, serr

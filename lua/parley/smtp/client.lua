@@ -1,6 +1,10 @@
 --- SMTP client (RFC 5321) with ESMTP: PIPELINING (RFC 2920), SIZE (1870),
 -- 8BITMIME (6152), SMTPUTF8 (6531), CHUNKING/BDAT (3030), AUTH (4954:
--- PLAIN, LOGIN, CRAM-MD5, XOAUTH2), enhanced status codes (2034).
+-- PLAIN, LOGIN, CRAM-MD5, XOAUTH2), enhanced status codes (2034),
+-- STARTTLS (3207) and implicit TLS (8314) with `tls = "starttls" |
+-- "required" | "implicit"`. Certificates are verified against the system
+-- store unless `insecure = true` is said (or `ca`/`tls_ctx` say whom to
+-- trust).
 --
 --     local client = require "parley.smtp.client"
 --     local r, err, reply = client.send{ server = "127.0.0.1:2525",
@@ -18,6 +22,7 @@
 local parley = require "parley"
 local core = require "parley.core"
 local sasl = require "parley.smtp.sasl"
+local starttls = require "parley.smtp.starttls"
 local transcript = require "parley.transcript"
 local smtp = core.smtp
 
@@ -123,25 +128,45 @@ local function command(self, line, timeout, ok_class)
 end
 
 --- Connects and reads the greeting; then says EHLO (HELO when EHLO is
--- refused) unless `opts.ehlo == false`.
+-- refused) unless `opts.ehlo == false`, and with `tls = "starttls"` or
+-- `"required"` upgrades the connection (see `client:starttls`).
 -- @tparam string address `"host:port"`
 -- @tparam[opt] table opts `helo` (name to announce, default "localhost"),
 -- `timeouts` (overrides of `TIMEOUTS`), `trace` (function(line) seeing
--- every line), `ehlo` (false: do not greet), `max_reply_lines` (100),
--- `transcript` (a parley.transcript recorder or target; with
--- `transcript_full`, `transcript_secrets`)
+-- every line), `ehlo` (false: do not greet; ignored with STARTTLS),
+-- `max_reply_lines` (100), `transcript` (a parley.transcript recorder or
+-- target; with `transcript_full`, `transcript_secrets`), `tls`
+-- (`"starttls"`: STARTTLS when offered, else cleartext; `"required"` (or
+-- `true`): STARTTLS or fail, so a stripped capability or a refused
+-- STARTTLS ends the session; `"implicit"`: TLS from the first byte, the
+-- 465 form; default cleartext), `tls_ctx` (a client context: client
+-- certificate, own trust), `ca` (PEM file or directory of trusted
+-- issuers), `insecure` (true: do not verify the certificate — anyone in
+-- the path can then read the session; never the default), `servername`
+-- (the name checked and sent as SNI; default the host of `address`)
 -- @return a client, or `nil, err [, reply]`
 function M.connect(address, opts)
   opts = opts or {}
   check(address, "server address")
   local helo = check(opts.helo or "localhost", "helo name")
+  local policy = starttls.policy(opts.tls)
+  if opts.servername ~= nil then check(opts.servername, "servername") end
   local timeouts = setmetatable({}, { __index = M.TIMEOUTS })
   for k, v in pairs(opts.timeouts or {}) do timeouts[k] = v end
-  local conn, err = parley.connect(address, { connect_timeout = timeouts.connect, max_line = 4096 })
+  local ctx, err
+  if policy then
+    ctx, err = starttls.client_context(opts)
+    if not ctx then return nil, err end
+  end
+  local conn
+  conn, err = parley.connect(address, { connect_timeout = timeouts.connect, max_line = 4096,
+    tls = policy == "implicit" and ctx or nil, servername = opts.servername })
   conn, err = transcript.attach(conn, opts, "smtp", "client", err)
   if not conn then return nil, err end
+  if policy == "implicit" then starttls.record(conn) end
   local self = setmetatable({ conn = conn, timeouts = timeouts, trace = opts.trace,
-    max_reply_lines = opts.max_reply_lines or 100, caps = {}, helo_name = helo }, client)
+    max_reply_lines = opts.max_reply_lines or 100, caps = {}, helo_name = helo,
+    tls_ctx = ctx, servername = opts.servername }, client)
   local r, rerr = read_reply(self, timeouts.greeting)
   if not r then conn:close() return nil, rerr end
   self.greeting = r
@@ -149,11 +174,60 @@ function M.connect(address, opts)
     conn:close()
     return nil, reply_error(r), r
   end
-  if opts.ehlo ~= false then
+  local upgrade = policy == "starttls" or policy == "required"
+  if opts.ehlo ~= false or upgrade then
     local ok, e, er = self:ehlo(helo)
     if not ok then self:close() return nil, e, er end
   end
+  if upgrade and (self.caps.STARTTLS or policy == "required") then
+    local ok, e, er = self:starttls()
+    if not ok and (policy == "required" or not er) then self:quit() return nil, e, er end
+  end
   return self
+end
+
+--- Upgrades the session with STARTTLS (RFC 3207): the 220 go-ahead, the
+-- handshake (the certificate checked as `connect` was told), then EHLO
+-- again: every capability learned in cleartext is forgotten (4.2). A
+-- server that sends bytes after its 220 before the handshake is refused
+-- (`"data after starttls"`) and the connection closed.
+-- @tparam[opt] table opts `tls_ctx`, `ca`, `insecure`, `servername` (as
+-- for `connect`; default what `connect` was given)
+-- @return the new EHLO reply, or `nil, err [, reply]` (a 4xx/5xx reply
+-- leaves the session in cleartext; any other failure closes it)
+function client:starttls(opts)
+  opts = opts or {}
+  if self.broken then return nil, self.broken end
+  if self.conn:tlsinfo() then return nil, "tls already active" end
+  local ctx = self.tls_ctx
+  if not ctx or opts.tls_ctx or opts.ca or opts.insecure ~= nil then
+    local err
+    ctx, err = starttls.client_context(opts)
+    if not ctx then return nil, err end
+  end
+  if not self.caps.STARTTLS then
+    return nil, "server does not offer STARTTLS"
+  end
+  local r, err, er = command(self, "STARTTLS")
+  if not r then return nil, err, er end
+  if r.code ~= 220 then return nil, reply_error(r), r end
+  local info
+  info, err = starttls.upgrade(self.conn, ctx, { servername = opts.servername or self.servername,
+    timeout = self.timeouts.command })
+  if not info then
+    self.broken = err
+    self.conn:close()
+    return nil, err
+  end
+  if self.trace then self.trace(("* TLS started (%s, %s)"):format(info.version, info.cipher)) end
+  self.caps, self.esmtp = {}, nil
+  return self:ehlo()
+end
+
+--- The TLS state of the connection: the stream's `tlsinfo()` (`version`,
+-- `cipher`, `verified`, `peer` ...), or nil in cleartext.
+function client:tlsinfo()
+  return self.conn:tlsinfo()
 end
 
 -- EHLO keywords into a table: PIPELINING = true, SIZE = 10240000 (or
@@ -528,7 +602,8 @@ end
 -- @tparam table m as for `client:send`, plus `server` ("host:port"),
 -- `auth` (`{ user =, password = [, mech =] }` or `"user:password"`),
 -- `helo`, `timeouts`, `trace`, `transcript`, `transcript_full`,
--- `transcript_secrets`
+-- `transcript_secrets`, and the TLS options of `connect` (`tls`,
+-- `tls_ctx`, `ca`, `insecure`, `servername`)
 -- @return result (see `client:send`), or `nil, err, reply`
 function M.send(m)
   if type(m) ~= "table" then error("send expects a table", 2) end
@@ -553,7 +628,8 @@ function M.send(m)
   if m.helo ~= nil then check(m.helo, "helo", 2) end
   local c, err, r = M.connect(m.server, { helo = m.helo, timeouts = m.timeouts, trace = m.trace,
     transcript = m.transcript, transcript_full = m.transcript_full,
-    transcript_secrets = m.transcript_secrets })
+    transcript_secrets = m.transcript_secrets, tls = m.tls, tls_ctx = m.tls_ctx, ca = m.ca,
+    insecure = m.insecure, servername = m.servername })
   if not c then return nil, err, r end
   if auth then
     local ok, aerr, ar = c:auth(auth.user, auth.password or auth.token, auth.mech or (auth.token and "XOAUTH2"))

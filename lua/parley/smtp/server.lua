@@ -8,7 +8,14 @@
 --
 -- Extensions: PIPELINING (2920), SIZE (1870), 8BITMIME (6152),
 -- ENHANCEDSTATUSCODES (2034/3463), SMTPUTF8 (6531), AUTH PLAIN LOGIN
--- [CRAM-MD5] (4954), CHUNKING/BDAT (3030), HELP; VRFY/EXPN off by default.
+-- [CRAM-MD5] (4954), CHUNKING/BDAT (3030), STARTTLS (3207) with `tls`,
+-- HELP; VRFY/EXPN off by default. `listen_tls` adds an implicit-TLS
+-- listener (submissions on 465, RFC 8314 3.3).
+--
+-- Passwords never cross a cleartext connection unless allowed:
+-- `allow_plaintext_auth` (`"loopback"` by default) decides whether AUTH
+-- is offered and accepted before STARTTLS; a refusal is
+-- `530 5.7.0 Must issue a STARTTLS command first` (RFC 3207 4).
 --
 -- Hooks (all optional) take the session and return nothing to keep the
 -- default decision, `false` to refuse with the default refusal, or
@@ -29,6 +36,7 @@
 local parley = require "parley"
 local core = require "parley.core"
 local sasl = require "parley.smtp.sasl"
+local starttls = require "parley.smtp.starttls"
 local smtp = core.smtp
 
 local M = {}
@@ -139,10 +147,6 @@ local function ip_in(ip, nets)
 end
 M.ip_in = ip_in
 
-local function is_loopback(ip)
-  return ip == "::1" or ip:match("^127%.") ~= nil or ip:match("^::ffff:127%.") ~= nil
-end
-
 local NONE = setmetatable({}, { __newindex = function() error("read-only table", 2) end })
 
 -- a sink never resolves recipients: its locals/remotes stay one shared empty table
@@ -226,6 +230,8 @@ local function ehlo_lines(s)
   lines[#lines + 1] = "ENHANCEDSTATUSCODES"
   lines[#lines + 1] = "SMTPUTF8"
   if o.chunking ~= false then lines[#lines + 1] = "CHUNKING" end
+  -- RFC 3207 4.2: not offered again once TLS runs
+  if o.tls_ctx and not s.tls then lines[#lines + 1] = "STARTTLS" end
   if s:auth_offered() then
     lines[#lines + 1] = "AUTH " .. table.concat(o.auth_mechs, " ")
   end
@@ -238,7 +244,7 @@ end
 function session:auth_offered()
   local o = self.opts
   if not (o.users or o.on_auth) or #o.auth_mechs == 0 then return false end
-  return o.allow_cleartext_auth or is_loopback(self.ip)
+  return starttls.plaintext_allowed(o.allow_plaintext_auth, self.ip, self.tls ~= nil)
 end
 
 local function greet(s, verb, domain)
@@ -311,8 +317,26 @@ handlers.EXPN = function(s, arg)
   reply(s, 250, "2.1.5", out)
 end
 
+-- RFC 3207 4: 220, the handshake, then the session starts over: the
+-- client's EHLO and anything else it said before are forgotten (4.2).
 handlers.STARTTLS = function(s)
-  err_reply(s, 502, "5.5.1", "STARTTLS not available")
+  local o = s.opts
+  if not o.tls_ctx then return err_reply(s, 502, "5.5.1", "STARTTLS not available") end
+  if s.tls then return err_reply(s, 503, "5.5.1", "TLS already active") end
+  if s.tx then return err_reply(s, 503, "5.5.1", "STARTTLS not allowed during a mail transaction") end
+  if s.pending then
+    -- pipelined past STARTTLS after a DATA (4.2, CVE-2011-0411)
+    s.quit, s.gone = true, "data after starttls"
+    return
+  end
+  reply(s, 220, "2.0.0", "Ready to start TLS")
+  local info, err = starttls.upgrade(s.conn, o.tls_ctx)
+  if not info then
+    -- pipelined commands are never answered: the session ends here
+    s.quit, s.gone = true, err
+    return
+  end
+  s.tls, s.helo, s.esmtp, s.tx, s.user = info, nil, false, nil, nil
 end
 
 -- AUTH (RFC 4954) -----------------------------------------------------------
@@ -340,7 +364,8 @@ handlers.AUTH = function(s, mech, ir)
   if s.tx then return err_reply(s, 503, "5.5.1", "AUTH not allowed during a mail transaction") end
   if not s.esmtp then return err_reply(s, 503, "5.5.1", "say EHLO first") end
   if not (o.users or o.on_auth) then return err_reply(s, 502, "5.5.1", "AUTH not available") end
-  if not (o.allow_cleartext_auth or is_loopback(s.ip)) then
+  if not starttls.plaintext_allowed(o.allow_plaintext_auth, s.ip, s.tls ~= nil) then
+    if o.tls_ctx then return err_reply(s, 530, "5.7.0", "Must issue a STARTTLS command first") end
     -- RFC 4954 6: 538 encryption required; we have no TLS to offer
     return err_reply(s, 538, "5.7.11", "encryption required for requested authentication mechanism")
   end
@@ -510,8 +535,9 @@ end
 -- The RFC 5321 4.4 trace header, and Return-Path for final delivery.
 local function trace_header(s, tx, rcpt)
   local o = s.opts
-  local with = (s.esmtp and "ESMTP" or "SMTP") .. (s.user and "A" or "")
-  if tx.smtputf8 then with = "UTF8" .. with end
+  -- RFC 3848 (S: TLS, A: authenticated) and RFC 6531 3.7.3 (UTF8SMTP)
+  local with = (tx.smtputf8 and "UTF8SMTP" or s.esmtp and "ESMTP" or "SMTP")
+    .. (s.tls and "S" or "") .. (s.user and "A" or "")
   return ("Received: from %s (%s [%s])\r\n\tby %s (parley) with %s id %s%s;\r\n\t%s\r\n"):format(
     s.helo or "unknown", s.ip, s.ip, o.hostname, with, tx.id,
     rcpt and ("\r\n\tfor <" .. rcpt .. ">") or "", os.date("!%a, %d %b %Y %H:%M:%S +0000"))
@@ -838,6 +864,8 @@ local function run_session(srv, conn)
   local s = setmetatable({ conn = conn, opts = o, server = srv, ip = ip or "?", port = port,
     localip = lip or "?", errors = 0, auth_failures = 0, messages = 0, enhanced = true }, session)
   conn:setoption("max-line", math.max(o.max_line, o.max_auth_line))
+  s.tls = conn:tlsinfo()   -- the implicit-TLS listener (RFC 8314)
+  if s.tls then starttls.record(conn, s.tls) end
   srv.sessions[s] = true
   if o.on_connect then
     local c, t = o.on_connect(s)
@@ -898,6 +926,7 @@ local function setup(opts)
   o.domain_set = {}
   for _, d in ipairs(o.domains) do o.domain_set[d:lower()] = true end
   if o.relay_networks == nil then o.relay_networks = {} end
+  o.allow_plaintext_auth = starttls.plaintext_policy(o.allow_plaintext_auth)
   o.auth_mechs = o.auth_mechs or { "PLAIN", "LOGIN" }
   if o.cram_secret and not opts.auth_mechs then
     table.insert(o.auth_mechs, 1, "CRAM-MD5")
@@ -933,8 +962,8 @@ function srv_methods:close(grace)
     smtp.reply(421, "4.3.2", self.opts.hostname .. " shutting down"), is_idle, grace)
 end
 
---- Number of sessions running.
-function srv_methods:connections() return self.inner:connections() end
+--- Number of sessions running (on both listeners).
+function srv_methods:connections() return require("parley.server").connections_for(self) end
 
 --- Starts an SMTP server.
 -- @tparam table opts `listen` (address), `hostname`, `domains` (array of
@@ -944,7 +973,13 @@ function srv_methods:connections() return self.inner:connections() end
 -- with `expand(addr)` -> array), `queue` (a parley.smtp.queue for remote
 -- recipients), `relay_networks` ({"10.0.0.0/8", ...}; default none),
 -- `submission` (true: AUTH required before MAIL), `sink` (accept and
--- discard), `allow_cleartext_auth` (false: AUTH only on loopback),
+-- discard), `tls` (`{cert = FILE, key = FILE}`: STARTTLS offered, RFC
+-- 3207) or `tls_ctx` (a server context from parley.tls.context),
+-- `listen_tls` (address of an implicit-TLS listener for the same server,
+-- RFC 8314: `tls_port`, `tls_address` once started),
+-- `allow_plaintext_auth` (`"loopback"`: AUTH offered over TLS, and in
+-- cleartext only to loopback clients; `true`: everywhere; `false`: only
+-- over TLS),
 -- `auth_mechs` ({"PLAIN","LOGIN"}), `cram_secret` (function(user) ->
 -- plaintext secret, enables CRAM-MD5), `vrfy`, `expn` (false), `bare`
 -- ("reject" or "normalize" bare CR/LF in DATA), `chunking`, `pipelining`
@@ -955,6 +990,9 @@ function srv_methods:connections() return self.inner:connections() end
 -- or `nil, err`
 function M.serve(opts)
   local o = setup(opts)
+  local ctx, err = require("parley.server").tls_context(o)
+  if err then return nil, err end
+  o.tls_ctx = ctx
   local srv = setmetatable({ opts = o, sessions = setmetatable({}, { __mode = "k" }) }, srv_methods)
   return require("parley.server").serve_for(srv, o, "127.0.0.1:2525", run_session,
     { transcript_protocol = "smtp" })
