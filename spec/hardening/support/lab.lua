@@ -203,6 +203,11 @@ function L.message(i, size)
   return table.concat(parts)
 end
 
+--- A message dot-stuffed for DATA (RFC 5321 4.5.2), without the final ".".
+function L.stuff(m)
+  return (m:gsub("\r\n%.", "\r\n.."):gsub("^%.", ".."))
+end
+
 function S.smtp(port, messages)
   local c = L.connect(port)
   c:upto("^220 ")
@@ -211,7 +216,7 @@ function S.smtp(port, messages)
     c:send("MAIL FROM:<a@lab.example>\r\n"):upto("^250 ")
     c:send("RCPT TO:<" .. L.USER .. "@example.org>\r\n"):upto("^250 ")
     c:send("DATA\r\n"):upto("^354 ")
-    c:send((m:gsub("\r\n%.", "\r\n.."):gsub("^%.", "..")) .. ".\r\n"):upto("^250 ")
+    c:send(L.stuff(m) .. ".\r\n"):upto("^250 ")
   end
   c:send("QUIT\r\n"):upto("^221 ")
   c:close()
