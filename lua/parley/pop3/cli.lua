@@ -3,6 +3,7 @@
 local parley = require "parley"
 local cli = require "parley.cli"
 local tcli = require "parley.transcript.cli"
+local starttls = require "parley.smtp.starttls"
 
 local M = {}
 
@@ -23,6 +24,7 @@ local SPEC = {
   uidl = "string", no_apop = "flag", auth_delay = "number", max_auth_failures = "number",
   max_connections = "number", timeout = "number", help = "flag",
 }
+for k, v in pairs(starttls.SERVER_SPEC) do SPEC[k] = v end
 
 --- Opens the store and the users file for CLI options.
 -- @return store, users; or nil, err
@@ -38,27 +40,31 @@ function M.open(o)
 end
 
 --- Server options from parsed command-line options (store and users open).
+-- @return opts, or nil, err (an incomplete set of TLS options)
 function M.options(o, store, users)
-  return {
+  return starttls.server_options(o, {
     listen = o.listen or "127.0.0.1:1110", store = store, users = users,
     hostname = o.hostname, uidl = o.uidl, apop = not o.no_apop,
     auth_delay = o.auth_delay, max_auth_failures = o.max_auth_failures,
     max_connections = o.max_connections, idle_timeout = o.timeout,
-  }
+  })
 end
 
 function M.serve(argv)
   local rest, tr = tcli.take(argv)
   local o = cli.parse(rest, SPEC)
-  if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
+  if o.help then io.stdout:write(HELP, starttls.SERVER_HELP, tcli.HELP) return 0 end
   if o.uidl and o.uidl ~= "uid" and o.uidl ~= "name" then
     io.stderr:write("parley: --uidl is uid or name\n") return 2
   end
   local store, users = M.open(o)
   if not store then io.stderr:write("parley: ", users, "\n") return 2 end
-  local opts = tcli.merge(M.options(o, store, users), tr)
+  local opts, oerr = M.options(o, store, users)
+  if not opts then io.stderr:write("parley: ", oerr, "\n") return 2 end
+  tcli.merge(opts, tr)
   opts.on_start = function(s)
     io.stdout:write("pop3 server on ", s.address, "\n")
+    if s.tls_address then io.stdout:write("pop3s server on ", s.tls_address, "\n") end
     io.stdout:flush()
   end
   local srv, err

@@ -1,5 +1,5 @@
 --- parley.pop3.client: a POP3 client (RFC 1939, 2449 CAPA and response
--- codes, 5034 AUTH with SASL PLAIN, APOP).
+-- codes, 5034 AUTH with SASL PLAIN, APOP, 2595 STLS; POP3S, RFC 8314).
 --
 --     local client = require "parley.pop3.client"
 --     local c = assert(client.connect("127.0.0.1:1110"))
@@ -10,6 +10,10 @@
 --     assert(c:retr(2, io.open("/tmp/m2", "wb")))  -- streamed to a sink
 --     assert(c:dele(1))
 --     assert(c:quit())                          -- deletions happen now
+--
+--     -- over TLS: STLS or fail; the certificate checked against the system
+--     -- store (or `ca`, `tls_ctx`; `insecure = true` skips it, never silently)
+--     local c = assert(client.connect("mail.example.org:110", { tls = "required" }))
 --
 -- Multi-line replies are read in chunks and un-stuffed (a leading "." of a
 -- line removed, RFC 1939 3) without building one string per line; a
@@ -22,9 +26,12 @@
 -- any argument raises before anything is sent.
 -- @module parley.pop3.client
 local parley = require "parley"
+local starttls = require "parley.smtp.starttls"
 local transcript = require "parley.transcript"
 
 local M = {}
+
+local upgrade   -- connect's STLS policy, below
 
 --- Default options for `connect`.
 -- @table DEFAULTS
@@ -110,14 +117,23 @@ function client:command(verb, arg)
   return r
 end
 
---- Connects and reads the greeting.
+--- Connects and reads the greeting; with `tls = "starttls"` or
+-- `"required"` asks CAPA and upgrades the session (see `client:stls`).
 -- @tparam string host "host:port", or a host with `port` next
--- @tparam[opt] number port (110)
+-- @tparam[opt] number port (110; 995 with `tls = "implicit"`)
 -- @tparam[opt] table opts `timeout`, `connect_timeout`, `max_line`, `max_size`,
 -- `transcript` (a parley.transcript recorder or target; with
--- `transcript_full`, `transcript_secrets`)
--- @return client (`greeting`, `timestamp` (APOP, or nil)), or nil, err
--- (nil, text, reply on a -ERR greeting)
+-- `transcript_full`, `transcript_secrets`), `tls` (`"starttls"`: STLS
+-- when CAPA lists it, else cleartext; `"required"` (or `true`): STLS or
+-- fail, so a stripped capability or a refused STLS ends the session;
+-- `"implicit"`: POP3S, TLS from the first byte; default cleartext),
+-- `tls_ctx` (a client context: client certificate, own trust), `ca` (PEM
+-- file or directory of trusted issuers), `insecure` (true: do not verify
+-- the certificate — anyone in the path can then read the session; never
+-- the default), `servername` (the name checked and sent as SNI; default
+-- the host)
+-- @return client (`greeting`, `timestamp` (APOP, or nil), `caps` after
+-- STLS), or nil, err (nil, text, reply on a -ERR greeting)
 function M.connect(host, port, opts)
   if type(port) == "table" then opts, port = port, nil end
   if type(host) ~= "string" then error("host must be a string", 2) end
@@ -126,22 +142,36 @@ function M.connect(host, port, opts)
   local o = {}
   for k, v in pairs(M.DEFAULTS) do o[k] = v end
   for k, v in pairs(opts) do o[k] = v end
-  if not port and not host:match(":%d+$") then port = 110 end
-  local conn, err
+  local policy = starttls.policy(o.tls)
+  if o.servername ~= nil then check(o.servername, "servername", 2) end
+  if not port and not host:match(":%d+$") then port = policy == "implicit" and 995 or 110 end
+  local ctx, err
+  if policy then
+    ctx, err = starttls.client_context(o)
+    if not ctx then return nil, err end
+  end
+  local copts = { timeout = o.timeout, connect_timeout = o.connect_timeout,
+    tls = policy == "implicit" and ctx or nil, servername = o.servername }
+  local conn
   if port then
-    conn, err = parley.connect(host, port, { timeout = o.timeout, connect_timeout = o.connect_timeout })
+    conn, err = parley.connect(host, port, copts)
   else
-    conn, err = parley.connect(host, { timeout = o.timeout, connect_timeout = o.connect_timeout })
+    conn, err = parley.connect(host, copts)
   end
   conn, err = transcript.attach(conn, o, "pop3", "client", err)
   if not conn then return nil, err end
-  local self = setmetatable({ conn = conn, opts = o, rbuf = "" }, client)
+  if policy == "implicit" then starttls.record(conn) end
+  local self = setmetatable({ conn = conn, opts = o, rbuf = "", tls_ctx = ctx }, client)
   local r
   r, err = self:read_reply()
   if not r then conn:close() return nil, err end
   if not r.ok then conn:close() return nil, r.text, r end
   self.greeting = r.text
   self.timestamp = r.text:match("(<[^<>]*@[^<>]*>)")
+  if policy == "starttls" or policy == "required" then
+    local ok, e, rep = upgrade(self, policy)
+    if not ok then return nil, e, rep end
+  end
   return self
 end
 
@@ -229,6 +259,71 @@ function client:capa()
   end
   self.caps = caps
   return caps
+end
+
+--- STLS (RFC 2595 4): the go-ahead, the handshake (the certificate
+-- checked as `connect` was told), then CAPA again: what the server said
+-- in cleartext is forgotten. A server that sends bytes after its `+OK`
+-- before the handshake is refused (`"data after starttls"`) and the
+-- connection closed.
+-- @tparam[opt] table opts `tls_ctx`, `ca`, `insecure`, `servername` (as
+-- for `connect`; default what `connect` was given)
+-- @return the new capabilities (as `capa`; `{}` when the server has no
+-- CAPA), or nil, text, reply (a -ERR: the session stays in cleartext),
+-- or nil, err (any other failure closes the connection)
+function client:stls(opts)
+  opts = opts or {}
+  if self.conn:tlsinfo() then return nil, "tls already active" end
+  local ctx = self.tls_ctx
+  if not ctx or opts.tls_ctx or opts.ca or opts.insecure ~= nil then
+    local err
+    ctx, err = starttls.client_context(opts)
+    if not ctx then return nil, err end
+  end
+  local r, err, rep = self:command("STLS")
+  if not r then return nil, err, rep end
+  if self.rbuf ~= "" then
+    -- bytes past the go-ahead would be read as if they came over TLS
+    self.conn:close()
+    return nil, "data after starttls"
+  end
+  local info
+  info, err = starttls.upgrade(self.conn, ctx, { servername = opts.servername or self.opts.servername })
+  if not info then
+    self.conn:close()
+    return nil, err
+  end
+  self.caps = nil
+  local caps, cerr, crep = self:capa()
+  if not caps then
+    if not crep then return nil, cerr end
+    caps = {}
+  end
+  return caps
+end
+
+-- connect's STARTTLS policy: CAPA, then STLS when offered (or when the
+-- server has no CAPA: an old server may still know STLS)
+upgrade = function(self, policy)
+  local caps, err, rep = self:capa()
+  if not caps and not rep then self.conn:close() return nil, err end
+  if caps and not caps.STLS then
+    if policy == "starttls" then return true end
+    self:quit()
+    return nil, "server does not offer STLS"
+  end
+  local ok
+  ok, err, rep = self:stls()
+  if ok then return true end
+  if rep and policy == "starttls" then return true end
+  self.conn:close()
+  return nil, err, rep
+end
+
+--- The TLS state of the connection: the stream's `tlsinfo()` (`version`,
+-- `cipher`, `verified`, `peer` ...), or nil in cleartext.
+function client:tlsinfo()
+  return self.conn:tlsinfo()
 end
 
 --- USER/PASS login.

@@ -1,12 +1,18 @@
 --- POP3 server (RFC 1939, RFC 2449 CAPA and response codes, RFC 5034
--- SASL AUTH with PLAIN, RFC 4616) over the shared Maildir store.
+-- SASL AUTH with PLAIN, RFC 4616, RFC 2595 STLS) over the shared Maildir
+-- store; `listen_tls` adds the implicit-TLS port (POP3S, RFC 8314).
 --
 --     local server = require "parley.pop3.server"
 --     local srv = server.serve{ listen = "127.0.0.1:1110",
 --       store = require("parley.mail.maildir").open("/var/mail"),
 --       users = require("parley.mail.users").load("/etc/parley/users") }
 --
--- Sessions (RFC 1939 3): AUTHORIZATION (USER/PASS, APOP, AUTH PLAIN),
+-- Passwords (USER/PASS, AUTH PLAIN) cross a cleartext connection only as
+-- `allow_plaintext_auth` says (default: from loopback peers); otherwise
+-- they are refused with `-ERR [AUTH]` and not listed in CAPA until STLS.
+-- APOP sends no password and stays available.
+--
+-- Sessions (RFC 1939 3): AUTHORIZATION (USER/PASS, APOP, AUTH PLAIN, STLS),
 -- TRANSACTION (STAT LIST RETR DELE NOOP RSET TOP UIDL), UPDATE (QUIT
 -- removes the messages marked deleted; a connection lost before QUIT
 -- removes nothing). CAPA in every state.
@@ -39,6 +45,7 @@
 -- @module parley.pop3.server
 local parley = require "parley"
 local core = require "parley.core"
+local starttls = require "parley.smtp.starttls"
 local fs = core.fs
 
 local M = {}
@@ -60,7 +67,7 @@ M.DEFAULTS = {
 }
 
 local CAPA = { "TOP", "UIDL", "USER", "RESP-CODES", "PIPELINING",
-               "AUTH-RESP-CODE", "SASL PLAIN", "IMPLEMENTATION parley" }
+               "AUTH-RESP-CODE", "SASL PLAIN", "STLS", "IMPLEMENTATION parley" }
 
 local session = {}
 session.__index = session
@@ -350,12 +357,23 @@ end
 
 local auth_cmds, trans_cmds, any_cmds = {}, {}, {}
 
+function session:plaintext_allowed()
+  return starttls.plaintext_allowed(self.opts.allow_plaintext_auth, self.ip, self.tls ~= nil)
+end
+
+-- what CAPA lists in this session's state (RFC 2449 5, RFC 2595 4)
+local function offered(s, c)
+  if c == "STLS" then return s.state == "authorization" and s.opts.tls_ctx and not s.tls end
+  if c == "USER" or c:sub(1, 4) == "SASL" then
+    return s.state == "authorization" and s:plaintext_allowed()
+  end
+  return true
+end
+
 any_cmds.CAPA = function(s)
   local lines = {}
   for _, c in ipairs(CAPA) do
-    if s.state == "authorization" or (c ~= "USER" and c:sub(1, 4) ~= "SASL") then
-      lines[#lines + 1] = c
-    end
+    if offered(s, c) then lines[#lines + 1] = c end
   end
   multiline(s, "Capability list follows", lines)
 end
@@ -390,7 +408,10 @@ any_cmds.NOOP = function(s)
   ok(s)
 end
 
+local CLEARTEXT = "[AUTH] Plaintext authentication disallowed on non-secure connections: use STLS"
+
 auth_cmds.USER = function(s, arg)
+  if not s:plaintext_allowed() then return err(s, CLEARTEXT) end
   if not arg or arg == "" then return err(s, "user name required") end
   s.pending_user = arg
   ok(s)
@@ -399,6 +420,7 @@ end
 auth_cmds.PASS = function(s, arg)
   local user = s.pending_user
   s.pending_user = nil
+  if not s:plaintext_allowed() then return err(s, CLEARTEXT) end
   if not user then return err(s, "USER first") end
   -- RFC 1939 7: the password may contain spaces: arg is the whole rest
   return login(s, "USER", user, arg or "")
@@ -422,8 +444,9 @@ auth_cmds.AUTH = function(s, arg)
   s.pending_user = nil
   if not arg or arg == "" then
     -- the list of mechanisms (as Dovecot and many clients expect)
-    return multiline(s, "Supported mechanisms follow", { "PLAIN" })
+    return multiline(s, "Supported mechanisms follow", s:plaintext_allowed() and { "PLAIN" } or {})
   end
+  if not s:plaintext_allowed() then return err(s, CLEARTEXT) end
   local mech, ir = arg:match("^(%S+) ?(%S*)$")
   if not mech then return err(s, "syntax error") end
   if mech:upper() ~= "PLAIN" then return err(s, "unrecognized authentication type") end
@@ -445,6 +468,24 @@ auth_cmds.AUTH = function(s, arg)
   if not u then return err(s, "cannot decode the PLAIN response") end
   if z ~= "" and z ~= u then return auth_failed(s) end
   return login(s, "PLAIN", u, p)
+end
+
+-- RFC 2595 4: +OK, the handshake, and a session that forgets what the
+-- client said before (a USER waiting for its PASS)
+auth_cmds.STLS = function(s, arg)
+  s.pending_user = nil
+  local ctx = s.opts.tls_ctx
+  if not ctx then return err(s, "STLS not available") end
+  if s.tls then return err(s, "command not permitted when TLS active") end
+  if arg then return err(s, "STLS takes no argument") end
+  ok(s, "Begin TLS negotiation")
+  local info, e = starttls.upgrade(s.conn, ctx)
+  if not info then
+    -- a command pipelined after STLS is never answered
+    s.quit, s.gone = true, e
+    return
+  end
+  s.tls = info
 end
 
 trans_cmds.STAT = function(s, arg)
@@ -603,6 +644,8 @@ local function run_session(srv, conn)
   local s = setmetatable({ conn = conn, opts = o, server = srv, ip = ip or "?", port = port,
     errors = 0, auth_failures = 0, commands = 0, state = "authorization" }, session)
   conn:setoption("max-line", math.max(o.max_line, o.max_auth_line))
+  s.tls = conn:tlsinfo()   -- the POP3S listener
+  if s.tls then starttls.record(conn, s.tls) end
   srv.sessions[s] = true
   local function finish()
     srv.sessions[s] = nil
@@ -677,6 +720,7 @@ local function setup(opts)
   if o.apop == nil then o.apop = true end
   if o.uidl ~= nil and o.uidl ~= "uid" and o.uidl ~= "name" then error('uidl must be "uid" or "name"', 3) end
   o.hostname = o.hostname or fs.gethostname() or "localhost"
+  o.allow_plaintext_auth = starttls.plaintext_policy(o.allow_plaintext_auth)
   for _, h in ipairs { "on_connect", "on_auth", "on_login", "on_command", "on_quit" } do
     if o[h] ~= nil and type(o[h]) ~= "function" then error(h .. " must be a function", 3) end
   end
@@ -696,8 +740,8 @@ function srv_methods:close(grace)
     "-ERR [SYS/TEMP] server shutting down\r\n", is_idle, grace)
 end
 
---- Number of sessions running.
-function srv_methods:connections() return self.inner:connections() end
+--- Number of sessions running (on both listeners).
+function srv_methods:connections() return require("parley.server").connections_for(self) end
 
 --- Waits until the server has stopped.
 function srv_methods:wait(timeout) return self.inner:wait(timeout) end
@@ -708,13 +752,21 @@ function srv_methods:wait(timeout) return self.inner:wait(timeout) end
 -- object; or an `on_auth` hook deciding alone), `hostname` (greeting and
 -- APOP timestamp; default the host name), `apop` (true: offer APOP with a
 -- timestamp in the greeting, for `{PLAIN}` users), `uidl` ("uid" or
--- "name"), the hooks, the limits of `DEFAULTS`; plus parley.serve's
+-- "name"), `tls` (`{cert = FILE, key = FILE}`: STLS offered, RFC 2595)
+-- or `tls_ctx` (a server context), `listen_tls` (address of an
+-- implicit-TLS listener, POP3S: `tls_port`, `tls_address` once started),
+-- `allow_plaintext_auth` (`"loopback"` (default): USER/PASS and AUTH PLAIN
+-- over TLS, and in cleartext from loopback peers; `true`: everywhere;
+-- `false`: only over TLS), the hooks, the limits of `DEFAULTS`; plus parley.serve's
 -- `max_connections`, `on_start`, `on_error`, `signals` (true: SIGINT and
 -- SIGTERM close the server), `backlog`, `reuseport`.
 -- @return server (`port`, `host`, `address`, `close([grace])`,
 -- `connections()`, `wait()`), or `nil, err`
 function M.serve(opts)
   local o = setup(opts)
+  local ctx, err = require("parley.server").tls_context(o)
+  if err then return nil, err end
+  o.tls_ctx = ctx
   local srv = setmetatable({ opts = o, sessions = setmetatable({}, { __mode = "k" }) }, srv_methods)
   return require("parley.server").serve_for(srv, o, "127.0.0.1:1110", run_session,
     { transcript_protocol = "pop3" })
