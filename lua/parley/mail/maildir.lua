@@ -557,9 +557,14 @@ end
 ---------------------------------------------------------------------------
 
 local UIDLIST = "parley-uidlist"
+M.UIDLIST = UIDLIST
 
-local function read_uidlist(path)
-  local fh = io.open(path, "rb")
+--- Reads a Maildir's `parley-uidlist` (dovecot-uidlist version 3 format).
+-- @tparam string dir the Maildir
+-- @return `{validity=, nextuid=, map = {name -> uid}}`, or nil when the
+-- file is missing or its header is not a version 3 header
+function M.read_uidlist(dir)
+  local fh = io.open(dir .. "/" .. UIDLIST, "rb")
   if not fh then return nil end
   local text = fh:read("a")
   fh:close()
@@ -575,6 +580,53 @@ local function read_uidlist(path)
     if uid > maxuid then maxuid = uid end
   end
   return { validity = validity, nextuid = math.max(nextuid or 1, maxuid + 1), map = map }
+end
+
+--- Takes the uidlist lock (flock on `parley-uidlist.lock`), waiting up to
+-- the store's `lock_timeout`. Close the handle to release it.
+-- @return the lock handle, or nil, err
+function mailbox_methods:lock_uidlist()
+  local store = self.store
+  local lock, err = fs.open(self.dir .. "/" .. UIDLIST .. ".lock", "wc", store.file_mode)
+  if not lock then return nil, err end
+  local deadline = os.time() + store.lock_timeout
+  while true do
+    local ok, lerr, errno = lock:lock("ex", true)
+    if ok then return lock end
+    if errno ~= 11 or os.time() > deadline then
+      lock:close()
+      return nil, errno == 11 and "uidlist locked" or lerr
+    end
+    core.sleep(0.01)   -- outside a task this runs the loop right here
+  end
+end
+
+--- Writes the uidlist atomically (tmp file, fsync, rename, fsync of the
+-- directory when the store fsyncs). Call it holding `lock_uidlist`.
+-- @tparam number validity
+-- @tparam number nextuid
+-- @tparam table uids array of UIDs, ascending
+-- @tparam table names array of message names, `names[i]` has `uids[i]`
+-- @return true, or nil, err
+function mailbox_methods:write_uidlist(validity, nextuid, uids, names)
+  local store, dir = self.store, self.dir
+  local out = { string.format("3 V%d N%d\n", validity, nextuid) }
+  for i = 1, #uids do out[i + 1] = uids[i] .. " :" .. names[i] .. "\n" end
+  local path = dir .. "/" .. UIDLIST
+  local tmp = path .. ".tmp"
+  fs.unlink(tmp)
+  local f, err = fs.open(tmp, "wcx", store.file_mode)
+  local ok = f ~= nil
+  if ok then ok, err = f:write(table.concat(out)) end
+  if ok and store.fsync then ok, err = f:fsync() end
+  if f then
+    local cok, cerr = f:close()
+    if ok and not cok then ok, err = nil, cerr end
+  end
+  if ok then ok, err = fs.rename(tmp, path) end
+  if ok and store.fsync then ok, err = fs.fsync_dir(dir) end
+  if not ok then fs.unlink(tmp); return nil, err end
+  return true
 end
 
 --- UIDs for IMAP: a map message name -> UID, kept in
@@ -594,20 +646,9 @@ function mailbox_methods:uids(msgs)
     local ok, err = make_maildir(store, dir, dir:match("/%.[^/]+$") ~= nil)
     if not ok then return nil, err end
   end
-  local lock, err = fs.open(dir .. "/" .. UIDLIST .. ".lock", "wc", store.file_mode)
+  local lock, err = self:lock_uidlist()
   if not lock then return nil, err end
-  local deadline = os.time() + store.lock_timeout
-  while true do
-    local ok, lerr, errno = lock:lock("ex", true)
-    if ok then break end
-    if errno ~= 11 or os.time() > deadline then
-      lock:close()
-      return nil, errno == 11 and "uidlist locked" or lerr
-    end
-    core.sleep(0.01)   -- outside a task this runs the loop right here
-  end
-  local path = dir .. "/" .. UIDLIST
-  local list = read_uidlist(path)
+  local list = M.read_uidlist(dir)
   local changed = false
   if not list then
     list = { validity = os.time(), nextuid = 1, map = {} }
@@ -639,28 +680,11 @@ function mailbox_methods:uids(msgs)
     local entries = {}
     for name, uid in pairs(map) do entries[#entries + 1] = { uid, name } end
     table.sort(entries, function(a, b) return a[1] < b[1] end)
-    local out = { string.format("3 V%d N%d\n", list.validity, list.nextuid) }
-    for i = 1, #entries do
-      out[#out + 1] = entries[i][1] .. " :" .. entries[i][2] .. "\n"
-    end
-    local tmp = path .. ".tmp"
-    fs.unlink(tmp)
-    local f
-    f, err = fs.open(tmp, "wcx", store.file_mode)
-    local ok = f ~= nil
-    if ok then ok, err = f:write(table.concat(out)) end
-    if ok and store.fsync then ok, err = f:fsync() end
-    if f then
-      local cok, cerr = f:close()
-      if ok and not cok then ok, err = nil, cerr end
-    end
-    if ok then ok, err = fs.rename(tmp, path) end
-    if ok and store.fsync then ok, err = fs.fsync_dir(dir) end
-    if not ok then
-      fs.unlink(tmp)
-      lock:close()
-      return nil, err
-    end
+    local uids, names = {}, {}
+    for i = 1, #entries do uids[i], names[i] = entries[i][1], entries[i][2] end
+    local ok
+    ok, err = self:write_uidlist(list.validity, list.nextuid, uids, names)
+    if not ok then lock:close(); return nil, err end
   end
   lock:close()
   if given then
