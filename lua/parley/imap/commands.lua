@@ -5,6 +5,7 @@
 local parley = require "parley"
 local core = require "parley.core"
 local V = require "parley.imap.view"
+local index = require "parley.mail.index"
 local F = require "parley.imap.fetch"
 local S = require "parley.imap.search"
 local mailbox = require "parley.imap.mailbox"
@@ -369,10 +370,11 @@ function H.APPEND(s, cmd, args)
   if not mname then return "NO", "cannot store: " .. tostring(path) end
   if date then fs.utime(path, date, date) end
   local mb = s.store:mailbox(s.user, name)
-  local map, validity = mb:uids()
+  local snap = index.of(mb):snapshot()
   V.changed(mb.dir)
-  if map and map[mname] then
-    return "OK", "APPEND completed", "APPENDUID " .. validity .. " " .. map[mname]
+  local m = snap and snap.byname[mname]
+  if m then
+    return "OK", "APPEND completed", "APPENDUID " .. snap.validity .. " " .. m.uid
   end
   return "OK", "APPEND completed"
 end
@@ -522,8 +524,8 @@ function H.STORE(s, cmd, args)
     elseif op == "+" then new = V.letters(V.imap_flags(m.flags .. letters))
     else new = (m.flags:gsub("[" .. (letters == "" and "%z" or letters) .. "]", "")) end
     if not m.gone then
-      local ok = view:set_flags(m, new)
-      if not ok then failed = true end
+      local nm = view:set_flags(m, new)
+      if nm then m = nm else failed = true end
       if silent == "" then
         local items = { "FLAGS", V.imap_flags(m.flags, m.recent) }
         if cmd.uid then items[3], items[4] = "UID", m.uid end

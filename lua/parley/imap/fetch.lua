@@ -39,7 +39,7 @@ end
 -- (with the blank line). CRLF line ends either way.
 -- @return string, or nil, err
 function M.read(view, m, head_only)
-  local fh, err = view.mb:open(m.name)
+  local fh, err = view:open_file(m)
   if not fh then return nil, err end
   local data
   if head_only then
@@ -85,7 +85,7 @@ end
 
 --- Writes what the command added to the header cache.
 function M.save_cache(view)
-  if view.hcache then view.hcache:flush(view.byname, #view.msgs) end
+  if view.hcache then view.hcache:flush(view.snap.byname, #view.snap.list) end
 end
 
 --- RFC822.SIZE: the size with CRLF line ends.
@@ -102,7 +102,7 @@ end
 function M.internaldate(view, m)
   local t = m.idate
   if not t then
-    local path = view.mb:path(m.name)
+    local path = view:path(m)
     local st = path and core.fs.stat(path)
     t = st and st.mtime or 0
     m.idate = t
@@ -310,7 +310,8 @@ function M.run(s, seqs, atts, uid)
     local flags_changed = false
     if sets_seen and not m.flags:find("S", 1, true) then
       local letters = V.letters(V.imap_flags(m.flags .. "S"))
-      if view:set_flags(m, letters) then flags_changed = true end
+      local nm = view:set_flags(m, letters)
+      if nm then m = nm; flags_changed = true end
     end
     local out, n = items, 3
     out[1], out[2], out[3] = "* ", i, " FETCH ("

@@ -8,6 +8,7 @@
 -- @module parley.imap.mailbox
 local core = require "parley.core"
 local V = require "parley.imap.view"
+local index = require "parley.mail.index"
 
 local imap = core.imap
 local fs = core.fs
@@ -208,16 +209,11 @@ function M.status(s, name)
   end
   local mb, err = s.store:mailbox(s.user, name)
   if not mb then return nil, err end
-  local _, validity, nextuid, msgs = mb:uids()
-  if not msgs then return nil, validity end
-  local n, recent, unseen = #msgs, 0, 0
-  for i = 1, n do
-    local m = msgs[i]
-    if m.new then recent = recent + 1 end
-    if not m.flags:find("S", 1, true) then unseen = unseen + 1 end
-  end
-  return { MESSAGES = n, RECENT = recent, UIDNEXT = nextuid, UIDVALIDITY = validity,
-           UNSEEN = unseen }
+  local snap
+  snap, err = index.of(mb):snapshot()
+  if not snap then return nil, err end
+  return { MESSAGES = #snap.list, RECENT = snap.nnew, UIDNEXT = snap.nextuid,
+           UIDVALIDITY = snap.validity, UNSEEN = snap.unseen }
 end
 
 -- COPY / MOVE ------------------------------------------------------------
@@ -240,24 +236,24 @@ function M.copy(s, seqs, name, move)
     local m = view.msgs[i]
     if not m.gone then
       if move and view.dir ~= target.dir then
-        local path = view.mb:path(m.name)
+        local path = view:path(m)
         local ok, rerr
         if path then
           ok, rerr = fs.rename(path, target.dir .. "/cur/" .. m.name .. ":2," .. m.flags, true)
         end
         if ok then
-          m.gone = true
+          view:mark_gone(i)
           names[#names + 1] = m.name
           src[#src + 1] = m.uid
         else
           failed = rerr or "message vanished"
         end
       else
-        local fh = view.mb:open(m.name)
+        local fh = view:open_file(m)
         local raw = fh and fh:read("a")
         if fh then fh:close() end
         if raw then
-          local path0 = view.mb:path(m.name)
+          local path0 = view:path(m)
           local st = path0 and fs.stat(path0)
           local newname, path = s.store:deliver(s.user, raw, name, m.flags)
           if newname then
@@ -265,8 +261,8 @@ function M.copy(s, seqs, name, move)
             names[#names + 1] = newname
             src[#src + 1] = m.uid
             if move then
-              view.mb:remove(m.name)
-              m.gone = true
+              view:remove(m)
+              view:mark_gone(i)
             end
           else
             failed = path
@@ -278,13 +274,14 @@ function M.copy(s, seqs, name, move)
     end
   end
   if failed and #names == 0 then return nil, "cannot copy: " .. tostring(failed) end
-  local map, validity = target:uids()
-  if not map then return nil, validity end
+  local snap
+  snap, err = index.of(target):snapshot()
+  if not snap then return nil, err end
   local dst = {}
-  for k, n in ipairs(names) do dst[k] = map[n] or 0 end
+  for k, n in ipairs(names) do dst[k] = snap.byname[n] and snap.byname[n].uid or 0 end
   V.changed(target.dir)
   if move then V.changed(view.dir) end
-  return { validity = validity, src = src, dst = dst }
+  return { validity = snap.validity, src = src, dst = dst }
 end
 
 --- RENAME INBOX: moves every INBOX message into a new mailbox (RFC 3501

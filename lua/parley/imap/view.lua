@@ -7,14 +7,16 @@
 -- the command in progress allows it, RFC 3501 §7.4.1), flags changed by
 -- another session `* n FETCH (FLAGS ...)`.
 --
--- Cheap when nothing changed: one stat of `new/` and one of `cur/`; the
--- directory mtimes change on every delivery, flag change (a rename in
--- `cur/`) and removal. A stamp taken less than two seconds after the last
--- change is not trusted (timestamps are coarse; a change in the same tick
--- would be missed), so a busy mailbox is rescanned until it settles.
--- Sessions in one process also share a generation counter per Maildir
--- (`changed(dir)`), bumped by every change a session or an in-process
--- SMTP delivery makes, plus a condition that wakes IDLE sessions at once.
+-- The messages come from the Maildir's index (`parley.mail.index`): one
+-- snapshot shared by every session of the process, checked against the
+-- disk (three stats) at each sync and listed again only when something
+-- changed. A view shares the snapshot's array until it must differ (its
+-- own flag changes, \Recent, expunges not yet announced) and then keeps
+-- a copy; records are never changed in place, a view changes private
+-- copies. Sessions in one process also share a generation counter per
+-- Maildir (`changed(dir)`), bumped by every change a session or an
+-- in-process SMTP delivery makes, plus a condition that wakes IDLE
+-- sessions at once.
 --
 -- Flags: IMAP `\Seen \Answered \Flagged \Deleted \Draft` are the Maildir
 -- letters `S R F T D`; `\Recent` is per session: messages that were in
@@ -23,7 +25,9 @@
 -- recent).
 -- @module parley.imap.view
 local core = require "parley.core"
-local fs = core.fs
+local index = require "parley.mail.index"
+
+local find = string.find
 
 local M = {}
 
@@ -61,6 +65,14 @@ end
 --- The condition IDLE sessions on `dir` wait on.
 function M.cond(dir) return share(dir).cond end
 
+-- A view's private copy of a record (the index's records are shared by
+-- every session of the process and never change).
+local function own(m)
+  local c = {}
+  for k, v in pairs(m) do c[k] = v end
+  return c
+end
+
 --- IMAP flag atoms for a Maildir flag string (and \Recent).
 -- @treturn table array of flag atoms
 function M.imap_flags(letters, recent)
@@ -86,26 +98,8 @@ function M.letters(list)
   return table.concat(out), other
 end
 
-local function dir_stamp(dir)
-  local a = fs.stat(dir .. "/new")
-  local b = fs.stat(dir .. "/cur")
-  local ma, mb = a and a.mtime or 0, b and b.mtime or 0
-  return ma, mb
-end
-
 local methods = {}
 local mt = { __index = methods, __name = "parley.imap.view" }
-
--- The current messages on disk with UIDs: array sorted by UID, and the
--- uidvalidity and uidnext. One directory scan (done by `mb:uids`, under
--- the uidlist lock).
-local function load(mb)
-  local map, validity, nextuid, scanned = mb:uids()
-  if not map then return nil, validity end
-  local list = table.move(scanned, 1, #scanned, 1, {})   -- each has its .uid
-  table.sort(list, function(a, b) return a.uid < b.uid end)
-  return list, validity, nextuid
-end
 
 --- Opens a view.
 -- @tparam table store a parley.mail.maildir store
@@ -116,45 +110,51 @@ end
 function M.open(store, user, folder, readonly)
   local mb, err = store:mailbox(user, folder)
   if not mb then return nil, err end
-  local self = setmetatable({ mb = mb, dir = mb.dir, store = store, user = user,
-    folder = folder, readonly = readonly, msgs = {}, byname = {} }, mt)
+  local idx = index.of(mb)
+  local snap
+  snap, err = idx:snapshot()
+  if not snap then return nil, err end
+  local self = setmetatable({ mb = mb, idx = idx, dir = mb.dir, store = store, user = user,
+    folder = folder, readonly = readonly, snap = snap, msgs = snap.list, nrecent = 0 }, mt)
+  idx.users = idx.users + 1
   self.shared = share(mb.dir)
   self.shared.users = self.shared.users + 1
-  local now = fs.time()
-  local sa, sb = dir_stamp(self.dir)
-  local list, validity, nextuid = load(mb)
-  if not list then return nil, validity end
-  self.uidvalidity, self.uidnext = validity, nextuid
-  local moved = false
-  for i = 1, #list do
-    local m = list[i]
-    m.recent = m.new     -- the scan's record serves as the view's
-    self.msgs[i] = m
-    self.byname[m.name] = m
-    if m.new and not readonly then
-      -- Dovecot moves new/ to cur/ on SELECT: the message is no longer
-      -- "recent" for the next session (RFC 3501 §2.3.2)
-      if mb:set_flags(m.name, m.flags) then moved = true end
+  if snap.nnew > 0 then
+    -- messages in new/ are \Recent for this session only: private copies
+    local msgs = self:writable()
+    for i = 1, #msgs do
+      local m = msgs[i]
+      if m.new then
+        if not readonly then
+          -- Dovecot moves new/ to cur/ on SELECT: the message is no longer
+          -- "recent" for the next session (RFC 3501 §2.3.2)
+          m = idx:set_flags(m, m.flags) or m
+        end
+        msgs[i] = own(m)
+        msgs[i].recent = true
+        self.nrecent = self.nrecent + 1
+      end
     end
   end
-  if moved then sa, sb = dir_stamp(self.dir) end
-  self:stamp(sa, sb, now)
+  self.uidvalidity, self.uidnext = snap.validity, snap.nextuid
   self.gen = self.shared.gen
   return self
-end
-
-function methods:stamp(sa, sb, now)
-  -- a change within 2 s of the stamp may share its timestamp: rescan
-  if now - sa < 2 or now - sb < 2 then self.sa, self.sb = nil, nil
-  else self.sa, self.sb = sa, sb end
 end
 
 --- Releases the view.
 function methods:close()
   if self.shared then
     self.shared.users = self.shared.users - 1
+    self.idx.users = self.idx.users - 1
     self.shared = nil
   end
+end
+
+--- The view's own message array (a copy of the snapshot's the first
+-- time), to change.
+function methods:writable()
+  if self.msgs == self.snap.list then self.msgs = table.move(self.msgs, 1, #self.msgs, 1, {}) end
+  return self.msgs
 end
 
 --- Number of messages.
@@ -162,16 +162,25 @@ function methods:count() return #self.msgs end
 
 --- Counts for SELECT/STATUS: recent, first unseen seq, unseen count.
 function methods:counts()
+  if self.msgs == self.snap.list then
+    return self.nrecent, self.snap.first_unseen, self.snap.unseen
+  end
   local recent, first, unseen = 0, nil, 0
   for i, m in ipairs(self.msgs) do
     if m.recent then recent = recent + 1 end
-    if not m.flags:find("S", 1, true) then
+    if not find(m.flags, "S", 1, true) then
       unseen = unseen + 1
       first = first or i
     end
   end
   return recent, first, unseen
 end
+
+--- Opens a message's file ("rb"), wherever it moved: file, or nil, err.
+function methods:open_file(m) return self.idx:open(m) end
+
+--- The current path of a message's file, or nil, err.
+function methods:path(m) return self.idx:path(m) end
 
 --- Sequence number of a UID (binary search), or nil.
 function methods:seq_of(uid)
@@ -229,85 +238,75 @@ end
 --- Brings the view up to date with the disk.
 -- @tparam function send called with each untagged response line
 -- @tparam boolean expunge_ok whether `* n EXPUNGE` may be sent now
--- @tparam[opt] boolean force rescan even if the stamps say nothing changed
+-- @tparam[opt] boolean force compare with the disk even if this process
+-- saw no change
 -- @treturn boolean whether anything was sent
 function methods:sync(send, expunge_ok, force)
-  local now = fs.time()
-  local sa, sb = dir_stamp(self.dir)
   local sh = self.shared
-  if not force and self.sa == sa and self.sb == sb and (not sh or sh.gen == self.gen)
+  local snap = self.idx:snapshot()
+  if not snap then return false end
+  if snap == self.snap and not force and (not sh or sh.gen == self.gen)
       and not (expunge_ok and self.pending) then
     return false
   end
   if sh then self.gen = sh.gen end
-  local list, validity, nextuid = load(self.mb)
-  if not list then return false end
-  if validity ~= self.uidvalidity then
+  if snap.validity ~= self.uidvalidity then
     -- the uidlist was lost and made anew: the client must resync
     send("* BYE [UNAVAILABLE] UIDVALIDITY changed, select the mailbox again\r\n")
     self.broken = true
     return true
   end
-  self.uidnext = nextuid
-  self:stamp(sa, sb, now)
-  local fresh = {}
-  for i = 1, #list do fresh[list[i].name] = list[i] end
-  local msgs, sent = self.msgs, false
-  -- removed messages
-  local gone = false
-  for i = #msgs, 1, -1 do
-    if not fresh[msgs[i].name] then
-      msgs[i].gone = true
+  self.uidnext = snap.nextuid
+  local old, fresh = self.msgs, snap.list
+  self.snap = snap
+  if old == fresh then return false end
+  -- walk both lists (ascending UIDs): gone, flags changed, kept
+  local msgs, sent, gone = {}, false, false
+  local j, nf = 1, #fresh
+  for i = 1, #old do
+    local m = old[i]
+    while j <= nf and fresh[j].uid < m.uid do j = j + 1 end
+    local f = fresh[j]
+    if not f or f.uid ~= m.uid or m.gone then
+      if not m.gone then m = own(m); m.gone = true end
       gone = true
-    end
-  end
-  self.pending = nil
-  if gone then
-    if expunge_ok then
-      local keep = {}
-      for i = #msgs, 1, -1 do
-        if msgs[i].gone then
-          send("* " .. i .. " EXPUNGE\r\n")
-          self.byname[msgs[i].name] = nil
-          sent = true
-        end
+    elseif f ~= m then
+      if f.flags ~= m.flags then
+        send(core.imap.fetch_response(i, { "FLAGS", M.imap_flags(f.flags, m.recent), "UID", m.uid }))
+        sent = true
       end
-      for i = 1, #msgs do
-        if not msgs[i].gone then keep[#keep + 1] = msgs[i] end
-      end
-      self.msgs, msgs = keep, keep
-    else
-      self.pending = true
+      if m.recent then f = own(f); f.recent = true end
+      m = f
     end
-  end
-  -- flags changed elsewhere
-  for i = 1, #msgs do
-    local m = msgs[i]
-    local f = fresh[m.name]
-    if f and f.flags ~= m.flags then
-      m.flags = f.flags
-      local fl = M.imap_flags(m.flags, m.recent)
-      send(core.imap.fetch_response(i, { "FLAGS", fl, "UID", m.uid }))
-      sent = true
-    end
+    msgs[i] = m
   end
   -- new messages (UIDs above the last one we know)
-  local last = #msgs > 0 and msgs[#msgs].uid or 0
-  local added, recent = 0, 0
-  for i = 1, #list do
-    local m = list[i]
-    if m.uid > last and not self.byname[m.name] then
-      local rec = { uid = m.uid, name = m.name, flags = m.flags, size = m.size,
-                    vsize = m.vsize, recent = m.new }
-      msgs[#msgs + 1] = rec
-      self.byname[m.name] = rec
+  local last = #old > 0 and old[#old].uid or 0
+  local k, added = #msgs, 0
+  for i = j, nf do
+    local m = fresh[i]
+    if m.uid > last then
+      if m.new then
+        if not self.readonly then m = self.idx:set_flags(m, m.flags) or m end
+        m = own(m)
+        m.recent = true
+      end
+      k = k + 1
+      msgs[k] = m
       added = added + 1
-      if m.new and not self.readonly then self.mb:set_flags(m.name, m.flags) end
     end
   end
+  self.msgs = msgs
+  self.pending = nil
+  if gone then
+    if expunge_ok then self:drop(send); sent = true
+    else self.pending = true end
+  end
   if added > 0 then
-    for i = 1, #msgs do if msgs[i].recent then recent = recent + 1 end end
-    send("* " .. #msgs .. " EXISTS\r\n")
+    local recent = 0
+    for i = 1, #self.msgs do if self.msgs[i].recent then recent = recent + 1 end end
+    self.nrecent = recent
+    send("* " .. #self.msgs .. " EXISTS\r\n")
     send("* " .. recent .. " RECENT\r\n")
     sent = true
   end
@@ -315,16 +314,33 @@ function methods:sync(send, expunge_ok, force)
 end
 
 --- Sets a message's flags on disk (Maildir letters) and in the view.
--- @return true, or nil, err
+-- @tparam table m a message of `view.msgs`
+-- @return the message's new record (replacing `m` in `view.msgs`), or
+-- nil, err
 function methods:set_flags(m, letters)
-  if letters == m.flags then return true end
-  local ok, err = self.mb:set_flags(m.name, letters)
-  if not ok then return nil, err end
-  m.flags = letters
+  if letters == m.flags then return m end
+  local i = self:seq_of(m.uid)
+  local nr, err = self.idx:set_flags(m, letters)
+  if not nr then return nil, err end
+  if m.recent then nr = own(nr); nr.recent = true end
+  if i then self:writable()[i] = nr end
   M.changed(self.dir)
   self.gen = self.shared and self.shared.gen or self.gen
-  return true
+  return nr
 end
+
+--- Marks message `i` gone from the disk (EXPUNGE or MOVE); `drop` takes
+-- it out of the view.
+function methods:mark_gone(i)
+  local msgs = self:writable()
+  local m = own(msgs[i])
+  m.gone = true
+  msgs[i] = m
+end
+
+--- Removes a message's file (wherever it moved).
+-- @return true, or nil, err
+function methods:remove(m) return self.idx:remove(m) end
 
 --- Removes messages marked `\Deleted` (those among `only`, an array of
 -- sequence numbers, when given) and sends `* n EXPUNGE` for each.
@@ -336,17 +352,13 @@ function methods:expunge(send, only)
     set = {}
     for _, i in ipairs(only) do set[i] = true end
   end
-  local uids = {}
   for i = #msgs, 1, -1 do
     local m = msgs[i]
-    if m.flags:find("T", 1, true) and (not set or set[i]) then
-      local ok = self.mb:remove(m.name)
-      if ok or not self.mb:path(m.name) then
-        m.gone = true
-      end
+    if find(m.flags, "T", 1, true) and (not set or set[i]) and not m.gone then
+      if self.idx:remove(m) or not self.idx:current(m.name) then self:mark_gone(i) end
     end
   end
-  return self:drop(send, uids)
+  return self:drop(send)
 end
 
 --- Takes the messages marked `gone` out of the view, sending
@@ -355,17 +367,19 @@ end
 function methods:drop(send, uids)
   uids = uids or {}
   local msgs = self.msgs
-  local keep = {}
+  local keep, any = {}, false
   for i = #msgs, 1, -1 do
     if msgs[i].gone then
       if send then send("* " .. i .. " EXPUNGE\r\n") end
-      self.byname[msgs[i].name] = nil
       table.insert(uids, 1, msgs[i].uid)
+      any = true
     end
   end
-  for i = 1, #msgs do if not msgs[i].gone then keep[#keep + 1] = msgs[i] end end
-  self.msgs = keep
-  if #uids > 0 then M.changed(self.dir) end
+  if any then
+    for i = 1, #msgs do if not msgs[i].gone then keep[#keep + 1] = msgs[i] end end
+    self.msgs = keep
+    M.changed(self.dir)
+  end
   self.gen = self.shared and self.shared.gen or self.gen
   return uids
 end

@@ -1,0 +1,336 @@
+--- An in-memory index of a Maildir for readers that keep mailboxes open
+-- (the IMAP server): the messages with their UIDs, sorted by UID, as an
+-- immutable snapshot shared by every session of the process.
+--
+-- Nothing on disk but what Dovecot and mutt read too: flags live in the
+-- `:2,` suffix of the file names, UIDs in `parley-uidlist`
+-- (dovecot-uidlist version 3, written atomically under a lock by
+-- `maildir`). The snapshot is only a cache of the two directories and
+-- that file, and is never trusted blindly: each `snapshot()` stats
+-- `new/`, `cur/` and the uidlist (Dovecot's check) and lists the
+-- directories again when any of them changed. A directory mtime taken
+-- within `MARGIN` seconds of "now" (`COARSE_MARGIN` on file systems
+-- with whole-second times) may hide a change made in the same clock tick,
+-- so such a stamp is used once and checked again by listing next time.
+--
+-- A new listing reuses the records of files it already knows (by file
+-- name), so a rescan of an unchanged 50,000-message Maildir builds no
+-- tables and returns the same snapshot. Names without a UID get the next
+-- ones in delivery order, under the uidlist lock and after listing
+-- again under it, so concurrent processes agree.
+--
+-- Records are `{uid=, name=, file=, path=, flags=, new=, size=, vsize=}`
+-- (`size`/`vsize` from `,S=`/`,W=` when the name has them) and never
+-- change once published; a flag change makes a new record.
+-- @module parley.mail.index
+local core = require "parley.core"
+local maildir = require "parley.mail.maildir"
+local fs = core.fs
+
+local M = {}
+
+--- Seconds a directory mtime must lie in the past to be trusted alone
+-- (file systems with nanosecond times: a few clock ticks).
+M.MARGIN = 0.1
+--- The same for whole-second times (mtime with no fraction).
+M.COARSE_MARGIN = 2
+--- Indexes kept per process; past this, those no session uses are dropped.
+M.MAX_INDEXES = 256
+
+local ENOENT = 2
+local find, sub, byte, tonumber = string.find, string.sub, string.byte, tonumber
+
+local indexes, nindexes = {}, 0
+
+local methods = {}
+local mt = { __index = methods, __name = "parley.mail.index" }
+
+--- The index of a Maildir mailbox (one per directory per process).
+-- @tparam table mb a `maildir` mailbox (`store:mailbox(user, folder)`)
+-- @return the index
+function M.of(mb)
+  if type(mb) ~= "table" or type(mb.dir) ~= "string" then error("mailbox expected", 2) end
+  local x = indexes[mb.dir]
+  if x then return x end
+  if nindexes >= M.MAX_INDEXES then
+    for dir, y in pairs(indexes) do
+      if y.users == 0 then indexes[dir] = nil; nindexes = nindexes - 1 end
+    end
+  end
+  x = setmetatable({ mb = mb, dir = mb.dir, users = 0, known = { new = {}, cur = {} } }, mt)
+  indexes[mb.dir] = x
+  nindexes = nindexes + 1
+  return x
+end
+
+local function now()
+  local s, us = fs.time()
+  return s + us / 1e6
+end
+
+local function trusted(mtime, t)
+  if mtime < 0 then return true end    -- missing: its creation will show
+  return t - mtime >= (mtime % 1 == 0 and M.COARSE_MARGIN or M.MARGIN)
+end
+
+-- mtimes of new/ and cur/ (-1 when missing) and the uidlist's identity
+local function stamps(dir)
+  local a, b = fs.stat(dir .. "/new"), fs.stat(dir .. "/cur")
+  local u = fs.stat(dir .. "/" .. maildir.UIDLIST)
+  return a and a.mtime or -1, b and b.mtime or -1,
+         u and (u.ino .. ":" .. u.size .. ":" .. u.mtime) or ""
+end
+
+-- A record for a file name found in new/ or cur/.
+local function parse(dir, which, file, isnew)
+  local i = find(file, ":2,", 1, true)
+  local name = i and sub(file, 1, i - 1) or file
+  local _, _, size = find(name, ",S=(%d+)")
+  local _, _, vsize = find(name, ",W=(%d+)")
+  return { name = name, file = file, path = dir .. "/" .. which .. "/" .. file,
+           flags = i and sub(file, i + 3) or "", new = isnew,
+           size = tonumber(size), vsize = tonumber(vsize) }
+end
+
+-- Delivery order key of a record (as maildir's scan orders).
+local function order_key(r)
+  local _, _, sec, usec, q = find(r.name, "^(%d+)%.M(%d+)P%d+Q(%d+)%.")
+  if sec then return ((tonumber(sec) * 1000000 + tonumber(usec)) << 10) | (tonumber(q) & 1023) end
+  _, _, sec = find(r.name, "^(%d+)")
+  if not sec then
+    local st = fs.stat(r.path)
+    sec = st and st.mtime // 1 or 0
+  end
+  return (tonumber(sec) * 1000000) << 10
+end
+
+-- Lists new/ and cur/: records by name (first seen wins: a name in both
+-- is listed once), reusing known ones. Returns byname, count, the records
+-- whose name has no UID in `umap`, and the new `known` tables.
+local function list(self, umap)
+  local dir, known = self.dir, self.known
+  local byname, n, missing = {}, 0, {}
+  local kn = {}
+  for pass = 1, 2 do
+    local which = pass == 1 and "new" or "cur"
+    local names, err, errno = fs.listdir(dir .. "/" .. which)
+    if not names then
+      if errno ~= ENOENT then return nil, err end
+      names = {}
+    end
+    local old, k = known[which], {}
+    kn[which] = k
+    for i = 1, #names do
+      local f = names[i]
+      if byte(f, 1) ~= 46 then                -- not a dot file
+        local r = old[f]
+        if not r then r = parse(dir, which, f, pass == 1) end
+        local uid = umap and umap[r.name]
+        if uid ~= r.uid then
+          if r.uid then                         -- renumbered: a new record
+            r = { name = r.name, file = r.file, path = r.path, flags = r.flags,
+                  new = r.new, size = r.size, vsize = r.vsize }
+          end
+          r.uid = uid
+        end
+        k[f] = r
+        if not byname[r.name] then
+          byname[r.name] = r
+          n = n + 1
+          if not uid then missing[#missing + 1] = r end
+        end
+      end
+    end
+  end
+  return byname, n, missing, kn
+end
+
+-- Gives UIDs to the `missing` records in delivery order, under the lock,
+-- after listing again under it. Returns as `list` does, all numbered.
+local function number(self, reset)
+  local mb = self.mb
+  if not mb:exists() then
+    -- a missing Maildir reads as empty but gets its uidlist (validity)
+    local ok, err = mb:uids()
+    if not ok then return nil, err end
+  end
+  local lock, err = mb:lock_uidlist()
+  if not lock then return nil, err end
+  local ul = not reset and maildir.read_uidlist(self.dir) or nil
+  local byname, n, missing, kn = list(self, ul and ul.map)
+  if not byname then lock:close(); return nil, n end
+  if not ul then
+    -- a lost, unreadable or inconsistent uidlist: every UID starts anew, so must
+    -- UIDVALIDITY (above any this process handed out before)
+    local v = math.max(os.time(), (self.validity or 0) + 1)
+    ul = { validity = v, nextuid = 1, map = {} }
+  end
+  local present = 0
+  for _ in pairs(ul.map) do present = present + 1 end
+  local stale = present ~= n - #missing
+  if #missing > 0 or stale then
+    local keys, bykey = {}, {}
+    for i = 1, #missing do
+      local key = order_key(missing[i])
+      while bykey[key] do key = key + 1 end  -- same microsecond and counter
+      bykey[key] = missing[i]
+      keys[i] = key
+    end
+    table.sort(keys)
+    local map, nextuid = ul.map, ul.nextuid
+    for i = 1, #keys do
+      local r = bykey[keys[i]]
+      r.uid = nextuid
+      map[r.name] = nextuid
+      nextuid = nextuid + 1
+    end
+    -- the file lists the messages on disk (expunged names dropped)
+    local byuid, uids, names = {}, {}, {}
+    for name, r in pairs(byname) do byuid[r.uid] = name end
+    for uid = 1, nextuid - 1 do
+      local name = byuid[uid]
+      if name then uids[#uids + 1] = uid; names[#names + 1] = name end
+    end
+    local ok
+    ok, err = mb:write_uidlist(ul.validity, nextuid, uids, names)
+    if not ok then lock:close(); return nil, err end
+    ul.nextuid = nextuid
+  end
+  lock:close()
+  self.validity, self.nextuid, self.umap = ul.validity, ul.nextuid, ul.map
+  return byname, n, kn
+end
+
+-- Builds a snapshot from byname (every record numbered); nil when two
+-- names share a UID (a uidlist edited by hand).
+local function build(self, byname, n)
+  local byuid, maxuid = {}, 0
+  for _, r in pairs(byname) do
+    if byuid[r.uid] then return nil end
+    byuid[r.uid] = r
+    if r.uid > maxuid then maxuid = r.uid end
+  end
+  local lst, k, nnew, unseen, first = {}, 0, 0, 0, nil
+  for uid = 1, maxuid do
+    local r = byuid[uid]
+    if r then
+      k = k + 1
+      lst[k] = r
+      if r.new then nnew = nnew + 1 end
+      if not find(r.flags, "S", 1, true) then
+        unseen = unseen + 1
+        first = first or k
+      end
+    end
+  end
+  return { list = lst, byname = byname, validity = self.validity, nextuid = self.nextuid,
+           nnew = nnew, unseen = unseen, first_unseen = first }
+end
+
+--- The current snapshot: `{list=, byname=, validity=, nextuid=, nnew=,
+-- unseen=, first_unseen=}` (`list` sorted by UID, `nnew` messages in
+-- `new/`, `first_unseen` an index into `list`). The same table as last
+-- time when nothing changed on disk; never modify it.
+-- @return snapshot, or nil, err
+function methods:snapshot()
+  local t = now()
+  local sn, sc, su = stamps(self.dir)
+  local s = self.snap
+  if s and s.trusted and s.sn == sn and s.sc == sc and s.su == su then return s end
+  if su ~= self.su then
+    local ul = maildir.read_uidlist(self.dir)
+    self.su = su
+    if ul then self.validity, self.nextuid, self.umap = ul.validity, ul.nextuid, ul.map
+    else self.umap = nil end
+  end
+  local byname, n, missing, kn = list(self, self.umap)
+  if not byname then return nil, n end
+  if #missing > 0 or not self.umap then
+    byname, n, kn = number(self)
+    if not byname then return nil, n end
+    sn, sc, su = stamps(self.dir)
+    self.su = su
+    t = now()
+  end
+  local reuse = s and s.validity == self.validity and s.nextuid == self.nextuid and #s.list == n
+  if reuse then
+    for name, r in pairs(byname) do
+      if s.byname[name] ~= r then reuse = false; break end
+    end
+  end
+  self.known = kn
+  if not reuse then
+    s = build(self, byname, n)
+    if not s then
+      byname, n, kn = number(self, true)
+      if not byname then return nil, n end
+      self.known = kn
+      s = assert(build(self, byname, n))
+      sn, sc, su = stamps(self.dir)
+      self.su = su
+    end
+  end
+  s.sn, s.sc, s.su = sn, sc, su
+  s.trusted = trusted(sn, t) and trusted(sc, t)
+  self.snap = s
+  return s
+end
+
+--- The current record of a message (after its file moved), or nil.
+function methods:current(name)
+  local s = self:snapshot()
+  return s and s.byname[name]
+end
+
+-- Runs op(r) on the record, once more on its current record if the file
+-- moved (ENOENT).
+local function on_file(self, r, op)
+  local a, b, errno = op(r)
+  if a == nil and errno == ENOENT then
+    self.snap = nil
+    local cur = self:current(r.name)
+    if not cur then return nil, "no such message" end
+    a, b = op(cur)
+  end
+  return a, b
+end
+
+--- Renames a message to carry `letters` (Maildir flags, sorted) in `cur/`.
+-- @tparam table r a record of a snapshot
+-- @tparam string letters e.g. "RS"
+-- @return the new record, or nil, err
+function methods:set_flags(r, letters)
+  return on_file(self, r, function(m)
+    local file = m.name .. ":2," .. letters
+    if file == m.file and not m.new then return m end
+    local path = self.dir .. "/cur/" .. file
+    local ok, err, errno = fs.rename(m.path, path)
+    if not ok then return nil, err, errno end
+    local nr = { uid = m.uid, name = m.name, file = file, path = path, flags = letters,
+                 new = false, size = m.size, vsize = m.vsize }
+    self.known.cur[file] = nr
+    return nr
+  end)
+end
+
+--- Opens a message's file ("rb").
+-- @return a Lua file handle, or nil, err
+function methods:open(r)
+  return on_file(self, r, function(m) return io.open(m.path, "rb") end)
+end
+
+--- The current path of a message, or nil, err.
+function methods:path(r)
+  return on_file(self, r, function(m)
+    if fs.stat(m.path) then return m.path end
+    return nil, "no such message", ENOENT
+  end)
+end
+
+--- Removes a message's file.
+-- @return true, or nil, err
+function methods:remove(r)
+  return on_file(self, r, function(m) return fs.unlink(m.path) end)
+end
+
+return M
