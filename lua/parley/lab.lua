@@ -193,11 +193,16 @@ function M.start(opts)
   end
   local ok = lab.store ~= nil
   if ok then
-    ok, err = start_servers(lab, d, ports, function(name, srv)
+    local done, r, rerr = pcall(start_servers, lab, d, ports, function(name, srv)
       lab.ports[name] = srv.port
       lab.urls[name] = ("%s://%s"):format(SCHEME[name], address(host, srv.port))
       if opts.on_start then opts.on_start(name, srv) end
     end)
+    if not done then   -- something raised: stop what started, then raise
+      lab:close(0)
+      error(r, 0)
+    end
+    ok, err = r, rerr
   end
   if not ok then
     lab:close(0)

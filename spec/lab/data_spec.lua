@@ -170,6 +170,29 @@ describe("lab.start", function()
     end)
   end)
 
+  it("stops what it started and removes its directory when starting raises", function()
+    local function labs()
+      local t = {}
+      for f in lfs.dir("/tmp") do if f:match("^parley%-lab%-") then t[f] = true end end
+      return t
+    end
+    local before = labs()
+    local http = require "parley.http.server"
+    local new, smtp_port = http.new, nil
+    http.new = function() error("http server: broken today", 0) end   -- as a bad edit would
+    local ok, err = pcall(H.run, function()
+      assert.has_error(function()
+        lab.start{ ports = "auto", on_start = function(name, srv)
+          if name == "smtp" then smtp_port = srv.port end
+        end }
+      end, "http server: broken today")
+      assert.is_nil(parley.connect("127.0.0.1", smtp_port, { connect_timeout = 2 }))
+    end)
+    http.new = new
+    assert(ok, err)
+    for f in pairs(labs()) do assert.is_true(before[f], "/tmp/" .. f .. " was left behind") end
+  end)
+
   it("refuses a host that is not loopback unless told it is public", function()
     H.run(function()
       local l, err = lab.start{ host = "0.0.0.0", ports = "auto" }
