@@ -98,9 +98,10 @@ function M.main(argv)
     out:write("\nlab ready\n")
     out:flush()
     if o.tour then
-      local ok, terr = require("parley.lab.tour").run(l, { out = out, transcript = o.transcript })
-      if ok == nil then io.stderr:write("parley: ", terr, "\n") end
-      if not ok then status = 1 end
+      -- whatever the tour does, the lab still stops cleanly afterwards
+      local ran, ok, terr = pcall(require("parley.lab.tour").run, l, { out = out, transcript = o.transcript })
+      if not ran or ok == nil then io.stderr:write("parley: tour: ", tostring(ran and terr or ok), "\n") end
+      if not (ran and ok) then status = 1 end
     end
     if o.exit then
       stop()
