@@ -47,13 +47,14 @@ local function env_words(env)
   return #w > 0 and ("env " .. table.concat(w, " ") .. " ") or ""
 end
 
---- Starts `bin/parley serve PROTO ARGS` (a list) with `opts.env` set;
+--- Starts `bin/parley serve PROTO ARGS` (a list) with `opts.env` set and
+-- `opts.prefix` (shell words, e.g. "prlimit --nofile=30000") before it;
 -- returns the child (support.child): .port, :stop(sig), :kill(sig).
 function L.serve(proto, args, opts)
   opts = opts or {}
   local q = {}
   for i, a in ipairs(args) do q[i] = L.q(a) end
-  return child.spawn(env_words(opts.env) .. "lua5.4 bin/parley serve " .. proto .. " " .. table.concat(q, " "), opts)
+  return child.spawn(env_words(opts.env) .. (opts.prefix or "") .. " lua5.4 bin/parley serve " .. proto .. " " .. table.concat(q, " "), opts)
 end
 
 --- `parley serve mail` (SMTP, POP3, IMAP on free ports) over dir/md and
