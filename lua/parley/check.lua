@@ -284,7 +284,7 @@ function M.roundtrip(opts)
   check_opts(opts, 2)
   local label = "ROUNDTRIP"
   if not opts.smtp then return unknown(label, "the SMTP URL is missing") end
-  if not opts.imap == not opts.pop3 then return unknown(label, "give one of the IMAP or POP3 URLs") end
+  if (opts.imap == nil) == (opts.pop3 == nil) then return unknown(label, "give one of the IMAP or POP3 URLs") end
   local rt = require "parley.check.roundtrip"
   local smtp = M.parse_url(opts.smtp, 25)
   local rx_scheme = opts.imap and "imap" or "pop3"
