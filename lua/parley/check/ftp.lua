@@ -95,6 +95,9 @@ local function file(ctx, c, path, size, summary)
   return "OK", summary .. (sha and "; SHA-256 matches" or "")
 end
 
+--- Runs the check (see the module description) in `ctx`, the context
+-- `parley.check` gives: `ctx.url`, `ctx.opts`, `ctx:phase`, `ctx:perf`.
+-- @return state, summary
 function M.check(ctx)
   local u = ctx.url
   ctx:phase("connect")

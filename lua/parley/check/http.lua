@@ -58,6 +58,9 @@ local function searching_sink(text)
   return st
 end
 
+--- Runs the check (see the module description) in `ctx`, the context
+-- `parley.check` gives: `ctx.url`, `ctx.opts`, `ctx:phase`, `ctx:perf`.
+-- @return state, summary
 function M.check(ctx)
   local u, o = ctx.url, ctx.opts
   ctx:phase("request")

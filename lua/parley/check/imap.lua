@@ -90,6 +90,9 @@ function M.delete(ctx, c, uids)
   return "expunged"
 end
 
+--- Runs the check (see the module description) in `ctx`, the context
+-- `parley.check` gives: `ctx.url`, `ctx.opts`, `ctx:phase`, `ctx:perf`.
+-- @return state, summary
 function M.check(ctx)
   local u, o = ctx.url, ctx.opts
   local c, box = M.open(ctx, u, true)

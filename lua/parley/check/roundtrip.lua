@@ -58,6 +58,9 @@ local function send(ctx, s, m)
   return true
 end
 
+--- Runs the check (see the module description) in `ctx`, the context
+-- `parley.check` gives: `ctx.url`, `ctx.opts`, `ctx:phase`, `ctx:perf`.
+-- @return state, summary
 function M.check(ctx)
   local rx, o = ctx.url, ctx.opts
   local s = rx.smtp

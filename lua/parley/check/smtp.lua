@@ -75,6 +75,9 @@ function M.send(ctx, c, m)
   return res.reply
 end
 
+--- Runs the check (see the module description) in `ctx`, the context
+-- `parley.check` gives: `ctx.url`, `ctx.opts`, `ctx:phase`, `ctx:perf`.
+-- @return state, summary
 function M.check(ctx)
   local u, o = ctx.url, ctx.opts
   local c, err = M.open(ctx, u)

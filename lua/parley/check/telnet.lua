@@ -37,6 +37,9 @@ end
 
 local function plain(s) return (s:gsub("%p", "%%%0")) end
 
+--- Runs the check (see the module description) in `ctx`, the context
+-- `parley.check` gives: `ctx.url`, `ctx.opts`, `ctx:phase`, `ctx:perf`.
+-- @return state, summary
 function M.check(ctx)
   local u, o = ctx.url, ctx.opts
   ctx:phase("connect")
