@@ -15,12 +15,17 @@ usage: parley send --server HOST:PORT --from A --to B [--to C] --subject S
   --helo NAME     name for EHLO (default localhost)
   --message-file F   send F as it is (a complete RFC 5322 message)
   --quiet         print only errors
+  --tls           STARTTLS (RFC 3207) before anything else, or fail
+  --tls-implicit  TLS from the first byte (port 465, RFC 8314)
+  --ca FILE       trust the issuers in FILE (PEM) instead of the system store
+  --insecure      do not verify the server's certificate (says so on stderr)
 Exit status: 0 sent to every recipient, 1 refused or failed, 2 usage.
 ]]
 
 local SPEC = { server = "string", from = "string", to = "list", subject = "string",
   body = "string", body_file = "string", attach = "list", auth = "string", mech = "string",
-  helo = "string", message_file = "string", quiet = "flag", help = "flag", timeout = "number" }
+  helo = "string", message_file = "string", quiet = "flag", help = "flag", timeout = "number",
+  tls = "flag", tls_implicit = "flag", ca = "string", insecure = "flag" }
 
 local function slurp(path)
   local f, err = io.open(path, "rb")
@@ -71,6 +76,18 @@ function M.main(argv)
     io.stderr:write("parley send: ", missing, " is required\n", HELP)
     return 2
   end
+  if o.tls and o.tls_implicit then
+    io.stderr:write("parley send: --tls and --tls-implicit exclude each other\n")
+    return 2
+  end
+  local tls = o.tls_implicit and "implicit" or o.tls and "required" or nil
+  if (o.ca or o.insecure) and not tls then
+    io.stderr:write("parley send: --ca and --insecure need --tls or --tls-implicit\n")
+    return 2
+  end
+  if o.insecure then
+    io.stderr:write("parley send: warning: --insecure: the server's certificate is not verified\n")
+  end
   local msg
   if o.message_file then
     local err
@@ -94,6 +111,7 @@ function M.main(argv)
   end
   local res, err, _, partial = client.send{ server = o.server, from = o.from, to = o.to,
     message = msg, auth = auth, helo = o.helo, trace = trace,
+    tls = tls, ca = o.ca, insecure = o.insecure,
     transcript = tr.transcript, transcript_full = tr.transcript_full, transcript_secrets = tr.transcript_secrets,
     timeouts = o.timeout and { connect = o.timeout, greeting = o.timeout, command = o.timeout,
       data = o.timeout, block = o.timeout, final = o.timeout } }
