@@ -27,15 +27,19 @@ local M = {}
 ------------------------------------------------------------------------
 -- Formatting
 
-local ESCAPES = { ["\r"] = "\\r", ["\n"] = "\\n", ["\t"] = "\\t", ["\\"] = "\\\\" }
+local ESCAPES = { ["\r"] = "\\r", ["\n"] = "\\n", ["\t"] = "\\t" }
 
---- Escapes control bytes (and the backslash) so that every byte is visible.
+local function hex(c) return ESCAPES[c] or ("\\x%02x"):format(c:byte()) end
+
+--- Escapes control bytes so that every byte is visible: `\r`, `\n`, `\t`,
+-- `\x00`.  Text that is valid UTF-8 keeps its letters (Greek stays Greek);
+-- in text that is not, every byte above 126 is shown as `\xNN`.  A
+-- backslash is shown as itself: IMAP's `\Seen` reads as `\Seen`.
 -- @tparam string text
 -- @treturn string
 function M.escape(text)
-  return (text:gsub("[%c\\\127-\255]", function(c)
-    return ESCAPES[c] or ("\\x%02x"):format(c:byte())
-  end))
+  if utf8.len(text) then return (text:gsub("[%c\127]", hex)) end
+  return (text:gsub("[%c\127-\255]", hex))
 end
 
 --- Writes a number with thousands separators: `4096` -> `"4,096"`.

@@ -14,6 +14,12 @@ describe("line format", function()
     assert.equal("4,096", transcript.commas(4096))
   end)
 
+  it("keeps UTF-8 letters and backslashes readable, and shows other high bytes as \\xNN", function()
+    assert.equal("* 1 FETCH (FLAGS (\\Seen))", transcript.escape("* 1 FETCH (FLAGS (\\Seen))"))
+    assert.equal("Subject: Καλημέρα\\t\\x7f", transcript.escape("Subject: Καλημέρα\t\127"))
+    assert.equal("caf\\xe9 \\xce\\x9a", transcript.escape("caf\233 \206\154"))
+  end)
+
   it("colours client lines red and server lines blue only when asked", function()
     assert.equal("\27[31m[1] +0.000s C: x\27[0m", transcript.format({ conn = 1, dir = "C", t = 0, text = "x" }, true))
     assert.equal("\27[34m[1] +0.000s S: x\27[0m", transcript.format({ conn = 1, dir = "S", t = 0, text = "x" }, true))
