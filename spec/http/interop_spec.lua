@@ -85,6 +85,21 @@ describe("http interop #interop", function()
     assert.equal("KLMNOPQRST 206", out)
   end)
 
+  it("curl gets several ranges as multipart/byteranges that python's email parser reads", function()
+    if not need("curl") or not need("python3") then return end
+    local script = [==[
+import email, subprocess, sys
+out = subprocess.run(["curl", "-s", "-i", "-r", "0-1,10-19,-2", sys.argv[1]], capture_output=True, timeout=20).stdout
+head, body = out.split(b"\r\n\r\n", 1)
+status = head.split(b" ")[1].decode()
+ctype = [l.split(b": ", 1)[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-type:")][0]
+msg = email.message_from_bytes(b"Content-Type: " + ctype + b"\r\n\r\n" + body)
+print(status, msg.get_content_type(), ";".join(p["Content-Range"] + "=" + p.get_payload() for p in msg.get_payload()))
+]==]
+    local out = sh("timeout 30 python3 -c " .. quote(script) .. " " .. url("/1k.txt"))
+    assert.equal("206 multipart/byteranges bytes 0-1/1024=AB;bytes 10-19/1024=KLMNOPQRST;bytes 1022-1023/1024=IJ\n", out)
+  end)
+
   it("curl gets 304 with If-None-Match", function()
     if not need("curl") then return end
     local head = sh("timeout 20 curl -sI " .. url("/1k.txt"))

@@ -57,6 +57,29 @@ describe("http static files", function()
     end)
   end)
 
+  it("answers 412 when If-Match or If-Unmodified-Since fails, and serves when they hold", function()
+    U.with_app(site(), function(srv)
+      local r = get(srv, "/1k.txt")
+      local etag, lm = r.headers.etag, r.headers["last-modified"]
+      local function status(h, method) return get(srv, "/1k.txt", h, method).status end
+      assert.equal(200, status{ ["If-Match"] = '"other", ' .. etag })
+      assert.equal(200, status{ ["If-Match"] = "*" })
+      assert.equal(412, status{ ["If-Match"] = '"other"' })
+      assert.equal(412, status({ ["If-Match"] = '"other"' }, "HEAD"))
+      -- If-Match compares strongly (RFC 9110 §13.1.1): a weak tag never matches
+      assert.equal(412, status{ ["If-Match"] = "W/" .. etag })
+      assert.equal(200, status{ ["If-Unmodified-Since"] = lm })
+      assert.equal(412, status{ ["If-Unmodified-Since"] = "Thu, 01 Jan 1970 00:00:00 GMT" })
+      assert.equal(200, status{ ["If-Unmodified-Since"] = "not a date" })
+      -- If-Unmodified-Since is ignored beside If-Match (§13.1.4)
+      assert.equal(200, status{ ["If-Match"] = etag, ["If-Unmodified-Since"] = "Thu, 01 Jan 1970 00:00:00 GMT" })
+      -- the precondition comes before If-None-Match and Range (§13.2.2)
+      assert.equal(412, status{ ["If-Match"] = '"other"', ["If-None-Match"] = etag })
+      assert.equal(412, status{ ["If-Match"] = '"other"', Range = "bytes=0-1" })
+      assert.equal(206, status{ ["If-Match"] = etag, Range = "bytes=0-1" })
+    end)
+  end)
+
   it("answers a single Range with 206 and Content-Range", function()
     U.with_app(site(), function(srv)
       local r = get(srv, "/1k.txt", { Range = "bytes=0-9" })
@@ -71,11 +94,52 @@ describe("http static files", function()
       r = get(srv, "/1k.txt", { Range = "bytes=5000-" })
       assert.equal(416, r.status)
       assert.equal("bytes */1024", r.headers["content-range"])
-      -- several ranges: the whole file (RFC 9110 §14.2 lets us ignore Range)
-      r = get(srv, "/1k.txt", { Range = "bytes=0-1,5-6" })
-      assert.equal(200, r.status)
-      assert.equal(1024, #r.body)
     end)
+  end)
+
+  -- the parts of a multipart/byteranges body: {content-type, content-range, data}
+  local function parts(r)
+    local boundary = r.headers["content-type"]:match("^multipart/byteranges; boundary=(%S+)$")
+    assert.is_string(boundary)
+    local list, pos = {}, 1
+    for _ = 1, 100 do
+      local s, e = r.body:find("--" .. boundary, pos, true)
+      assert.is_number(s)
+      if r.body:sub(e + 1, e + 4) == "--\r\n" then
+        assert.equal(#r.body, e + 4)
+        return list
+      end
+      local head_end = assert(r.body:find("\r\n\r\n", e, true))
+      local head = r.body:sub(e + 3, head_end + 1)
+      local next_s = assert(r.body:find("\r\n--" .. boundary, head_end, true))
+      list[#list + 1] = { head:match("Content%-Type: ([^\r]+)"), head:match("Content%-Range: ([^\r]+)"),
+                          r.body:sub(head_end + 4, next_s - 1) }
+      pos = next_s + 2
+    end
+    error("too many parts")
+  end
+
+  it("answers several ranges with one multipart/byteranges 206, from memory or from the file", function()
+    for _, opts in ipairs { {}, { cache_max_file = 0 } } do
+      U.with_app(site(opts), function(srv)
+        local r = get(srv, "/1k.txt", { Range = "bytes=0-1, 5-6,,-3, 5000-6000" })
+        assert.equal(206, r.status)
+        assert.equal(tostring(#r.body), r.headers["content-length"])
+        assert.same({ { "text/plain; charset=utf-8", "bytes 0-1/1024", "AB" },
+                      { "text/plain; charset=utf-8", "bytes 5-6/1024", "FG" },
+                      { "text/plain; charset=utf-8", "bytes 1021-1023/1024", "HIJ" } },
+                    parts(r))
+        -- one satisfiable range of several: a plain 206
+        r = get(srv, "/1k.txt", { Range = "bytes=0-0,5000-" })
+        assert.equal("bytes 0-0/1024", r.headers["content-range"])
+        assert.equal("A", r.body)
+        assert.equal(416, get(srv, "/1k.txt", { Range = "bytes=5000-,6000-" }).status)
+        -- more ranges than max_ranges: the whole file (RFC 9110 §14.2)
+        r = get(srv, "/1k.txt", { Range = "bytes=" .. ("0-0,"):rep(16) .. "1-1" })
+        assert.equal(200, r.status)
+        assert.equal(1024, #r.body)
+      end)
+    end
   end)
 
   it("ignores Range when If-Range does not match", function()
@@ -186,5 +250,15 @@ describe("http static files", function()
     assert.is_nil(static.parse_range("bytes=5-1", 1000))
     assert.is_nil(static.parse_range("items=0-1", 1000))
     assert.is_nil(static.parse_range("bytes=0-1,3-4", 1000))
+  end)
+
+  it("parses a set of byte ranges against a size", function()
+    assert.same({ { 0, 1 }, { 3, 4 } }, static.parse_ranges("bytes=0-1,3-4", 1000))
+    assert.same({ { 0, 1 }, { 990, 999 } }, static.parse_ranges("bytes= 0-1 , , -10, 2000-", 1000))
+    assert.same({ { 5, 999 } }, static.parse_ranges("bytes=5-", 1000))
+    assert.is_false(static.parse_ranges("bytes=1000-,2000-3000", 1000))
+    assert.is_nil(static.parse_ranges("bytes=0-1,x", 1000))
+    assert.is_nil(static.parse_ranges("bytes=,", 1000))
+    assert.is_nil(static.parse_ranges("bytes=0-0,1-1,2-2", 1000, 2))
   end)
 end)

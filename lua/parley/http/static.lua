@@ -2,7 +2,8 @@
 --
 -- `index.html` for directories (optional listing otherwise), media types by
 -- extension, `ETag` and `Last-Modified` with `If-None-Match` /
--- `If-Modified-Since` -> 304 (RFC 9110 §13), a single `Range` -> 206 or
+-- `If-Modified-Since` -> 304 and `If-Match` / `If-Unmodified-Since` -> 412
+-- (RFC 9110 §13), `Range` -> 206 (several ranges as multipart/byteranges) or
 -- 416 with `If-Range` (RFC 9110 §14), bodies by sendfile(2). Paths never
 -- leave the root: after percent-decoding, a NUL (400) or a `..` segment
 -- (403) is refused, and the resolved path (`core.fs.realpath`, symlinks
@@ -79,23 +80,22 @@ function M.parse_date(s)
          + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
 end
 
--- If-None-Match: does the list hold `etag` (weak comparison, RFC 9110 §8.8.3.2)?
-local function etag_matches(list, etag)
+-- does the list of an If-None-Match (weak comparison) or an If-Match
+-- (`strong`: a W/ tag never matches) hold `etag`? RFC 9110 §8.8.3.2
+local function etag_matches(list, etag, strong)
   if list == "*" then return true end
   for tag in list:gmatch("[^,]+") do
-    tag = tag:match("^%s*(.-)%s*$"):gsub("^W/", "")
+    tag = tag:match("^%s*(.-)%s*$")
+    if not strong then tag = tag:gsub("^W/", "") end
     if tag == etag then return true end
   end
   return false
 end
 
---- Parses a Range header against a size: first, last (0-based, inclusive);
--- or false when the range cannot be satisfied (416); or nil when the header
--- is to be ignored (not bytes, several ranges, malformed: RFC 9110 §14.2).
-function M.parse_range(value, size)
-  local spec = value:match("^%s*[bB][yY][tT][eE][sS]%s*=%s*(.-)%s*$")
-  if not spec or find(spec, ",", 1, true) then return nil end
-  local a, b = spec:match("^(%d*)%s*%-%s*(%d*)$")
+-- one range-spec against a size: first, last; false (unsatisfiable); nil
+-- (malformed)
+local function range_spec(spec, size)
+  local a, b = spec:match("^%s*(%d*)%s*%-%s*(%d*)%s*$")
   if not a or (a == "" and b == "") or #a > 18 or #b > 18 then return nil end
   if a == "" then                       -- suffix: the last b bytes
     local n = tonumber(b)
@@ -108,6 +108,91 @@ function M.parse_range(value, size)
   if first >= size then return false end
   if last >= size then last = size - 1 end
   return first, last
+end
+
+local function range_set(value)
+  return value:match("^%s*[bB][yY][tT][eE][sS]%s*=%s*(.-)%s*$")
+end
+
+--- Parses a Range header against a size: first, last (0-based, inclusive);
+-- or false when the range cannot be satisfied (416); or nil when the header
+-- is to be ignored (not bytes, several ranges, malformed: RFC 9110 §14.2).
+function M.parse_range(value, size)
+  local spec = range_set(value)
+  if not spec or find(spec, ",", 1, true) then return nil end
+  return range_spec(spec, size)
+end
+
+--- Parses a Range header of one or more byte ranges against a size (RFC
+-- 9110 §14.1.2): a list of `{first, last}` (0-based, inclusive) in the
+-- order asked, the unsatisfiable ones left out; false when none can be
+-- satisfied (416); nil when the header is to be ignored (not bytes,
+-- malformed, or more than `max` ranges, default 16: RFC 9110 §14.2 lets a
+-- server ignore a set it finds abusive).
+function M.parse_ranges(value, size, max)
+  local spec = range_set(value)
+  if not spec then return nil end
+  max = max or 16
+  local list, seen = {}, 0
+  for item in (spec .. ","):gmatch("([^,]*),") do
+    if find(item, "%S") then            -- empty list elements are allowed
+      seen = seen + 1
+      if seen > max then return nil end
+      local first, last = range_spec(item, size)
+      if first == nil then return nil end
+      if first then list[#list + 1] = { first, last } end
+    end
+  end
+  if seen == 0 then return nil end
+  if #list == 0 then return false end
+  return list
+end
+
+-- a 206 multipart/byteranges response for several ranges (RFC 9110 §14.6)
+local function send_ranges(res, e, ranges)
+  local boundary = format("parley-%08x%08x", math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+  local heads, total = {}, 0
+  for i, r in ipairs(ranges) do
+    heads[i] = format("%s--%s\r\nContent-Type: %s\r\nContent-Range: bytes %d-%d/%d\r\n\r\n",
+                      i > 1 and "\r\n" or "", boundary, e.ctype, r[1], r[2], e.size)
+    total = total + #heads[i] + r[2] - r[1] + 1
+  end
+  local tail = "\r\n--" .. boundary .. "--\r\n"
+  total = total + #tail
+  res.status = 206
+  res:header("Content-Type", "multipart/byteranges; boundary=" .. boundary)
+  if e.data then
+    local out = {}
+    for i, r in ipairs(ranges) do
+      out[#out + 1] = heads[i]
+      out[#out + 1] = e.data:sub(r[1] + 1, r[2] + 1)
+    end
+    out[#out + 1] = tail
+    return res:send(table.concat(out))
+  end
+  local f = io.open(e.file, "rb")
+  if not f then return res:error(404) end
+  -- a source with the length set: the parts go out as is, file pieces read
+  -- in 64 KiB slices
+  res:header("Content-Length", total)
+  local i, left = 0, 0
+  return res:send(function()
+    if left > 0 then
+      local piece = f:read(math.min(left, 65536))
+      if not piece then f:close() return nil, "file shrank" end
+      left = left - #piece
+      return piece
+    end
+    i = i + 1
+    local r = ranges[i]
+    if not r then
+      if f then f:close() f = nil return tail end
+      return nil
+    end
+    f:seek("set", r[1])
+    left = r[2] - r[1] + 1
+    return heads[i]
+  end)
 end
 
 local function urlescape(s)
@@ -144,7 +229,8 @@ end
 --   get 403), `index` ("index.html"), `types` (extension -> media type,
 --   over `parley.http.mime_types`), `cache_control` (a header value),
 --   `cache_valid` (seconds a path's stat result is trusted, default 1;
---   0: stat every request), `cache_max_file` (files up to this size,
+--   0: stat every request), `max_ranges` (16: a Range asking for more
+--   parts is ignored), `cache_max_file` (files up to this size,
 --   default 64 KiB, are kept in memory and sent with their head in one
 --   write; larger ones go out with sendfile), `cache_max_entries` (4096)
 -- @treturn function `function(req, res)`
@@ -167,6 +253,7 @@ function M.handler(root, opts)
   local cache_valid = opts.cache_valid == nil and 1 or opts.cache_valid
   local cache_max_file = opts.cache_max_file or 65536
   local cache_max_entries = opts.cache_max_entries or 4096
+  local max_ranges = opts.max_ranges or 16
   local cache, cached = {}, 0
   local now = core.now
 
@@ -242,14 +329,24 @@ function M.handler(root, opts)
     local inm, range = h["if-none-match"], h.range
     -- the common case: a whole small file, sent as the bytes kept from the
     -- last time (rebuilt once a second)
-    if e.data and not inm and not range and not h["if-modified-since"] then
+    if e.data and not inm and not range and not h["if-modified-since"]
+       and not h["if-match"] and not h["if-unmodified-since"] then
       return res:send_memo(e, e.fields, e.data)
     end
     local size, etag, lastmod = e.size, e.etag, e.lastmod
     local full = e.file
     local fields = e.fields
     for i = 1, #fields, 2 do res:header(fields[i], fields[i + 1]) end
-    -- RFC 9110 §13.2.2: If-None-Match first, If-Modified-Since only without it
+    -- RFC 9110 §13.2.2: If-Match (strong, §13.1.1), else If-Unmodified-Since
+    -- (§13.1.4), fail with 412; then If-None-Match, else If-Modified-Since
+    local im = h["if-match"]
+    if im then
+      if not etag_matches(im, etag, true) then return res:error(412) end
+    else
+      local ius = h["if-unmodified-since"]
+      local t = ius and M.parse_date(ius)
+      if t and e.mtime > t then return res:error(412) end
+    end
     if inm then
       if etag_matches(inm, etag) then return res:send(nil, 304) end
     else
@@ -261,11 +358,14 @@ function M.handler(root, opts)
       local ifr = h["if-range"]
       if ifr and ifr ~= etag and ifr ~= lastmod then range = nil end
       if range then
-        local first, last = M.parse_range(range, size)
-        if first == false then
+        local ranges = M.parse_ranges(range, size, max_ranges)
+        if ranges == false then
           res:header("Content-Range", "bytes */" .. size)
           return res:error(416)
-        elseif first then
+        elseif ranges and #ranges > 1 then
+          return send_ranges(res, e, ranges)
+        elseif ranges then
+          local first, last = ranges[1][1], ranges[1][2]
           res.status = 206
           res:header("Content-Range", format("bytes %d-%d/%d", first, last, size))
           if e.data then return res:send(e.data:sub(first + 1, last + 1)) end
