@@ -148,6 +148,29 @@ describe("http server request bodies", function()
     end)
   end)
 
+  it("keeps the trailer fields of a chunked body apart from the headers", function()
+    U.with_app(function(app)
+      app:post("/trailers", function(req, res)
+        local before = req:trailers()
+        local b = assert(req:body())
+        local t = req:trailers()
+        if not t then return res:send("no trailers|" .. b) end
+        return res:send(("%s|%s|%s|%s|%s|%s"):format(tostring(before), b, t["x-sum"], t.expires,
+                                                 tostring(req.headers["x-sum"]), #t // 2))
+      end)
+    end, function(srv)
+      local c <close> = U.connect(srv)
+      c:send("POST /trailers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum, Expires\r\n\r\n"
+             .. "3\r\nabc\r\n0\r\nX-Sum: 6\r\nExpires: never\r\n\r\n")
+      c:send("POST /trailers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nz\r\n0\r\n\r\n")
+      c:send("POST /trailers HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nq")
+      local r = U.read_responses(c, 3)
+      assert.equal("nil|abc|6|never|nil|2", r[1].body)
+      assert.equal("nil|z|nil|nil|nil|0", r[2].body)
+      assert.equal("no trailers|q", r[3].body)
+    end)
+  end)
+
   it("streams a large body to the handler piece by piece", function()
     local pieces, total = 0, 0
     U.with_app(function(app)

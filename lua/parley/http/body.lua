@@ -188,4 +188,12 @@ function reader:finished()
   return self.done
 end
 
+--- The trailer fields of a chunked body once it has been read to its end
+-- (a table shaped like a parsed head's headers, empty when there were
+-- none); `nil` before the end or for a body that is not chunked.
+function reader:trailers()
+  if not (self.done and self.dec) then return nil end
+  return self.dec:trailers()
+end
+
 return M

@@ -191,6 +191,15 @@ function request:source()
   return reader_of(self):source()
 end
 
+--- The trailer fields that ended a chunked body (RFC 9112 §7.1.2), kept
+-- apart from `headers` (RFC 9110 §6.5.1): a table shaped like `headers`
+-- once the body has been read to its end (empty when there were none), or
+-- nil before then and for a body that was not chunked.
+function request:trailers()
+  local r = self._body
+  return r and r:trailers() or nil
+end
+
 ---------------------------------------------------------------------------
 -- Response
 ---------------------------------------------------------------------------
