@@ -401,18 +401,21 @@ function H.IDLE(s, cmd, args)
   local cond = view and V.cond(view.dir)
   local poll = s.opts.idle_poll
   -- a helper task tells the client about changes while this one waits
-  -- for DONE (one task writes, the other reads: allowed by the driver)
+  -- for DONE (one task writes, the other reads: allowed by the driver).
+  -- It syncs first, before its first wait: a message delivered between
+  -- the last command and IDLE is announced at once (RFC 2177 §3), not
+  -- after a poll or a wake-up that may never come.
   local watcher = parley.spawn(function()
     while true do
-      local ok, err
-      if cond then ok, err = cond:wait(poll) else ok, err = parley.sleep(poll) end
-      if err == "cancelled" then return end
       if s.view then
         s:sync(true)
         local fok, ferr = conn:flush()
         if not fok and ferr == "cancelled" then return end
       end
       if s.done then return end
+      local _, err
+      if cond then _, err = cond:wait(poll) else _, err = parley.sleep(poll) end
+      if err == "cancelled" then return end
     end
   end)
   local line, err = conn:receive("l")
