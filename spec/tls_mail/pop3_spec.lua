@@ -25,7 +25,7 @@ local function with_server(extra, fn)
   for k, v in pairs(extra or {}) do o[k] = v end
   local root
   H.run(function()
-    local srv
+    local srv, _
     srv, _, root = U.server(o)
     local ok, err = pcall(fn, srv)
     srv:close(0)

@@ -764,8 +764,8 @@ function srv_methods:wait(timeout) return self.inner:wait(timeout) end
 -- `connections()`, `wait()`), or `nil, err`
 function M.serve(opts)
   local o = setup(opts)
-  local ctx, err = require("parley.server").tls_context(o)
-  if err then return nil, err end
+  local ctx, cerr = require("parley.server").tls_context(o)
+  if cerr then return nil, cerr end
   o.tls_ctx = ctx
   local srv = setmetatable({ opts = o, sessions = setmetatable({}, { __mode = "k" }) }, srv_methods)
   return require("parley.server").serve_for(srv, o, "127.0.0.1:1110", run_session,
