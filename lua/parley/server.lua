@@ -108,7 +108,10 @@ end
 -- shutdown), `on_error` (function(err, conn); default logs), `signals`
 -- (true: SIGINT/SIGTERM close the server), `backlog`, `reuseport`,
 -- `on_start` (function(server), called once listening: useful in plain
--- scripts, where `serve` returns only when the server has stopped),
+-- scripts, where `serve` returns only when the server has stopped; if it
+-- raises, the server is closed and the error passed on), `on_close`
+-- (function(server), called once when closing starts, after the listener
+-- has closed and before the grace period: say goodbye to sessions here),
 -- `owner` (a protocol server wrapping this one: it gets `inner`, `port`,
 -- `host` and `address`, is what `on_start` receives, and its `close` is
 -- what SIGINT/SIGTERM call, so its own shutdown — a 421, a BYE — runs),
@@ -157,7 +160,14 @@ function M.serve(opts)
     core.on_signal("INT", on_stop_signal)
     core.on_signal("TERM", on_stop_signal)
   end
-  if opts.on_start then opts.on_start(owner or srv) end
+  if opts.on_start then
+    -- a start hook that fails leaves nothing listening
+    local ok, serr = pcall(opts.on_start, owner or srv)
+    if not ok then
+      srv:close(0)
+      error(serr, 0)
+    end
+  end
   if not core.current() then
     -- a plain script: serve until closed, then return
     core.run(function() srv:wait() end)
@@ -327,6 +337,10 @@ function server:close(grace)
     end
     self.listener:close()
     self.room:broadcast()
+    if self.opts.on_close then
+      local ok, err = pcall(self.opts.on_close, self)
+      if not ok then log(("%s: on_close failed: %s"):format(self.address, tostring(err))) end
+    end
   end
   grace = grace or self.opts.grace or DEFAULTS.grace
   if self.n > 0 and grace > 0 then self.idle:wait(grace) end

@@ -180,6 +180,42 @@ describe("telnet server", function()
     end)
   end)
 
+  describe("shutdown", function()
+    it("tells every session the server is shutting down before the line drops", function()
+      H.run(function()
+        local srv = T.server{ app = "echo", negotiate = false, grace = 5 }
+        local s1 = assert(parley.connect("127.0.0.1", srv.port, { timeout = 5 }))
+        local s2 = assert(parley.connect("127.0.0.1", srv.port, { timeout = 5 }))
+        s1:send("ping\r\n")
+        assert.equal("ping", s1:receive())
+        s2:send("ping\r\n")
+        assert.equal("ping", s2:receive())
+        local t0 = parley.now()
+        srv:close()
+        assert.is_true(parley.now() - t0 < 2, "idle sessions do not hold the shutdown for the grace period")
+        for _, s in ipairs{ s1, s2 } do
+          local got, err = T.read_until(s, "never", 3)
+          assert.matches("the server is shutting down", got)
+          assert.equal("closed", err)
+          s:close()
+        end
+      end)
+    end)
+
+    it("closes a server whose on_start raises, and passes the error on", function()
+      H.run(function()
+        local port
+        local ok, err = pcall(T.server, { app = "echo", on_start = function(srv)
+          port = srv.port
+          error("start hook failed")
+        end })
+        assert.is_false(ok)
+        assert.matches("start hook failed", err)
+        assert.is_nil(parley.connect("127.0.0.1", port, { timeout = 1 }))
+      end)
+    end)
+  end)
+
   describe("character mode", function()
     it("echoes typed keys, erases with backspace and hides a password", function()
       H.run(function()

@@ -35,6 +35,7 @@ M.defaults = {
   max_connections = 1000,
   app = "menu",
   linger = 0.2,           -- seconds spent reading stray input before closing
+  shutdown_message = "the server is shutting down",   -- told to every session on close
 }
 
 --- Resolves an app: a name, a table with `new`, or a function(sess).
@@ -163,9 +164,24 @@ function M.serve(opts)
     end
   end
 
+  local sessions = setmetatable({}, { __mode = "k" })   -- a failed handler leaves no entry
+
+  -- shutdown: every session is told why the line drops
+  local function goodbye()
+    for sess in pairs(sessions) do
+      if not sess.closed then
+        sess:print("\r\n*** " .. cfg.shutdown_message .. " ***")
+        sess:flush()
+        sess:close()
+      end
+    end
+  end
+
   local function handler(conn)
     local sess = session.new(conn, cfg)
+    sessions[sess] = true
     converse(conn, sess)
+    sessions[sess] = nil
     if not sess.closed then
       -- Negotiation answers may still be in flight: closing with unread
       -- input makes the kernel send RST, which can destroy our last words
@@ -186,6 +202,7 @@ function M.serve(opts)
     handler = handler,
     max_connections = cfg.max_connections,
     on_start = cfg.on_start,
+    on_close = goodbye,
     on_error = cfg.on_error,
     signals = cfg.signals,
     grace = cfg.grace,
