@@ -106,12 +106,13 @@ end
 -- HTTP and Telnet. Adds each to lab.servers; returns true or nil, err.
 local function start_servers(lab, d, ports, announce)
   local host = lab.host
+  local watch = lab.watch   -- one recorder for every server, or nil
   local mail, err = require("parley.mail.cli").start{
     store = lab.store, users = lab.users,
     smtp = address(host, ports.smtp), submission = address(host, ports.submission),
     pop3 = address(host, ports.pop3), imap = address(host, ports.imap),
     domain = { data.DOMAIN, "localhost" }, hostname = data.DOMAIN,
-    on_start = announce,
+    on_start = announce, transcript = watch,
   }
   if not mail then return nil, err end
   for _, s in ipairs(mail) do lab.servers[s.proto] = s.server end
@@ -120,7 +121,7 @@ local function start_servers(lab, d, ports, announce)
   ftp, err = require("parley.ftp.server").serve{
     listen = address(host, ports.ftp), root = d.home, anonymous = true,
     anonymous_root = d.ftp, anonymous_perms = "r", users = lab.users,
-    xferlog = d.log .. "/xferlog", signals = false,
+    xferlog = d.log .. "/xferlog", signals = false, transcript = watch,
     on_start = function(s) announce("ftp", s) end,
   }
   if not ftp then return nil, "ftp on " .. address(host, ports.ftp) .. ": " .. tostring(err) end
@@ -134,7 +135,7 @@ local function start_servers(lab, d, ports, announce)
   local http = require("parley.http.server").new{ access_log = log }
   http:static("/", d.www)
   local web
-  web, err = http:serve{ listen = address(host, ports.http), signals = false,
+  web, err = http:serve{ listen = address(host, ports.http), signals = false, transcript = watch,
     on_start = function(s) announce("http", s) end }
   if not web then return nil, "http on " .. address(host, ports.http) .. ": " .. tostring(err) end
   lab.servers.http = web
@@ -142,7 +143,7 @@ local function start_servers(lab, d, ports, announce)
   local telnet
   telnet, err = require("parley.telnet.server").serve{
     listen = address(host, ports.telnet), users = lab.users, app = "menu",
-    banner = "parley lab: log in as " .. data.USER, signals = false,
+    banner = "parley lab: log in as " .. data.USER, signals = false, transcript = watch,
     on_start = function(s) announce("telnet", s) end,
   }
   if not telnet then return nil, "telnet on " .. address(host, ports.telnet) .. ": " .. tostring(err) end
@@ -156,7 +157,9 @@ end
 -- directory, removed by `close`), `host` ("127.0.0.1"), `public` (allow a
 -- non-loopback host), `port_offset` (added to each of `PORTS`), `ports`
 -- ("auto": the kernel picks each port), `on_start` (function(name,
--- server) as each server listens)
+-- server) as each server listens), `watch` (a parley.transcript recorder
+-- or target: every server records every connection there, as the server
+-- sees it — what a GUI client really says; secrets masked)
 -- @return the lab: `dir`, `temp` (whether `close` removes dir), `host`,
 -- `user`, `password` (nil if the users file holds a hash), `domain`,
 -- `paths` (see `parley.lab.data.prepare`), `servers` (name -> server),
@@ -184,6 +187,14 @@ function M.start(opts)
   end
   local lab = setmetatable({ dir = dir, temp = temp, host = host, user = data.USER,
     domain = data.DOMAIN, servers = {}, ports = {}, urls = {} }, Lab)
+  if opts.watch then
+    local rec, own = require("parley.transcript").recorder(opts.watch)
+    if not rec then
+      if temp then remove_tree(dir) end
+      return nil, "watch: " .. tostring(own)
+    end
+    lab.watch, lab.watch_own = rec, own and rec or nil
+  end
   local d
   d, err = data.prepare(dir)
   if d then
@@ -242,6 +253,7 @@ function Lab:close(grace)
   end
   for _, t in ipairs(tasks) do t:join(grace + 2) end
   if self.access_log then self.access_log:close() end
+  if self.watch_own then self.watch_own:close() end
   if self.temp then remove_tree(self.dir) end
   return true
 end

@@ -83,7 +83,8 @@ local function auto_color(fh)
 end
 
 --- Makes a recorder.
--- @param target a file name (appended to), a Lua file handle, a function
+-- @param target a file name (appended to), a Lua file handle (set to
+-- line buffering), a function
 -- receiving each entry table, or `true` (stderr)
 -- @tparam[opt] table opts `full` (false: bulk data summarised as
 -- `[4,096 bytes]`; true: every line), `secrets` (false: masked as `****`),
@@ -106,6 +107,8 @@ function M.new(target, opts)
     fh:setvbuf("line")
     self.out, self.owns_out = fh, true
   elseif io.type(target) == "file" then
+    -- a transcript is read as it happens (a lab's stdout piped to less)
+    target:setvbuf("line")
     self.out = target
   else
     error("transcript target must be a file name, a file, a function or true", 2)

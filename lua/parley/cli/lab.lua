@@ -8,9 +8,10 @@ local lab = require "parley.lab"
 
 local M = {}
 
-local HELP = [[
+local HELP = [=[
 usage: parley lab [--tour] [--exit] [--dir DIR] [--host ADDR]
                   [--port-offset N | --ports auto] [--transcript FILE]
+                  [--watch [FILE]]
   Starts SMTP (2525), submission (2587, AUTH required), POP3 (1110),
   IMAP (1143), FTP (2121), HTTP (8080) and Telnet (2323) on loopback over
   a lab directory, prints a ready command for each and the password of
@@ -25,7 +26,11 @@ usage: parley lab [--tour] [--exit] [--dir DIR] [--host ADDR]
   --port-offset N      add N to every port (e.g. 10000: SMTP on 12525)
   --ports auto         let the kernel pick every port (the table shows them)
   --transcript FILE    also append the tour's dialogues to FILE
-]]
+  --watch [FILE]       show every connection to every lab server as the
+                       server sees it (point a GUI mail or FTP client at the
+                       lab and read what it says); on stdout, or appended
+                       to FILE; passwords masked, bodies summarised
+]=]
 
 local SPEC = { tour = "flag", exit = "flag", dir = "string", host = "string", public = "flag",
   port_offset = "number", ports = "string", transcript = "string", help = "flag" }
@@ -47,7 +52,25 @@ local function usage_error(msg)
   return 2
 end
 
+-- `--watch [FILE]`: the next argument is FILE unless it is an option
+local function take_watch(argv)
+  local rest, watch, i = {}, nil, 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--watch" then
+      local nxt = argv[i + 1]
+      if nxt and nxt:sub(1, 1) ~= "-" then watch, i = nxt, i + 1 else watch = io.stdout end
+    else
+      rest[#rest + 1] = a
+    end
+    i = i + 1
+  end
+  return rest, watch
+end
+
 function M.main(argv)
+  local watch
+  argv, watch = take_watch(argv)
   local o = cli.parse(argv, SPEC)
   if o.help then io.stdout:write(HELP) return 0 end
   if o[1] then return usage_error("unexpected argument '" .. o[1] .. "'") end
@@ -66,7 +89,7 @@ function M.main(argv)
   local status = 0
   parley.run(function()
     local l, err = lab.start{ dir = o.dir, host = host, public = o.public,
-      port_offset = o.port_offset and math.tointeger(o.port_offset), ports = o.ports }
+      port_offset = o.port_offset and math.tointeger(o.port_offset), ports = o.ports, watch = watch }
     if not l then
       io.stderr:write("parley: lab: ", tostring(err), "\n")
       status = 1
