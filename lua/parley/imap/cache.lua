@@ -19,6 +19,7 @@
 -- @module parley.imap.cache
 local core = require "parley.core"
 local fs = core.fs
+local find = string.find
 
 local M = {}
 
@@ -35,7 +36,7 @@ function M.for_dir(dir)
   local c = caches[dir]
   if not c then
     c = setmetatable({ dir = dir, path = dir .. "/" .. M.FILE, map = {}, loaded = 0,
-                       count = 0, pending = {}, bad = false }, mt)
+                       count = 0, pending = {}, npending = 0, bad = false }, mt)
     caches[dir] = c
   end
   return c
@@ -90,11 +91,15 @@ end
 
 --- Queues a header block for the next `flush`.
 function methods:put(name, header)
-  if #header > M.MAX_ENTRY or name:find("[ \n]") or self.map[name] then return end
+  if #header > M.MAX_ENTRY or self.map[name] or find(name, " ", 1, true)
+      or find(name, "\n", 1, true) then
+    return
+  end
   self.map[name] = header
   self.count = self.count + 1
-  local p = self.pending
-  p[#p + 1] = "H " .. name .. " " .. #header .. "\n" .. header .. "\n"
+  local p, n = self.pending, self.npending + 1
+  p[n] = "H " .. name .. " " .. #header .. "\n" .. header .. "\n"
+  self.npending = n
 end
 
 -- rewrites the file with the live entries (`live`: name -> true)
@@ -127,8 +132,8 @@ end
 -- outnumber the live ones.
 function methods:flush(live, nlive)
   local p = self.pending
-  if #p == 0 and not self.bad then return end
-  self.pending = {}
+  if self.npending == 0 and not self.bad then return end
+  self.pending, self.npending = {}, 0
   if self.bad or (live and nlive and self.count > 2 * nlive + 100) then
     return rewrite(self, live)
   end

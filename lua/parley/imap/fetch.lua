@@ -14,17 +14,21 @@ local V = require "parley.imap.view"
 local imap = core.imap
 local quote = imap.quote
 local concat = table.concat
+local find, byte, gsub = string.find, string.byte, string.gsub
 
 local M = {}
 
 local QOPT = { atom = false }
 
-local HEAD_CHUNK = 16384
+local HEAD_CHUNK = 4096
 
--- CRLF line ends for a message read from disk.
+-- CRLF line ends for a message read from disk (plain searches for LF:
+-- a pattern test of every byte cost more than reading the file).
 local function crlf(s)
-  if s:find("\n", 1, true) and (s:byte(1) == 10 or s:find("[^\r]\n")) then
-    return (s:gsub("\r?\n", "\r\n"))
+  local i = find(s, "\n", 1, true)
+  while i do
+    if i == 1 or byte(s, i - 1) ~= 13 then return (gsub(s, "\r?\n", "\r\n")) end
+    i = find(s, "\n", i + 1, true)
   end
   return s
 end
@@ -39,23 +43,14 @@ end
 -- (with the blank line). CRLF line ends either way.
 -- @return string, or nil, err
 function M.read(view, m, head_only)
+  if head_only then
+    local h, err = view.idx:read_head(m, HEAD_CHUNK)
+    if not h then return nil, err end
+    return crlf(h)
+  end
   local fh, err = view:open_file(m)
   if not fh then return nil, err end
-  local data
-  if head_only then
-    data = fh:read(HEAD_CHUNK) or ""
-    local _, e = data:find("\n\r?\n")
-    if e then
-      fh:close()
-      return crlf(data:sub(1, e))
-    end
-    if #data == HEAD_CHUNK then data = data .. (fh:read("a") or "") end
-    fh:close()
-    data = crlf(data)
-    local _, e2 = data:find("\r\n\r\n", 1, true)
-    return e2 and data:sub(1, e2) or data
-  end
-  data = fh:read("a") or ""
+  local data = fh:read("a") or ""
   fh:close()
   return crlf(data)
 end
@@ -273,6 +268,14 @@ local function flags_text(letters, recent)
   return t
 end
 
+-- Appends "key text" to a FETCH response being built in out[1..n]
+-- (out[3] is " FETCH ("); returns the new n.
+local function add(out, n, key, text)
+  if n > 3 then n = n + 1; out[n] = " " end
+  out[n + 1], out[n + 2], out[n + 3] = key, " ", text
+  return n + 3
+end
+
 --- Runs a FETCH: sends one `* n FETCH` per message.
 -- @tparam table s the session (`s.conn`, `s.view`)
 -- @tparam table seqs ascending sequence numbers
@@ -302,46 +305,40 @@ function M.run(s, seqs, atts, uid)
   end
   if heads and #seqs > 1 then M.use_cache(view) end
   local msgs = view.msgs
-  local items = {}
+  local out = {}
+  local ctx = {}
   local missing = false
   for _, i in ipairs(seqs) do
     local m = msgs[i]
-    local ctx = {}
+    ctx.raw, ctx.head, ctx.parsed = nil, nil, nil
     local flags_changed = false
-    if sets_seen and not m.flags:find("S", 1, true) then
+    if sets_seen and not find(m.flags, "S", 1, true) then
       local letters = V.letters(V.imap_flags(m.flags .. "S"))
       local nm = view:set_flags(m, letters)
       if nm then m = nm; flags_changed = true end
     end
-    local out, n = items, 3
+    local n = 3
     out[1], out[2], out[3] = "* ", i, " FETCH ("
-    local first = true
-    local function add(key, text)
-      if first then first = false else n = n + 1; out[n] = " " end
-      n = n + 1; out[n] = key
-      n = n + 1; out[n] = " "
-      n = n + 1; out[n] = text
-    end
-    if want_uid then add("UID", m.uid) end
+    if want_uid then n = add(out, n, "UID", m.uid) end
     local ok = true
     for _, a in ipairs(atts) do
       local name = a.name
       if name == "UID" then
         -- written first
       elseif name == "FLAGS" then
-        add("FLAGS", flags_text(m.flags, m.recent))
+        n = add(out, n, "FLAGS", flags_text(m.flags, m.recent))
       elseif name == "RFC822.SIZE" then
-        add("RFC822.SIZE", M.size(view, m))
+        n = add(out, n, "RFC822.SIZE", M.size(view, m))
       elseif name == "INTERNALDATE" then
-        add("INTERNALDATE", '"' .. M.internaldate(view, m) .. '"')
+        n = add(out, n, "INTERNALDATE", '"' .. M.internaldate(view, m) .. '"')
       elseif name == "ENVELOPE" or name == "BODYSTRUCTURE" or (name == "BODY" and not a.section) then
         local raw = ctx.raw
         if not raw then raw = M.read(view, m); ctx.raw = raw end
         if not raw then ok = false; break end
         local p = ctx.parsed
         if not p then p = message.parse(raw); ctx.parsed = p end
-        if name == "ENVELOPE" then add(name, M.envelope(p))
-        else add(name, M.bodystructure(p, name == "BODYSTRUCTURE")) end
+        if name == "ENVELOPE" then n = add(out, n, name, M.envelope(p))
+        else n = add(out, n, name, M.bodystructure(p, name == "BODYSTRUCTURE")) end
       elseif name == "RFC822" or name == "RFC822.HEADER" or name == "RFC822.TEXT" or name == "BODY" then
         local att = a
         if name == "RFC822" then att = RFC822_ATT
@@ -354,14 +351,14 @@ function M.run(s, seqs, atts, uid)
           if origin >= #data then data = ""
           else data = data:sub(origin + 1, len and origin + len or #data) end
         end
-        add(a.key or name, "{" .. #data .. "}\r\n")
+        n = add(out, n, a.key or name, "{" .. #data .. "}\r\n")
         n = n + 1; out[n] = data
       else
         return nil, "unknown fetch item " .. tostring(name)
       end
     end
     if ok then
-      if flags_changed and not want_flags then add("FLAGS", flags_text(m.flags, m.recent)) end
+      if flags_changed and not want_flags then n = add(out, n, "FLAGS", flags_text(m.flags, m.recent)) end
       n = n + 1; out[n] = ")\r\n"
       conn:send(concat(out, "", 1, n))
     else

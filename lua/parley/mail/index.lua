@@ -57,7 +57,8 @@ function M.of(mb)
       if y.users == 0 then indexes[dir] = nil; nindexes = nindexes - 1 end
     end
   end
-  x = setmetatable({ mb = mb, dir = mb.dir, users = 0, known = { new = {}, cur = {} } }, mt)
+  x = setmetatable({ mb = mb, dir = mb.dir, cur = mb.dir .. "/cur/", users = 0,
+                     known = { new = {}, cur = {} } }, mt)
   indexes[mb.dir] = x
   nindexes = nindexes + 1
   return x
@@ -113,23 +114,34 @@ local function list(self, umap)
   local kn = {}
   for pass = 1, 2 do
     local which = pass == 1 and "new" or "cur"
-    local names, err, errno = fs.listdir(dir .. "/" .. which)
+    local old, k = known[which], {}
+    kn[which] = k
+    local names, recs, err, errno
+    if next(old) == nil then
+      -- nothing known yet: the C listing makes the records (with `key`)
+      recs = {}
+      local n0
+      n0, err, errno = fs.maildir_list(dir .. "/" .. which, pass == 1, recs, 0)
+      names = n0 and recs
+    else
+      names, err, errno = fs.listdir(dir .. "/" .. which)
+    end
     if not names then
       if errno ~= ENOENT then return nil, err end
       names = {}
     end
-    local old, k = known[which], {}
-    kn[which] = k
     for i = 1, #names do
       local f = names[i]
-      if byte(f, 1) ~= 46 then                -- not a dot file
-        local r = old[f]
+      local r
+      if recs then r = f; f = r.file end
+      if byte(f, 1) ~= 46 then                -- not a dot file (the C listing skips them)
+        r = r or old[f]
         if not r then r = parse(dir, which, f, pass == 1) end
         local uid = umap and umap[r.name]
         if uid ~= r.uid then
           if r.uid then                         -- renumbered: a new record
             r = { name = r.name, file = r.file, path = r.path, flags = r.flags,
-                  new = r.new, size = r.size, vsize = r.vsize }
+                  new = r.new, size = r.size, vsize = r.vsize, key = r.key }
           end
           r.uid = uid
         end
@@ -171,7 +183,7 @@ local function number(self, reset)
   if #missing > 0 or stale then
     local keys, bykey = {}, {}
     for i = 1, #missing do
-      local key = order_key(missing[i])
+      local key = missing[i].key or order_key(missing[i])
       while bykey[key] do key = key + 1 end  -- same microsecond and counter
       bykey[key] = missing[i]
       keys[i] = key
@@ -245,6 +257,7 @@ function methods:snapshot()
   end
   local byname, n, missing, kn = list(self, self.umap)
   if not byname then return nil, n end
+  self.known = kn
   if #missing > 0 or not self.umap then
     byname, n, kn = number(self)
     if not byname then return nil, n end
@@ -282,17 +295,29 @@ function methods:current(name)
   return s and s.byname[name]
 end
 
--- Runs op(r) on the record, once more on its current record if the file
--- moved (ENOENT).
-local function on_file(self, r, op)
-  local a, b, errno = op(r)
+-- Runs op(self, r, x) on the record, once more on its current record if
+-- the file moved (ENOENT).
+local function on_file(self, r, op, x)
+  local a, b, errno = op(self, r, x)
   if a == nil and errno == ENOENT then
     self.snap = nil
     local cur = self:current(r.name)
     if not cur then return nil, "no such message" end
-    a, b = op(cur)
+    a, b = op(self, cur, x)
   end
   return a, b
+end
+
+local function rename_to(self, m, letters)
+  local file = m.name .. ":2," .. letters
+  if file == m.file and not m.new then return m end
+  local path = self.cur .. file
+  local ok, err, errno = fs.rename(m.path, path)
+  if not ok then return nil, err, errno end
+  local nr = { uid = m.uid, name = m.name, file = file, path = path, flags = letters,
+               new = false, size = m.size, vsize = m.vsize }
+  self.known.cur[file] = nr
+  return nr
 end
 
 --- Renames a message to carry `letters` (Maildir flags, sorted) in `cur/`.
@@ -300,37 +325,74 @@ end
 -- @tparam string letters e.g. "RS"
 -- @return the new record, or nil, err
 function methods:set_flags(r, letters)
-  return on_file(self, r, function(m)
-    local file = m.name .. ":2," .. letters
-    if file == m.file and not m.new then return m end
-    local path = self.dir .. "/cur/" .. file
-    local ok, err, errno = fs.rename(m.path, path)
-    if not ok then return nil, err, errno end
-    local nr = { uid = m.uid, name = m.name, file = file, path = path, flags = letters,
-                 new = false, size = m.size, vsize = m.vsize }
-    self.known.cur[file] = nr
-    return nr
-  end)
+  return on_file(self, r, rename_to, letters)
 end
+
+local function open_rb(_, m) return io.open(m.path, "rb") end
 
 --- Opens a message's file ("rb").
 -- @return a Lua file handle, or nil, err
 function methods:open(r)
-  return on_file(self, r, function(m) return io.open(m.path, "rb") end)
+  return on_file(self, r, open_rb)
+end
+
+-- the first blank line of s (its last byte), or nil
+local function head_end(s)
+  local _, e = find(s, "\n\r\n", 1, true)
+  local _, e2 = find(s, "\n\n", 1, true)
+  if e2 and (not e or e2 < e) then e = e2 end
+  return e
+end
+
+local function read_head(_, m, chunk)
+  local f, err, errno = fs.open(m.path, "r")
+  if not f then return nil, err, errno end
+  local data
+  data, err, errno = f:read(chunk)
+  local parts, e = { data }, data and head_end(data)
+  while data and not e and #data > 0 do
+    -- a header longer than one chunk: read on (overlapping by 2 bytes so
+    -- a blank line across two chunks is found)
+    data, err, errno = f:read(chunk)
+    if data and #data > 0 then
+      parts[#parts + 1] = data
+      local tail = parts[#parts - 1]:sub(-2) .. data
+      local te = head_end(tail)
+      if te then e = #table.concat(parts, "", 1, #parts - 1) - 2 + te end
+    end
+  end
+  f:close()
+  if not data then return nil, err, errno end
+  local all = #parts == 1 and parts[1] or table.concat(parts)
+  return e and sub(all, 1, e) or all
+end
+
+--- The header block of a message: its bytes up to and including the
+-- first blank line (the whole message when it has none), as stored.
+-- One open and, for headers under `chunk` bytes, one read.
+-- @tparam table r a record
+-- @tparam[opt] number chunk bytes per read (4096)
+-- @return string, or nil, err
+function methods:read_head(r, chunk)
+  return on_file(self, r, read_head, chunk or 4096)
+end
+
+local function existing(_, m)
+  if fs.stat(m.path) then return m.path end
+  return nil, "no such message", ENOENT
 end
 
 --- The current path of a message, or nil, err.
 function methods:path(r)
-  return on_file(self, r, function(m)
-    if fs.stat(m.path) then return m.path end
-    return nil, "no such message", ENOENT
-  end)
+  return on_file(self, r, existing)
 end
+
+local function unlink(_, m) return fs.unlink(m.path) end
 
 --- Removes a message's file.
 -- @return true, or nil, err
 function methods:remove(r)
-  return on_file(self, r, function(m) return fs.unlink(m.path) end)
+  return on_file(self, r, unlink)
 end
 
 return M
