@@ -1,5 +1,6 @@
 --- IMAP client (RFC 3501 IMAP4rev1, with IDLE, UIDPLUS, MOVE, LITERAL+,
--- NAMESPACE, ENABLE, ID, UNSELECT, SASL-IR when the server has them).
+-- NAMESPACE, ENABLE, ID, UNSELECT, SASL-IR when the server has them;
+-- STARTTLS, RFC 3501 §6.2.1 and RFC 2595; IMAPS, RFC 8314).
 --
 --     local client = require "parley.imap.client"
 --     local c = assert(client.connect("127.0.0.1:1143", { timeout = 10 }))
@@ -11,6 +12,10 @@
 --     local uids = c:uid_search("UNSEEN", "SUBJECT", "hello")
 --     c:idle(function(r) print(r.type, r.number) return r.type == "EXISTS" end, 60)
 --     c:logout()
+--
+--     -- over TLS: STARTTLS or fail; the certificate checked against the
+--     -- system store (or `ca`, `tls_ctx`; `insecure = true` skips it)
+--     local c = assert(client.connect("mail.example.org:143", { tls = "required" }))
 --
 -- Results are Lua tables from the response parser of `parley.core.imap`
 -- (FETCH items keyed by their upper-cased names, ENVELOPE and
@@ -25,6 +30,7 @@
 -- @module parley.imap.client
 local parley = require "parley"
 local core = require "parley.core"
+local starttls = require "parley.smtp.starttls"
 
 local imap = core.imap
 
@@ -39,6 +45,8 @@ client.__name = "parley.imap.client"
 M.client = client
 
 local QOPT = { atom = false }
+
+local upgrade   -- connect's STARTTLS policy, below
 
 local function check(s, what, level)
   if type(s) ~= "string" then error(what .. " must be a string", level + 1) end
@@ -64,21 +72,44 @@ function M.literal(s, size)
   error("literal must be a string or a source function", 2)
 end
 
---- Connects and reads the greeting.
--- @tparam string address "host:port"
+--- Connects and reads the greeting; with `tls = "starttls"` or
+-- `"required"` upgrades the session (see `client:starttls`).
+-- @tparam string address "host:port" (without a port: 143, or 993 with
+-- `tls = "implicit"`)
 -- @tparam[opt] table opts `timeout` (seconds per I/O call, 60),
 -- `max_line`, `literal_plus` (use LITERAL+ when offered, default true),
 -- `transcript` (a parley.transcript recorder or target; with
--- `transcript_full`, `transcript_secrets`)
--- @return client, or nil, err
+-- `transcript_full`, `transcript_secrets`), `tls` (`"starttls"`:
+-- STARTTLS when the server lists it, else cleartext; `"required"` (or
+-- `true`): STARTTLS or fail, so a stripped capability, a refused
+-- STARTTLS or a PREAUTH greeting in cleartext ends the session;
+-- `"implicit"`: IMAPS, TLS from the first byte; default cleartext),
+-- `tls_ctx` (a client context: client certificate, own trust), `ca` (PEM
+-- file or directory of trusted issuers), `insecure` (true: do not verify
+-- the certificate — anyone in the path can then read the session; never
+-- the default), `servername` (the name checked and sent as SNI; default
+-- the host)
+-- @return client, or nil, err (nil, text, reply for a BYE greeting or a
+-- refused STARTTLS with `tls = "required"`)
 function M.connect(address, opts)
   check(address, "address", 2)
   opts = opts or {}
-  local conn, err = parley.connect(address, { timeout = opts.timeout or M.DEFAULTS.timeout })
+  local policy = starttls.policy(opts.tls)
+  if opts.servername ~= nil then check(opts.servername, "servername", 2) end
+  local ctx, err
+  if policy then
+    ctx, err = starttls.client_context(opts)
+    if not ctx then return nil, err end
+  end
+  if not address:find(":%d+$") then address = address .. (policy == "implicit" and ":993" or ":143") end
+  local conn
+  conn, err = parley.connect(address, { timeout = opts.timeout or M.DEFAULTS.timeout,
+    tls = policy == "implicit" and ctx or nil, servername = opts.servername })
   conn, err = require("parley.transcript").attach(conn, opts, "imap", "client", err)
   if not conn then return nil, err end
+  if policy == "implicit" then starttls.record(conn) end
   conn:setoption("max-line", (opts.max_line or M.DEFAULTS.max_line) + 2)
-  local self = setmetatable({ conn = conn, opts = opts, n = 0,
+  local self = setmetatable({ conn = conn, opts = opts, n = 0, tls_ctx = ctx,
     parser = imap.response_parser{ max_line = opts.max_line or M.DEFAULTS.max_line },
     caps = {}, timeout = opts.timeout or M.DEFAULTS.timeout }, client)
   local g, gerr = self:read()
@@ -87,7 +118,76 @@ function M.connect(address, opts)
   if g.type == "BYE" then conn:close(); return nil, g.text, g end
   if g.code == "CAPABILITY" then self:_caps(g.code_data) end
   self.state = g.type == "PREAUTH" and "auth" or "notauth"
+  if policy == "starttls" or policy == "required" then
+    local ok, e, r = upgrade(self, policy)
+    if not ok then return nil, e, r end
+  end
   return self
+end
+
+--- STARTTLS (RFC 3501 §6.2.1): the tagged OK, the handshake (the
+-- certificate checked as `connect` was told), then CAPABILITY again:
+-- what the server said in cleartext is forgotten. A server that sends
+-- bytes after its OK before the handshake is refused (`"data after
+-- starttls"`) and the connection closed.
+-- @tparam[opt] table opts `tls_ctx`, `ca`, `insecure`, `servername` (as
+-- for `connect`; default what `connect` was given)
+-- @return the new capabilities (as `capability`), or nil, text, reply (a
+-- NO or BAD: the session stays in cleartext), or nil, err (any other
+-- failure closes the connection)
+function client:starttls(opts)
+  opts = opts or {}
+  if self.conn:tlsinfo() then return nil, "tls already active" end
+  local ctx = self.tls_ctx
+  if not ctx or opts.tls_ctx or opts.ca or opts.insecure ~= nil then
+    local err
+    ctx, err = starttls.client_context(opts)
+    if not ctx then return nil, err end
+  end
+  local u, text, reply = self:command("STARTTLS")
+  if not u then
+    if not reply then self.conn:close() end
+    return nil, text, reply
+  end
+  local info, err = starttls.upgrade(self.conn, ctx,
+    { servername = opts.servername or self.opts.servername })
+  if not info then
+    self.conn:close()
+    return nil, err
+  end
+  self.caps = {}
+  return self:capability()
+end
+
+-- connect's STARTTLS policy: STARTTLS when listed (asking CAPABILITY when
+-- the greeting did not say), else cleartext or failure as `policy` says
+upgrade = function(self, policy)
+  if self.state ~= "notauth" then
+    -- PREAUTH: STARTTLS is a not-authenticated command, too late now
+    if policy == "starttls" then return true end
+    self.conn:close()
+    return nil, "PREAUTH greeting on a cleartext connection"
+  end
+  if not self.caps.IMAP4REV1 then
+    local caps, err, rep = self:capability()
+    if not caps and not rep then self.conn:close() return nil, err end
+  end
+  if not self.caps.STARTTLS then
+    if policy == "starttls" then return true end
+    self:logout()
+    return nil, "server does not offer STARTTLS"
+  end
+  local ok, err, rep = self:starttls()
+  if ok then return true end
+  if rep and policy == "starttls" then return true end
+  self.conn:close()
+  return nil, err, rep
+end
+
+--- The TLS state of the connection: the stream's `tlsinfo()` (`version`,
+-- `cipher`, `verified`, `peer` ...), or nil in cleartext.
+function client:tlsinfo()
+  return self.conn:tlsinfo()
 end
 
 function client:_caps(list)
@@ -318,10 +418,12 @@ end
 -- Login
 ---------------------------------------------------------------------------
 
---- LOGIN.
+--- LOGIN. Not sent when the server lists LOGINDISABLED (RFC 3501
+-- §6.2.3): the password stays here.
 -- @return true, or nil, text, reply
 function client:login(user, password)
   check(user, "user", 2); check(password, "password", 2)
+  if self.caps.LOGINDISABLED then return nil, "server disabled LOGIN (LOGINDISABLED): use STARTTLS" end
   local u, r, reply = self:command("LOGIN", M.string(user), M.string(password))
   if not u then return nil, r, reply end
   self.state = "auth"

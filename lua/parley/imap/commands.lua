@@ -9,6 +9,7 @@ local index = require "parley.mail.index"
 local F = require "parley.imap.fetch"
 local S = require "parley.imap.search"
 local mailbox = require "parley.imap.mailbox"
+local starttls = require "parley.smtp.starttls"
 
 local imap = core.imap
 local fs = core.fs
@@ -20,7 +21,7 @@ local QOPT = { atom = false }
 -- commands by state: 1 any, 2 authenticated or selected, 3 selected
 local STATE = {
   CAPABILITY = 1, NOOP = 1, LOGOUT = 1, ID = 1,
-  LOGIN = 0, AUTHENTICATE = 0,
+  LOGIN = 0, AUTHENTICATE = 0, STARTTLS = 0,
   SELECT = 2, EXAMINE = 2, CREATE = 2, DELETE = 2, RENAME = 2, SUBSCRIBE = 2,
   UNSUBSCRIBE = 2, LIST = 2, LSUB = 2, STATUS = 2, APPEND = 2, NAMESPACE = 2,
   ENABLE = 2, IDLE = 2,
@@ -75,15 +76,9 @@ end
 -- Any state
 ---------------------------------------------------------------------------
 
-local function capability(s)
-  local c = require("parley.imap.server").CAPABILITIES
-  if not s.user then c = c .. " AUTH=PLAIN" end
-  return c
-end
-
 function H.CAPABILITY(s, cmd, args)
   if #args > 0 then return "BAD", "CAPABILITY takes no arguments" end
-  s:send("* CAPABILITY " .. capability(s) .. "\r\n")
+  s:send("* CAPABILITY " .. s:capabilities() .. "\r\n")
   return "OK", "CAPABILITY completed"
 end
 
@@ -131,11 +126,15 @@ local function login(s, tag, user, password)
     return "NO", "authentication failed", "AUTHENTICATIONFAILED"
   end
   s:set_state(user)
-  return "OK", "logged in", "CAPABILITY " .. capability(s)
+  return "OK", "logged in", "CAPABILITY " .. s:capabilities()
 end
+
+-- RFC 3501 §6.2.3, RFC 5530: no password over cleartext unless allowed
+local CLEARTEXT = "plaintext authentication disallowed on non-secure connections: use STARTTLS"
 
 function H.LOGIN(s, cmd, args, tag)
   if not nargs(args, 2, tag, s, "LOGIN user password") then return end
+  if not s:plaintext_allowed() then return "NO", CLEARTEXT, "PRIVACYREQUIRED" end
   local user, pw = astr(args, 1), astr(args, 2)
   if not user or not pw then return "BAD", "LOGIN user password" end
   return login(s, tag, user, pw)
@@ -145,6 +144,7 @@ function H.AUTHENTICATE(s, cmd, args, tag)
   local mech = astr(args, 1)
   if not mech or #args > 2 then return "BAD", "AUTHENTICATE mechanism [initial-response]" end
   if mech:upper() ~= "PLAIN" then return "NO", "unsupported mechanism" end
+  if not s:plaintext_allowed() then return "NO", CLEARTEXT, "PRIVACYREQUIRED" end
   local resp = args[2]
   if resp == nil then
     s:send("+ \r\n")
@@ -168,6 +168,23 @@ function H.AUTHENTICATE(s, cmd, args, tag)
     return "NO", "authorization identity must match", "AUTHORIZATIONFAILED"
   end
   return login(s, tag, user, pw)
+end
+
+-- RFC 3501 §6.2.1, RFC 2595 §3.1: the tagged OK, then the handshake. A
+-- command pipelined behind STARTTLS is never answered: the driver refuses
+-- the upgrade ("data after starttls") and the session ends.
+function H.STARTTLS(s, cmd, args, tag)
+  if #args > 0 then return "BAD", "STARTTLS takes no arguments" end
+  local ctx = s.opts.tls_ctx
+  if not ctx then return "BAD", "STARTTLS not available" end
+  if s.tls then return "BAD", "TLS already active" end
+  s:reply(tag, "OK", "begin TLS negotiation now")
+  local info = starttls.upgrade(s.conn, ctx)
+  if not info then
+    s.done = true
+    return
+  end
+  s.tls = info
 end
 
 ---------------------------------------------------------------------------

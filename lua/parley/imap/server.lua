@@ -2,13 +2,23 @@
 --
 --     local server = require "parley.imap.server"
 --     local srv = server.serve{ listen = "127.0.0.1:1143",
---       store = maildir.open("/var/mail"), users = users.load("/etc/parley/users") }
+--       store = maildir.open("/var/mail"), users = users.load("/etc/parley/users"),
+--       tls = { cert = "mail.crt", key = "mail.key" },   -- STARTTLS
+--       listen_tls = "127.0.0.1:1993" }                   -- IMAPS (993 form)
 --
 -- Extensions: IDLE (2177), UIDPLUS (4315), MOVE (6851), LITERAL+ (7888),
 -- NAMESPACE (2342), ENABLE (5161), SPECIAL-USE (6154), UNSELECT (3691),
--- CHILDREN (3348), ID (2971), SASL-IR (4959), AUTH=PLAIN (4616).
+-- CHILDREN (3348), ID (2971), SASL-IR (4959), AUTH=PLAIN (4616),
+-- STARTTLS (3501 §6.2.1, 2595) with a certificate, LOGINDISABLED.
 -- Not implemented: CONDSTORE/QRESYNC, IMAP4rev2, keywords (PERMANENTFLAGS
--- lists the five system flags only, without `\*`), STARTTLS.
+-- lists the five system flags only, without `\*`).
+--
+-- Passwords (LOGIN, AUTHENTICATE PLAIN) cross a cleartext connection only
+-- as `allow_plaintext_auth` says (default: from loopback peers); otherwise
+-- CAPABILITY lists LOGINDISABLED instead of AUTH=PLAIN and both commands
+-- are answered `NO [PRIVACYREQUIRED]` (RFC 3501 §6.2.3, RFC 5530) until
+-- STARTTLS. After STARTTLS the capability list changes (no STARTTLS, the
+-- mechanisms back): clients must ask again (RFC 3501 §6.2.1).
 --
 -- Sessions of one process on one mailbox see each other's changes at the
 -- next command (EXISTS, EXPUNGE, FETCH FLAGS, RFC 3501 §7); an IDLE
@@ -26,6 +36,7 @@ local parley = require "parley"
 local core = require "parley.core"
 local V = require "parley.imap.view"
 local commands = require "parley.imap.commands"
+local starttls = require "parley.smtp.starttls"
 
 local imap = core.imap
 
@@ -54,6 +65,24 @@ M.CAPABILITIES = "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MO
 local session = {}
 session.__index = session
 M.session = session
+
+--- Whether this session may send a password (LOGIN, AUTHENTICATE
+-- PLAIN): over TLS always, in cleartext as `allow_plaintext_auth` says.
+function session:plaintext_allowed()
+  return starttls.plaintext_allowed(self.opts.allow_plaintext_auth, self.ip or "?", self.tls ~= nil)
+end
+
+--- The capability list for the session's state (RFC 3501 §7.2.1):
+-- STARTTLS while it can still be used (not authenticated, cleartext, a
+-- certificate configured), then AUTH=PLAIN or LOGINDISABLED before login.
+-- @treturn string
+function session:capabilities()
+  local c = M.CAPABILITIES
+  if self.user then return c end
+  if self.opts.tls_ctx and not self.tls then c = c .. " STARTTLS" end
+  if self:plaintext_allowed() then return c .. " AUTH=PLAIN" end
+  return c .. " LOGINDISABLED"
+end
 
 --- Queues one response line (the CRLF must be included).
 function session:send(line) return self.conn:send(line) end
@@ -185,6 +214,8 @@ local function run_session(srv, conn)
     max_line = o.max_line, max_literal = o.max_literal,
     max_literal_unauth = o.max_literal_unauth, max_depth = o.max_depth,
   }
+  s.tls = conn:tlsinfo()   -- the IMAPS listener
+  if s.tls then starttls.record(conn, s.tls) end
   srv.sessions[s] = true
   conn:setoption("max-line", o.max_line_unauth + 2)
   conn:settimeout(o.login_timeout)
@@ -196,9 +227,9 @@ local function run_session(srv, conn)
   end
   if o.preauth then
     s:set_state(o.preauth)
-    conn:send("* PREAUTH [CAPABILITY " .. M.CAPABILITIES .. "] " .. o.greeting .. "\r\n")
+    conn:send("* PREAUTH [CAPABILITY " .. s:capabilities() .. "] " .. o.greeting .. "\r\n")
   else
-    conn:send("* OK [CAPABILITY " .. M.CAPABILITIES .. " AUTH=PLAIN] " .. o.greeting .. "\r\n")
+    conn:send("* OK [CAPABILITY " .. s:capabilities() .. "] " .. o.greeting .. "\r\n")
   end
   while not s.done and not srv.closing do
     local cmd, err, spool = read_command(s)
@@ -235,8 +266,8 @@ function srv_methods:close(grace)
     is_idle, grace)
 end
 
---- Number of sessions running.
-function srv_methods:connections() return self.inner:connections() end
+--- Number of sessions running (on both listeners).
+function srv_methods:connections() return require("parley.server").connections_for(self) end
 
 --- Tells IDLE sessions of this process that `user`'s mailbox changed.
 function srv_methods:changed(user, folder)
@@ -252,11 +283,18 @@ M.changed = V.changed
 -- `store` (parley.mail.maildir store, required), `users`
 -- (parley.mail.users, required unless `on_auth` decides alone),
 -- `greeting` ("parley IMAP ready"), `preauth` (a user name: PREAUTH
--- greeting, for tests), the hooks, and the limits in `DEFAULTS`; plus
--- parley.serve's `max_connections`, `on_start`, `signals`, `backlog`,
--- `reuseport`, `on_error`.
+-- greeting, for tests), `tls` (`{cert = FILE, key = FILE}` plus any other
+-- parley.tls.context option: STARTTLS offered) or `tls_ctx` (a server
+-- context), `listen_tls` (address of an implicit-TLS listener, IMAPS:
+-- `tls_port`, `tls_address` once started; needs `tls` or `tls_ctx`),
+-- `allow_plaintext_auth` (`"loopback"` (default): LOGIN and AUTHENTICATE
+-- PLAIN over TLS, and in cleartext from loopback peers; `true`:
+-- everywhere; `false`: only over TLS), the hooks, and the limits in
+-- `DEFAULTS`; plus parley.serve's `max_connections`, `on_start`,
+-- `signals`, `backlog`, `reuseport`, `on_error`, `transcript`.
 -- @return server (`port`, `address`, `close([grace])`, `connections()`,
--- `changed(user [, folder])`), or nil, err
+-- `changed(user [, folder])`), or nil, err (a certificate or key that
+-- cannot be used, an address in use)
 function M.serve(opts)
   if type(opts) ~= "table" then error("serve expects an options table", 2) end
   local o = {}
@@ -271,6 +309,10 @@ function M.serve(opts)
   end
   o.greeting = o.greeting or "parley IMAP ready"
   if o.greeting:find("[\r\n%z]") then error("greeting must be one line", 2) end
+  o.allow_plaintext_auth = starttls.plaintext_policy(o.allow_plaintext_auth)
+  local ctx, err = require("parley.server").tls_context(o)
+  if err then return nil, err end
+  o.tls_ctx = ctx
   local srv = setmetatable({ opts = o, sessions = setmetatable({}, { __mode = "k" }) }, srv_methods)
   return require("parley.server").serve_for(srv, o, "127.0.0.1:1143", run_session, {
     timeout = o.login_timeout,
