@@ -115,7 +115,10 @@ function parley.connect(host, port, opts)
   parley.tls.remember_host(s, host)
   if opts.tls then
     local ok, terr = parley.connect_tls(s, opts)
-    if not ok then return nil, terr end
+    if not ok then
+      s:close()
+      return nil, terr
+    end
   end
   return apply_stream_opts(s, opts)
 end
@@ -126,10 +129,7 @@ function parley.connect_tls(s, opts)
   local ctx, err = opts.tls
   if ctx == true then
     ctx, err = parley.tls.client(opts.insecure)
-    if not ctx then
-      s:close()
-      return nil, err
-    end
+    if not ctx then return nil, err end
   elseif not parley.tls.is_context(ctx) then
     s:close()
     error("connect: tls must be a tls context or true", 3)
