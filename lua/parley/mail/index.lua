@@ -45,7 +45,19 @@ local indexes, nindexes = {}, 0
 local methods = {}
 local mt = { __index = methods, __name = "parley.mail.index" }
 
---- The index of a Maildir mailbox (one per directory per process).
+--- A private index of a Maildir mailbox, shared with no one (what
+-- another process would have; `of` is the one to use).
+-- @tparam table mb a `maildir` mailbox (`store:mailbox(user, folder)`)
+-- @return the index
+function M.new(mb)
+  if type(mb) ~= "table" or type(mb.dir) ~= "string" then error("mailbox expected", 2) end
+  return setmetatable({ mb = mb, dir = mb.dir, cur = mb.dir .. "/cur/", users = 0,
+                        known = { new = {}, cur = {} } }, mt)
+end
+
+--- The index of a Maildir mailbox: one per directory per process, kept
+-- while the process runs (`MAX_INDEXES`), so later sessions start warm.
+-- `users` counts the sessions using it (they keep it from being dropped).
 -- @tparam table mb a `maildir` mailbox (`store:mailbox(user, folder)`)
 -- @return the index
 function M.of(mb)
@@ -57,8 +69,7 @@ function M.of(mb)
       if y.users == 0 then indexes[dir] = nil; nindexes = nindexes - 1 end
     end
   end
-  x = setmetatable({ mb = mb, dir = mb.dir, cur = mb.dir .. "/cur/", users = 0,
-                     known = { new = {}, cur = {} } }, mt)
+  x = M.new(mb)
   indexes[mb.dir] = x
   nindexes = nindexes + 1
   return x

@@ -1,0 +1,221 @@
+-- The in-memory Maildir index (parley.mail.index): UIDs, stale detection
+-- by directory stamps, a lost or corrupt uidlist, two processes.
+local H = require "helper"
+local T = require "mail.support.tmpdir"
+local maildir = require "parley.mail.maildir"
+local index = require "parley.mail.index"
+local fs = require("parley.core").fs
+
+describe("maildir index", function()
+  local dir, store, mb, margin, coarse
+  before_each(function()
+    H.fd_snapshot()
+    dir = T.new("index")
+    store = assert(maildir.open(dir, { fsync = false }))
+    for i = 1, 3 do assert(store:deliver("alice", "Subject: m" .. i .. "\r\n\r\nbody\r\n")) end
+    mb = assert(store:mailbox("alice"))
+    margin, coarse = index.MARGIN, index.COARSE_MARGIN
+  end)
+  after_each(function()
+    index.MARGIN, index.COARSE_MARGIN = margin, coarse
+    T.cleanup()
+    H.fd_check()
+  end)
+
+  -- trust every stamp (as if the last change were long ago)
+  local function trust_all() index.MARGIN, index.COARSE_MARGIN = -1, -1 end
+  local function uids(s)
+    local out = {}
+    for i, m in ipairs(s.list) do out[i] = m.uid end
+    return out
+  end
+  local function uidlist()
+    return T.read(mb.dir .. "/" .. maildir.UIDLIST)
+  end
+
+  describe("UIDs", function()
+    it("numbers messages in delivery order and writes them to the uidlist", function()
+      local s = assert(index.new(mb):snapshot())
+      assert.same({ 1, 2, 3 }, uids(s))
+      assert.equal(4, s.nextuid)
+      assert.equal(3, s.nnew)
+      assert.equal(3, s.unseen)
+      assert.equal(1, s.first_unseen)
+      assert.matches("^3 V" .. s.validity .. " N4\n1 :", uidlist())
+      assert.equal(s.list[2], s.byname[s.list[2].name])
+    end)
+
+    it("gives the same UIDs to another process and to maildir's uids()", function()
+      local s1 = assert(index.new(mb):snapshot())
+      local s2 = assert(index.new(mb):snapshot())
+      assert.same(uids(s1), uids(s2))
+      assert.equal(s1.validity, s2.validity)
+      local map, validity = assert(mb:uids())
+      assert.equal(s1.validity, validity)
+      for _, m in ipairs(s1.list) do assert.equal(m.uid, map[m.name]) end
+    end)
+
+    it("keeps UIDs and UIDVALIDITY when messages are added and removed", function()
+      local x = index.new(mb)
+      local s = assert(x:snapshot())
+      local validity = s.validity
+      os.remove(s.list[1].path)
+      assert(store:deliver("alice", "Subject: m4\r\n\r\nbody\r\n"))
+      local s2 = assert(x:snapshot())
+      assert.same({ 2, 3, 4 }, uids(s2))
+      assert.equal(validity, s2.validity)
+      assert.equal(5, s2.nextuid)
+      -- the expunged name is dropped from the file
+      assert.falsy(uidlist():find(s.list[1].name, 1, true))
+    end)
+
+    it("hands out UIDs once when two processes see a new message", function()
+      local a, b = index.new(mb), index.new(mb)
+      a:snapshot(); b:snapshot()
+      assert(store:deliver("alice", "Subject: m4\r\n\r\nbody\r\n"))
+      local sb = assert(b:snapshot())
+      local sa = assert(a:snapshot())
+      assert.same({ 1, 2, 3, 4 }, uids(sa))
+      assert.same(uids(sa), uids(sb))
+      assert.equal(sa.list[4].name, sb.list[4].name)
+    end)
+  end)
+
+  describe("stale detection", function()
+    it("returns the same snapshot while nothing changed", function()
+      trust_all()
+      local x = index.new(mb)
+      local s = assert(x:snapshot())
+      assert.equal(s, x:snapshot())
+    end)
+
+    it("sees a message added, removed or renamed behind its back", function()
+      trust_all()
+      local x = index.new(mb)
+      local s = assert(x:snapshot())
+      local first = s.list[1]
+      -- renamed by another program (mutt marks it seen)
+      assert(fs.rename(first.path, mb.dir .. "/cur/" .. first.name .. ":2,S"))
+      local s2 = assert(x:snapshot())
+      assert.are_not.equal(s, s2)
+      assert.equal("S", s2.list[1].flags)
+      assert.equal(1, s2.list[1].uid)
+      assert.equal(2, s2.unseen)
+      -- removed
+      os.remove(s2.list[2].path)
+      local s3 = assert(x:snapshot())
+      assert.same({ 1, 3 }, uids(s3))
+      -- added
+      assert(store:deliver("alice", "Subject: m4\r\n\r\nbody\r\n"))
+      assert.same({ 1, 3, 4 }, uids(assert(x:snapshot())))
+    end)
+
+    it("does not trust a directory stamp from the same clock tick as a change", function()
+      trust_all()
+      local x = index.new(mb)
+      assert(x:snapshot())
+      local st = assert(fs.stat(mb.dir .. "/new"))
+      -- a delivery that leaves new/ with the very same mtime: believed
+      -- unchanged when the stamp is old enough ...
+      assert(store:deliver("alice", "Subject: m4\r\n\r\nbody\r\n"))
+      assert(fs.utime(mb.dir .. "/new", st.atime, st.mtime))
+      assert.same({ 1, 2, 3 }, uids(assert(x:snapshot())))
+      -- ... which is why a stamp as fresh as "now" is listed again
+      index.MARGIN, index.COARSE_MARGIN = 3600, 3600
+      x = index.new(mb)
+      assert.same({ 1, 2, 3, 4 }, uids(assert(x:snapshot())))
+      assert(store:deliver("alice", "Subject: m5\r\n\r\nbody\r\n"))
+      assert(fs.utime(mb.dir .. "/new", st.atime, st.mtime))
+      assert.same({ 1, 2, 3, 4, 5 }, uids(assert(x:snapshot())))
+    end)
+
+    it("reads a uidlist another process rewrote", function()
+      trust_all()
+      local x, other = index.new(mb), index.new(mb)
+      assert(x:snapshot())
+      -- the other process numbers a new message; then the file is renamed
+      -- back into the same mtime for new/ (only the uidlist tells)
+      local st = assert(fs.stat(mb.dir .. "/new"))
+      assert(store:deliver("alice", "Subject: m4\r\n\r\nbody\r\n"))
+      assert(other:snapshot())
+      assert(fs.utime(mb.dir .. "/new", st.atime, st.mtime))
+      local s = assert(x:snapshot())
+      assert.same({ 1, 2, 3, 4 }, uids(s))
+      assert.equal(5, s.nextuid)
+    end)
+  end)
+
+  describe("a damaged uidlist", function()
+    it("is renumbered under a new UIDVALIDITY when it is lost or garbage", function()
+      local x = index.new(mb)
+      local s = assert(x:snapshot())
+      os.remove(mb.dir .. "/" .. maildir.UIDLIST)
+      local s2 = assert(x:snapshot())
+      assert.is_true(s2.validity > s.validity)
+      assert.same({ 1, 2, 3 }, uids(s2))
+      T.write(mb.dir .. "/" .. maildir.UIDLIST, "\0\0garbage\n")
+      local s3 = assert(x:snapshot())
+      assert.is_true(s3.validity > s2.validity)
+      assert.same({ 1, 2, 3 }, uids(s3))
+    end)
+
+    it("keeps UIDVALIDITY when it is truncated, numbering the lost lines anew", function()
+      local x = index.new(mb)
+      local s = assert(x:snapshot())
+      local text = uidlist()
+      T.write(mb.dir .. "/" .. maildir.UIDLIST, text:match("^[^\n]*\n[^\n]*\n"))   -- header + UID 1
+      local s2 = assert(index.new(mb):snapshot())
+      assert.equal(s.validity, s2.validity)
+      assert.same({ 1, 4, 5 }, uids(s2))
+      assert.equal(s.list[1].name, s2.list[1].name)
+    end)
+
+    it("is renumbered under a new UIDVALIDITY when two names share a UID", function()
+      local x = index.new(mb)
+      local s = assert(x:snapshot())
+      local lines = {}
+      for i, m in ipairs(s.list) do lines[i] = "1 :" .. m.name end
+      T.write(mb.dir .. "/" .. maildir.UIDLIST, "3 V" .. s.validity .. " N4\n" .. table.concat(lines, "\n") .. "\n")
+      local s2 = assert(index.new(mb):snapshot())
+      assert.is_true(s2.validity > s.validity)
+      assert.same({ 1, 2, 3 }, uids(s2))
+    end)
+  end)
+
+  describe("files", function()
+    it("follows a message whose file moved when setting flags, opening or reading it", function()
+      local x = index.new(mb)
+      local s = assert(x:snapshot())
+      local m = s.list[1]
+      local r = assert(x:set_flags(m, "S"))
+      assert.equal("S", r.flags)
+      assert.is_false(r.new)
+      assert.equal(m.uid, r.uid)
+      -- the old record now names a file that is gone: found again by name
+      local h = assert(x:read_head(m))
+      assert.equal("Subject: m1\r\n\r\n", h)
+      local f = assert(x:open(m))
+      assert.equal("Subject: m1\r\n\r\nbody\r\n", f:read("a"))
+      f:close()
+      assert.equal(r.path, x:path(m))
+      assert.truthy(x:remove(m))
+      assert.same({ nil, "no such message" }, { x:path(m) })
+    end)
+
+    it("reads a header longer than one read, and a message with no blank line", function()
+      local long = "Subject: " .. ("x"):rep(10000) .. "\r\n\r\nbody\r\n"
+      assert(store:deliver("alice", long))
+      assert(store:deliver("alice", "Subject: no body"))
+      local x = index.new(mb)
+      local s = assert(x:snapshot())
+      assert.equal(long:sub(1, #long - 6), x:read_head(s.list[4], 4096))
+      assert.equal("Subject: no body", x:read_head(s.list[5], 4096))
+    end)
+
+    it("shares one index per Maildir in a process", function()
+      assert.equal(index.of(mb), index.of(store:mailbox("alice")))
+      assert.are_not.equal(index.of(mb), index.new(mb))
+      assert.has_error(function() index.of("alice") end)
+    end)
+  end)
+end)
