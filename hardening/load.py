@@ -69,20 +69,25 @@ async def smtp(port, n, rcpt):
     async def one(i):
         try:
             r, w = await asyncio.open_connection("127.0.0.1", port)
-            await reply(r)
+            last = await reply(r)
             for cmd in (b"EHLO load", b"MAIL FROM:<l@load>", b"RCPT TO:<" + rcpt.encode() + b">", b"DATA"):
+                if not last[:1] in (b"2", b"3"):
+                    break
                 w.write(cmd + b"\r\n")
-                await reply(r)
-            w.write(b"Subject: load %d\r\n\r\nmessage %d\r\n.\r\n" % (i, i))
-            ok = (await reply(r)).startswith(b"250")
+                last = await reply(r)
+            if last.startswith(b"354"):
+                w.write(b"Subject: load %d\r\n\r\nmessage %d\r\n.\r\n" % (i, i))
+                last = await reply(r)
             w.write(b"QUIT\r\n")
-            await reply(r)
             w.close()
-            return ok
-        except (ConnectionError, OSError):
-            return False
-    oks = await asyncio.gather(*[one(i) for i in range(n)])
-    print(f"sessions={n} ok250={sum(oks)}")
+            return "250" if last.startswith(b"250") else (cmd.decode() + " -> " + last.decode(errors="replace").strip())[:60]
+        except (ConnectionError, OSError) as e:
+            return type(e).__name__
+    res = await asyncio.gather(*[one(i) for i in range(n)])
+    why = {}
+    for r in res:
+        why[r] = why.get(r, 0) + 1
+    print(f"sessions={n} ok250={why.pop('250', 0)} others: {why}")
 
 
 mode, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
