@@ -19,6 +19,10 @@ usage: parley serve http [--listen ADDR] [--root DIR] [options]
   --max-requests N         requests per connection, default 1000
   --max-connections N      default 10000
   --reuseport              SO_REUSEPORT (run several processes on one port)
+  --tls-cert FILE --tls-key FILE   PEM certificate and key (ALPN http/1.1):
+                           alone, --listen serves HTTPS; with --listen-tls,
+                           --listen stays HTTP
+  --listen-tls ADDR        also serve HTTPS on ADDR
 ]]
 
 function M.serve(argv)
@@ -27,10 +31,19 @@ function M.serve(argv)
     listen = "string", root = "string", listing = "flag", access_log = "string",
     max_body = "number", header_timeout = "number", keepalive_timeout = "number",
     max_requests = "number", max_connections = "number", reuseport = "flag",
+    tls_cert = "string", tls_key = "string", listen_tls = "string",
     help = "flag",
   })
   if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
   if o[1] then io.stderr:write("parley: unexpected argument: ", o[1], "\n", HELP) return 2 end
+  if (o.tls_cert == nil) ~= (o.tls_key == nil) then
+    io.stderr:write("parley: --tls-cert and --tls-key go together\n")
+    return 2
+  end
+  if o.listen_tls and not o.tls_cert then
+    io.stderr:write("parley: --listen-tls needs --tls-cert and --tls-key\n")
+    return 2
+  end
   local root = o.root or "."
   local st = require("parley.http.static").stat(root)
   if not st or st.mode ~= "directory" then
@@ -60,8 +73,12 @@ function M.serve(argv)
     transcript = tr.transcript, transcript_full = tr.transcript_full, transcript_secrets = tr.transcript_secrets,
     max_connections = o.max_connections,
     reuseport = o.reuseport,
+    tls = o.tls_cert and { cert = o.tls_cert, key = o.tls_key } or nil,
+    listen_tls = o.listen_tls,
     on_start = function(s)
-      io.stdout:write("http server on ", s.address, " serving ", root, "\n")
+      local plain = not o.tls_cert or o.listen_tls
+      io.stdout:write(plain and "http" or "https", " server on ", s.address, " serving ", root, "\n")
+      if s.tls_address then io.stdout:write("https server on ", s.tls_address, " serving ", root, "\n") end
       io.stdout:flush()
     end,
   }

@@ -10,8 +10,11 @@
 --                     timeouts = { connect = 5, head = 10, body = 30 } }
 --     -- raw mode: exactly these bytes, then the parsed response
 --     client.request{ url = "http://127.0.0.1:8080", raw = "GET / HTTP/1.0\r\n\r\n" }
+--     -- HTTPS: the certificate checked against the system store, or `ca`
+--     client.request{ url = "https://127.0.0.1:8443/", ca = "test-ca.pem" }
 --
--- Connections are kept alive in a pool (per host:port) and reused; a
+-- Connections are kept alive in a pool (per scheme, host, port and, for
+-- HTTPS, the TLS context and name checked) and reused; a
 -- request on a reused connection that the server had closed is retried
 -- once on a new one when its method is idempotent. Redirects (301, 302,
 -- 303, 307, 308) are followed up to `max_redirects` times. Every status
@@ -21,6 +24,7 @@
 local parley = require "parley"
 local core = require "parley.core"
 local body = require "parley.http.body"
+local https = require "parley.http.tls"
 local url = require "socket.url"
 
 local http = core.http
@@ -67,7 +71,7 @@ function M.pool(opts)
                         idle_timeout = opts.idle_timeout or 30, transcript = rec }, pool)
 end
 
---- Takes an idle connection to `key` ("host:port"), or nil.
+--- Takes an idle connection to `key` (scheme, host, port ...), or nil.
 function pool:take(key)
   local list = self.idle[key]
   while list and #list > 0 do
@@ -133,13 +137,17 @@ local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true,
                      OPTIONS = true, TRACE = true }
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 
--- parsed URL -> host, port, target, key
-local function endpoint(u)
+local DEFAULT_PORT = { http = 80, https = 443 }
+
+-- parsed URL -> host, port, target, key (and `tls`, the client context,
+-- for https: a connection is reused only for the same trust and name)
+local function endpoint(u, o)
   local parsed = url.parse(u)
   if not parsed or not parsed.host then return nil, "bad url: " .. u end
   local scheme = lower(parsed.scheme or "http")
-  if scheme ~= "http" then return nil, "unsupported scheme: " .. scheme end
-  local port = tonumber(parsed.port or 80)
+  local default = DEFAULT_PORT[scheme]
+  if not default then return nil, "unsupported scheme: " .. scheme end
+  local port = tonumber(parsed.port or default)
   if not port then return nil, "bad port in url: " .. u end
   local target = parsed.path or "/"
   if target == "" then target = "/" end
@@ -147,9 +155,16 @@ local function endpoint(u)
   if parsed.query then target = target .. "?" .. parsed.query end
   local host = parsed.host
   local hosthdr = (find(host, ":", 1, true) and "[" .. host .. "]" or host)
-                  .. (port ~= 80 and ":" .. port or "")
+                  .. (port ~= default and ":" .. port or "")
+  local key, ctx = scheme .. "|" .. host .. "|" .. port, nil
+  if scheme == "https" then
+    local err
+    ctx, err = https.client_context(o)
+    if not ctx then return nil, err end
+    key = key .. "|" .. tostring(ctx) .. "|" .. (o.servername or "")
+  end
   return { host = host, port = port, target = target, hosthdr = hosthdr,
-           key = host .. "|" .. port, userinfo = parsed.userinfo }
+           key = key, userinfo = parsed.userinfo, tls = ctx }
 end
 
 local function opt(o, name)
@@ -162,6 +177,12 @@ local function opt(o, name)
     if v == nil then v = M.defaults[name] end
   end
   return v
+end
+
+-- a new connection to an endpoint (implicit TLS for https)
+local function connect(ep, o)
+  return parley.connect(ep.host, ep.port, { connect_timeout = opt(o, "connect_timeout"),
+    tls = ep.tls, servername = ep.tls and o.servername or nil })
 end
 
 -- reads a response head into st: n, minor, status, reason, headers or nil, err
@@ -343,7 +364,13 @@ end
 --   connection; the response is parsed and the connection closed),
 --   `transcript` (a parley.transcript recorder or target: this request
 --   then goes on connections of its own, closed after it; with
---   `transcript_full`, `transcript_secrets`).
+--   `transcript_full`, `transcript_secrets`). For `https://` URLs (and
+--   redirects to them): `ca` (PEM file or directory of trusted issuers;
+--   default the system store), `insecure` (true: do not verify the
+--   certificate — anyone in the path can then read and change the
+--   exchange; never the default), `tls_ctx` (a client context: client
+--   certificate, own trust), `servername` (the name checked and sent as
+--   SNI; default the URL's host).
 -- @return a response `{status, reason, minor, headers, body, url,
 --   redirects, trailers}` or `nil, err`
 function M.request(o)
@@ -372,14 +399,14 @@ function M.request(o)
   local redirects = {}
 
   for _ = 0, max_redirects do
-    local ep, err = endpoint(u)
+    local ep, err = endpoint(u, o)
     if not ep then return nil, err end
     local res, retryable
     if o.raw then
       local raw = o.raw
       if type(raw) ~= "string" then error("request: raw must be a string", 2) end
       local conn
-      conn, err = recorded(parley.connect(ep.host, ep.port, { connect_timeout = opt(o, "connect_timeout") }))
+      conn, err = recorded(connect(ep, o))
       if not conn then return nil, err end
       local rmethod = raw:match("^%s*(%u+)") or "GET"
       res, err = exchange(conn, raw, nil, nil, rmethod, o, o.sink, false)
@@ -393,7 +420,7 @@ function M.request(o)
       local conn = attempt == 1 and pooled and the_pool:take(ep.key)
       local reused = conn and true
       if not conn then
-        conn, err = recorded(parley.connect(ep.host, ep.port, { connect_timeout = opt(o, "connect_timeout") }))
+        conn, err = recorded(connect(ep, o))
         if not conn then return nil, err end
       end
       res, err, retryable = exchange(conn, head, data, framing, method, o, o.sink,
@@ -420,7 +447,7 @@ function M.request(o)
     end
     redirects[#redirects + 1] = u
     local nu = resolve(u, loc)
-    local nep = endpoint(nu)
+    local nep = endpoint(nu, o)
     if not nep then return nil, "bad redirect location: " .. loc, res end
     -- RFC 9110 §15.4: 303 (and POST after 301/302, as browsers do) -> GET
     if res.status == 303 or ((res.status == 301 or res.status == 302) and method == "POST") then

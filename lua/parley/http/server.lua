@@ -191,6 +191,12 @@ function request:source()
   return reader_of(self):source()
 end
 
+--- The connection's TLS state (`version`, `cipher`, `alpn`,
+-- `servername` ...) when the request came over HTTPS, else nil.
+function request:tlsinfo()
+  return self.conn:tlsinfo()
+end
+
 --- The trailer fields that ended a chunked body (RFC 9112 §7.1.2), kept
 -- apart from `headers` (RFC 9110 §6.5.1): a table shaped like `headers`
 -- once the body has been read to its end (empty when there were none), or
@@ -840,14 +846,29 @@ end
 
 --- Serves the app: `parley.serve` with this app as the handler.
 -- @tparam table|string opts `listen` and the options of `parley.serve`
--- (or just the address)
--- @return the parley server, or `nil, err`
+-- (or just the address), plus HTTPS: `tls` (`{cert = FILE, key = FILE}`
+-- and any other parley.tls.context option; ALPN `http/1.1` by default)
+-- or `tls_ctx` (a server context). Without `listen_tls`, `listen` itself
+-- is then HTTPS; with `listen_tls = ADDR`, `listen` stays plain HTTP and
+-- ADDR serves HTTPS (see parley.http.tls).
+-- @return the parley server (with `listen_tls`: an object with `port`,
+-- `address`, `tls_port`, `tls_address`, `close`, `connections`, `wait`),
+-- or `nil, err` (also a certificate or key that cannot be used)
 function app:serve(opts)
   if type(opts) == "string" then opts = { listen = opts } end
   local o = {}
   for k, v in pairs(opts) do o[k] = v end
   o.handler = function(conn) return self:handle(conn) end
   o.transcript_protocol = "http"   -- for a `transcript` option
+  if o.tls == nil and o.tls_ctx == nil and o.listen_tls == nil then return parley.serve(o) end
+  local https = require "parley.http.tls"
+  local ctx, err = https.server_context(o)
+  if err then return nil, err end
+  if o.listen_tls then
+    if not ctx then error("listen_tls needs tls = {cert =, key =} or tls_ctx", 2) end
+    return https.serve_both(o, ctx)
+  end
+  o.tls, o.tls_ctx = ctx, nil
   return parley.serve(o)
 end
 
