@@ -38,6 +38,11 @@ M.SCHEMES = { "smtp", "pop3", "imap", "ftp", "http", "telnet" }
 local KNOWN = {}
 for _, s in ipairs(M.SCHEMES) do KNOWN[s] = true end
 
+--- URL schemes that mean implicit TLS (RFC 8314 for mail), each with
+-- the check it runs; the default port is that module's `TLS_PORT`.
+M.TLS_SCHEMES = { smtps = "smtp", submissions = "smtp", pop3s = "pop3", imaps = "imap",
+                  ftps = "ftp", https = "http" }
+
 -- After the deadline the check's task is cancelled (one wait at a time)
 -- and joined again: at most this many times, this long each.
 local ABORT_TRIES, ABORT_GRACE = 5, 0.2
@@ -45,7 +50,7 @@ local ABORT_TRIES, ABORT_GRACE = 5, 0.2
 -- clients are given, so that their own "timeout" reaches the check first.
 local JOIN_GRACE = 0.25
 
-local TLS_OPTIONS = { "tls", "tls_implicit", "insecure", "cert_days" }
+local TLS_OPTIONS = { "tls", "tls_implicit", "insecure", "ca", "cert_days" }
 
 ---------------------------------------------------------------------------
 -- URLs
@@ -106,6 +111,34 @@ function context:perf(label, value, uom, extra)
   return p
 end
 
+--- The TLS options for a client of URL `u` (default the check's URL):
+-- `tls = "implicit"` for an implicit-TLS scheme or `tls_implicit`,
+-- `"required"` for `tls` (STARTTLS or fail: never a silent fallback to
+-- cleartext), with `ca` and `insecure`; an empty table in cleartext.
+-- @tparam[opt] table u a parsed URL
+-- @treturn table options to add to the client's
+function context:tls_options(u)
+  u = u or self.url
+  local o = self.opts
+  local policy = (M.TLS_SCHEMES[u.scheme] or o.tls_implicit) and "implicit" or o.tls and "required"
+  if not policy then return {} end
+  self.tls_wanted = true
+  return { tls = policy, ca = o.ca, insecure = o.insecure or nil }
+end
+
+--- Notes the TLS state of a client's connection (its `tlsinfo()`), for
+-- the certificate's days left (`cert_days`). A check that asked for TLS
+-- and ends without noting any is CRITICAL: never a silent cleartext run.
+-- @param c a client with a `tlsinfo` method (or a stream)
+-- @return the TLS info, or nil in cleartext
+function context:tls_seen(c)
+  local info = c and c:tlsinfo()
+  if info and info.peer and (not self.tls or info.peer.days_left < self.tls.peer.days_left) then
+    self.tls = info
+  end
+  return info
+end
+
 --- The CRITICAL result for a failure in the current phase: a timeout
 -- reads as one of the deadline.
 -- @return "CRITICAL", summary
@@ -127,6 +160,9 @@ function context:release()
   end
 end
 
+-- the commands that start TLS on a plain connection (IMAP's has a tag)
+local STARTTLS_LINES = { STARTTLS = true, STLS = true, ["AUTH TLS"] = true }
+
 local function new_context(opts, u, limit)
   local t0 = parley.now()
   local ctx = setmetatable({ opts = opts, url = u, t0 = t0, limit = limit,
@@ -138,6 +174,8 @@ local function new_context(opts, u, limit)
   ctx.transcript = transcript.new(function(e)
     if e.dir == "*" and e.text:match("^connected") and ctx.phase_name:match("connect$") then
       ctx:phase("greeting")
+    elseif e.dir == "C" and STARTTLS_LINES[e.text:upper():gsub("^%S+ (STARTTLS)$", "%1")] then
+      ctx:phase("starttls")
     end
     if echo then echo:emit(e) end
   end)
@@ -173,11 +211,59 @@ local function check_opts(opts, level)
   return opts
 end
 
--- the TLS options wait for STARTTLS in the protocol clients (issue 10)
-local function tls_missing(opts)
-  for _, k in ipairs(TLS_OPTIONS) do
-    if opts[k] then return "TLS not available yet" end
+-- The TLS options checked against the URLs and the scheme's module:
+-- an error message (UNKNOWN), or nil.
+local function tls_misfit(opts, urls, mod)
+  if opts.tls and opts.tls_implicit then return "--tls and --tls-implicit exclude each other" end
+  local implicit = opts.tls_implicit
+  for _, u in ipairs(urls) do
+    if M.TLS_SCHEMES[u.scheme] then
+      implicit = true
+      if opts.tls then return ("--tls (STARTTLS) with the implicit-TLS URL %s"):format(u.url) end
+    end
   end
+  if mod and opts.tls and not mod.STARTTLS then
+    return mod.LABEL:lower() .. (mod.TLS_PORT and " has no STARTTLS: use --tls-implicit or its TLS URL"
+      or " has no TLS")
+  end
+  if mod and implicit and not mod.TLS_PORT then return mod.LABEL:lower() .. " has no TLS" end
+  if not (opts.tls or implicit) then
+    for _, k in ipairs { "insecure", "ca", "cert_days" } do
+      if opts[k] then
+        return "--insecure, --ca and -D need --tls, --tls-implicit or a TLS URL"
+      end
+    end
+  end
+  if opts.ca ~= nil and (type(opts.ca) ~= "string" or opts.ca == "") then return "ca must be a file name" end
+  local d = opts.cert_days
+  if d ~= nil and (type(d) ~= "table" or type(d[1]) ~= "number" or type(d[2]) ~= "number"
+      or d[1] < 0 or d[2] < 0) then
+    return "cert_days must be { warn, crit } (days)"
+  end
+end
+
+-- The certificate's days left against `cert_days`: an expired
+-- certificate (reached only with `insecure`) is CRITICAL even without
+-- them. Adds perfdata `cert_days`; returns the state and the summary.
+local function judge_certificate(ctx, state, summary)
+  local info, days = ctx.tls, ctx.opts.cert_days
+  local peer = info.peer
+  local left = peer.days_left
+  local p = ctx:perf("cert_days", left, nil, { warn = days and days[1], crit = days and days[2] })
+  local verdict = "OK"
+  if left < 0 then verdict = "CRITICAL"
+  elseif days and left < days[2] then verdict = "CRITICAL"
+  elseif days and left < days[1] then verdict = "WARNING" end
+  local what = left < 0 and ("expired %d days ago"):format(-left)
+    or ("expires in %d days"):format(left)
+  summary = ("%s; %s, certificate %s %s%s"):format(summary, info.version, peer.subject, what,
+    info.verified and "" or " (not verified: --insecure)")
+  if verdict ~= "OK" and days and left >= 0 then
+    summary = ("%s, under the %s threshold (%d days)"):format(summary, verdict:lower(),
+      verdict == "CRITICAL" and days[2] or days[1])
+  end
+  p.value = left
+  return plugin.worst(state, verdict), summary
 end
 
 -- options every check takes; a scheme lists its own in OPTIONS
@@ -239,13 +325,26 @@ local function execute(label, fn, opts, u, judged)
     end
     state = plugin.worst(state, verdict)
   end
+  if ctx.tls and state ~= "UNKNOWN" then
+    state, summary = judge_certificate(ctx, state, summary)
+  elseif ctx.tls_wanted and (state == "OK" or state == "WARNING") then
+    state, summary = "CRITICAL", summary .. "; TLS was asked for but the session ran in cleartext"
+  end
   return result(label, state, summary, perf, { error = err, phase = ctx.phase_name })
 end
 
 --- Checks one service.
 -- @tparam string u the URL (see the module description and each scheme)
 -- @tparam[opt] table opts `timeout` (10 s), `warning`, `critical` (seconds),
--- `verbose` (a transcript of the dialogue on stderr), and the scheme's own
+-- `verbose` (a transcript of the dialogue on stderr), TLS (smtp, pop3,
+-- imap and their implicit-TLS schemes `smtps`/`submissions`, `pop3s`,
+-- `imaps`): `tls` (STARTTLS/STLS, required: a server without it is
+-- CRITICAL), `tls_implicit` (TLS from the first byte, as the TLS schemes),
+-- `ca` (PEM file of trusted issuers; default the system store),
+-- `insecure` (do not verify the certificate), `cert_days` (`{ warn, crit }`:
+-- WARNING / CRITICAL when the certificate has fewer days left; perfdata
+-- `cert_days`; an expired certificate is CRITICAL, an unverifiable one
+-- fails the handshake: CRITICAL with the reason), and the scheme's own
 -- options: smtp `expect_cap` (array), `from`, `to` (array), `subject`,
 -- `helo`; pop3 and imap `subject`, `wait`, `min_messages`,
 -- `max_messages`; ftp `download`, `sha256`, `size`; http `status` (array
@@ -258,14 +357,15 @@ function M.run(u, opts)
   if type(u) ~= "string" then error("url must be a string", 2) end
   opts = check_opts(opts, 2)
   local scheme = (u:match("^(%a[%w+.-]*)://") or ""):lower()
-  local label = KNOWN[scheme] and scheme:upper() or "CHECK"
-  if not KNOWN[scheme] then
-    return unknown(label, scheme == "" and ("bad URL %q"):format(u) or ("unknown scheme %q"):format(scheme))
+  local base = M.TLS_SCHEMES[scheme] or scheme
+  if not KNOWN[base] then
+    return unknown("CHECK", scheme == "" and ("bad URL %q"):format(u) or ("unknown scheme %q"):format(scheme))
   end
-  local mod = require("parley.check." .. scheme)
-  local parsed, err = M.parse_url(u, mod.PORT)
+  local mod = require("parley.check." .. base)
+  local implicit = M.TLS_SCHEMES[scheme] or opts.tls_implicit
+  local parsed, err = M.parse_url(u, implicit and mod.TLS_PORT or mod.PORT)
   if not parsed then return unknown(mod.LABEL, err) end
-  err = tls_missing(opts) or foreign(opts, mod) or (mod.validate and mod.validate(parsed, opts))
+  err = tls_misfit(opts, { parsed }, mod) or foreign(opts, mod) or (mod.validate and mod.validate(parsed, opts))
   if err then return unknown(mod.LABEL, err) end
   return execute(mod.LABEL, mod.check, opts, parsed)
 end
@@ -286,14 +386,21 @@ function M.roundtrip(opts)
   if not opts.smtp then return unknown(label, "the SMTP URL is missing") end
   if (opts.imap == nil) == (opts.pop3 == nil) then return unknown(label, "give one of the IMAP or POP3 URLs") end
   local rt = require "parley.check.roundtrip"
-  local smtp = M.parse_url(opts.smtp, 25)
+  local function parse(s, want)
+    local scheme = type(s) == "string" and (s:match("^(%a[%w+.-]*)://") or ""):lower()
+    if not scheme or (M.TLS_SCHEMES[scheme] or scheme) ~= want then return nil end
+    local mod = require("parley.check." .. want)
+    return M.parse_url(s, (M.TLS_SCHEMES[scheme] or opts.tls_implicit) and mod.TLS_PORT or mod.PORT)
+  end
+  local smtp = parse(opts.smtp, "smtp")
   local rx_scheme = opts.imap and "imap" or "pop3"
-  local rx = M.parse_url(opts[rx_scheme], rx_scheme == "imap" and 143 or 110)
-  if not smtp or smtp.scheme ~= "smtp" then return unknown(label, ("bad SMTP URL %q"):format(opts.smtp)) end
-  if not rx or rx.scheme ~= rx_scheme then
+  local rx = parse(opts[rx_scheme], rx_scheme)
+  if not smtp then return unknown(label, ("bad SMTP URL %q"):format(opts.smtp)) end
+  if not rx then
     return unknown(label, ("bad %s URL %q"):format(rx_scheme:upper(), opts[rx_scheme]))
   end
-  local err = tls_missing(opts) or rt.validate(smtp, rx, opts)
+  rx.proto = rx_scheme
+  local err = tls_misfit(opts, { smtp, rx }) or rt.validate(smtp, rx, opts)
   if err then return unknown(label, err) end
   rx.smtp = smtp
   return execute(label, rt.check, opts, rx, "roundtrip")

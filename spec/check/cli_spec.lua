@@ -32,14 +32,15 @@ describe("parley check (command line)", function()
     assert.matches("^SMTP CRITICAL %- timeout after 0%.5 s in greeting |", out)
   end)
 
-  it("exits 3 for a bad URL, an unknown option, a bad threshold and the TLS options", function()
+  it("exits 3 for a bad URL, an unknown option, a bad threshold and misused TLS options", function()
     local cases = {
       { { "nonsense" }, "CHECK UNKNOWN - bad URL" },
       { { "smtp://h", "--bogus" }, "CHECK UNKNOWN - unknown option --bogus" },
       { { "smtp://h", "-w", "soon" }, "CHECK UNKNOWN - bad threshold" },
       { {}, "CHECK UNKNOWN - a URL is needed" },
-      { { "smtp://h", "--tls" }, "SMTP UNKNOWN - TLS not available yet" },
-      { { "smtp://h", "-D", "30,7" }, "SMTP UNKNOWN - TLS not available yet" },
+      { { "telnet://h", "--tls" }, "TELNET UNKNOWN - telnet has no TLS" },
+      { { "smtp://h", "-D", "30,7" }, "SMTP UNKNOWN - --insecure, --ca and -D need --tls" },
+      { { "smtps://h", "--tls" }, "SMTP UNKNOWN - --tls (STARTTLS) with the implicit-TLS URL" },
       { { "smtp://h", "-D", "soon" }, "CHECK UNKNOWN - -D needs WARN,CRIT" },
       { { "http://h/", "--status", "2xx" }, "CHECK UNKNOWN - --status needs codes" },
     }

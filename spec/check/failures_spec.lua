@@ -80,7 +80,8 @@ describe("a bad URL or option", function()
     assert.equal("SMTP UNKNOWN - bad URL \"smtp://\"", check.run("smtp://").line)
     assert.equal("HTTP UNKNOWN - bad port in URL \"http://h:99999/\"", check.run("http://h:99999/").line)
     assert.equal(3, check.run("pop3://h").status)
-    assert.equal("SMTP UNKNOWN - TLS not available yet", check.run("smtp://h", { tls = true }).line)
+    assert.equal("SMTP UNKNOWN - --tls and --tls-implicit exclude each other",
+      check.run("smtp://h", { tls = true, tls_implicit = true }).line)
   end)
 
   it("raises on wrong argument types", function()

@@ -1,6 +1,7 @@
---- parley.check.imap: `imap://user:password@host[:port][/MAILBOX]`.
+--- parley.check.imap: `imap://user:password@host[:port][/MAILBOX]`
+-- (`imaps://`: implicit TLS, port 993).
 --
--- Logs in, opens the mailbox read-only (EXAMINE; INBOX when the URL has
+-- Logs in (after STARTTLS with `tls`), opens the mailbox read-only (EXAMINE; INBOX when the URL has
 -- no path) and counts its messages (perfdata `messages=N`);
 -- `min_messages` / `max_messages` make a count outside them CRITICAL.
 -- `subject`: OK only when SEARCH SUBJECT finds a message, at once or
@@ -11,7 +12,7 @@
 local parley = require "parley"
 local client = require "parley.imap.client"
 
-local M = { LABEL = "IMAP", PORT = 143 }
+local M = { LABEL = "IMAP", PORT = 143, TLS_PORT = 993, STARTTLS = true }
 
 --- The options this check takes (those of the POP3 check).
 M.OPTIONS = require("parley.check.pop3").OPTIONS
@@ -35,9 +36,12 @@ end
 -- @return the client and the mailbox info, or nil, err
 function M.open(ctx, u, readonly)
   ctx:phase("connect")
-  local c, err = client.connect(u.address, { timeout = ctx:left(), transcript = ctx.transcript })
+  local o = ctx:tls_options(u)
+  o.timeout, o.transcript = ctx:left(), ctx.transcript
+  local c, err = client.connect(u.address, o)
   if not c then return nil, err end
   ctx:own(c.conn)
+  ctx:tls_seen(c)
   ctx:phase("login")
   local ok
   ok, err = c:login(u.user, u.password or "")

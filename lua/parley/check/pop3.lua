@@ -1,6 +1,7 @@
---- parley.check.pop3: `pop3://user:password@host[:port]`.
+--- parley.check.pop3: `pop3://user:password@host[:port]` (`pop3s://`:
+-- implicit TLS, port 995).
 --
--- Logs in (USER/PASS), counts the messages (STAT: perfdata `messages=N`
+-- Logs in (after STLS with `tls`) (USER/PASS), counts the messages (STAT: perfdata `messages=N`
 -- and `size=NB`); `min_messages` / `max_messages` make a count outside
 -- them CRITICAL. `subject`: OK only when a message whose Subject holds
 -- that text is there, or arrives within `wait` seconds. A POP3 session
@@ -12,7 +13,7 @@ local parley = require "parley"
 local client = require "parley.pop3.client"
 local message = require "parley.mail.message"
 
-local M = { LABEL = "POP3", PORT = 110 }
+local M = { LABEL = "POP3", PORT = 110, TLS_PORT = 995, STARTTLS = true }
 
 --- The options this check takes (besides timeout, warning, critical, verbose).
 M.OPTIONS = { subject = true, wait = true, min_messages = true, max_messages = true }
@@ -36,10 +37,12 @@ end
 function M.open(ctx, u)
   ctx:phase("connect")
   local left = ctx:left()
-  local c, err = client.connect(u.address, { timeout = left, connect_timeout = left,
-    transcript = ctx.transcript })
+  local o = ctx:tls_options(u)
+  o.timeout, o.connect_timeout, o.transcript = left, left, ctx.transcript
+  local c, err = client.connect(u.address, o)
   if not c then return nil, err end
   ctx:own(c.conn)
+  ctx:tls_seen(c)
   ctx:phase("login")
   local ok
   ok, err = c:login(u.user, u.password or "")

@@ -70,7 +70,7 @@ function M.check(ctx)
   local delete = o.delete ~= false
   local where = ("%s %s"):format(rx.scheme:upper(), rx.address)
   local ic, box
-  if rx.scheme == "imap" then
+  if rx.proto == "imap" then
     ctx.prefix = "imap "
     ic, box = imap.open(ctx, rx, false)
     if not ic then return ctx:critical(box) end
@@ -84,7 +84,7 @@ function M.check(ctx)
   end
   local sent = parley.now()
   ctx:perf("send", sent - t0, "s", { min = 0 })
-  ctx.prefix = rx.scheme .. " "
+  ctx.prefix = rx.proto .. " "
   local seen, fate
   if ic then
     local uids

@@ -1,6 +1,7 @@
---- parley.check.smtp: `smtp://[user:password@]host[:port]`.
+--- parley.check.smtp: `smtp://[user:password@]host[:port]` (also
+-- `smtps://` and `submissions://`: implicit TLS, port 465).
 --
--- The 220 banner, EHLO (HELO when refused) and its capabilities
+-- The 220 banner (with `tls`: EHLO, STARTTLS, the handshake), EHLO (HELO when refused) and its capabilities
 -- (`expect_cap`: each must be announced, else CRITICAL), AUTH when the URL
 -- has a user, a test message when `from` and `to` are given (CRITICAL
 -- unless the reply after DATA is 250 and every recipient was accepted),
@@ -9,7 +10,7 @@
 local client = require "parley.smtp.client"
 local message = require "parley.mail.message"
 
-local M = { LABEL = "SMTP", PORT = 25 }
+local M = { LABEL = "SMTP", PORT = 25, TLS_PORT = 465, STARTTLS = true }
 
 --- The options this check takes (besides timeout, warning, critical, verbose).
 M.OPTIONS = { expect_cap = true, from = true, to = true, subject = true, helo = true }
@@ -37,14 +38,19 @@ end
 -- @return the client, or nil, err
 function M.open(ctx, u)
   ctx:phase("connect")
-  local c, err = client.connect(u.address, { ehlo = false, helo = ctx.opts.helo,
-    timeouts = timeouts(ctx), transcript = ctx.transcript })
+  local o = ctx:tls_options(u)
+  o.ehlo, o.helo, o.timeouts, o.transcript = false, ctx.opts.helo, timeouts(ctx), ctx.transcript
+  local c, err = client.connect(u.address, o)
   if not c then return nil, err end
   ctx:own(c.conn)
-  ctx:phase("ehlo")
   local ok
-  ok, err = c:ehlo()
-  if not ok then c:close() return nil, err end
+  -- after STARTTLS the client has said EHLO again already
+  if o.tls ~= "required" then
+    ctx:phase("ehlo")
+    ok, err = c:ehlo()
+    if not ok then c:close() return nil, err end
+  end
+  ctx:tls_seen(c)
   if u.user then
     ctx:phase("auth")
     ok, err = c:auth(u.user, u.password or "")

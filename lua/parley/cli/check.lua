@@ -13,6 +13,7 @@ usage: parley check URL [options]
 URLs: smtp://[user:pass@]host[:port]  pop3://user:pass@host[:port]
       imap://user:pass@host[:port][/MAILBOX]  ftp://[user:pass@]host[:port][/path]
       http://host[:port][/path]  telnet://host[:port]
+      implicit TLS: smtps:// submissions:// (465)  pop3s:// (995)  imaps:// (993)
   -w, --warning S      WARNING when the check takes more than S seconds
   -c, --critical S     CRITICAL when it takes more than S seconds
   -t, --timeout S      CRITICAL "timeout after S s in <phase>" (default 10)
@@ -30,7 +31,14 @@ URLs: smtp://[user:pass@]host[:port]  pop3://user:pass@host[:port]
          long until --imap (IDLE) or --pop3 (polling) sees it; -w/-c apply
          to that time; --to/--from (default the receiving user@localhost);
          the message is deleted once seen unless --keep
- TLS (soon): --tls  --tls-implicit  --insecure  -D WARN,CRIT (certificate days)
+ TLS:    --tls            STARTTLS (smtp), STLS (pop3), STARTTLS (imap): a server
+                          without it is CRITICAL, never a cleartext fallback
+         --tls-implicit   TLS from the first byte (as the TLS URL schemes)
+         --ca FILE        trust the issuers in FILE (PEM) instead of the system store
+         --insecure       do not verify the certificate (says so on stderr)
+         -D, --cert-days WARN,CRIT   WARNING / CRITICAL when the certificate
+                          has fewer days left (perfdata cert_days); an expired
+                          or unverifiable certificate is CRITICAL
 Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 ]]
 
@@ -40,7 +48,7 @@ local SPEC = {
   wait = "string", min_messages = "string", max_messages = "string",
   download = "flag", sha256 = "string", size = "string", status = "list", expect = "string",
   roundtrip = "flag", smtp = "string", imap = "string", pop3 = "string", delete = "flag", keep = "flag",
-  tls = "flag", tls_implicit = "flag", insecure = "flag", cert_days = "string",
+  tls = "flag", tls_implicit = "flag", insecure = "flag", ca = "string", cert_days = "string",
 }
 
 -- short options of the Monitoring Plugins guidelines
@@ -75,6 +83,7 @@ local function options(argv)
     size = number(o, "size", true), verbose = o.verbose, helo = o.helo, from = o.from,
     subject = o.subject, download = o.download, sha256 = o.sha256, expect = o.expect,
     expect_cap = o.expect_cap, tls = o.tls, tls_implicit = o.tls_implicit, insecure = o.insecure,
+    ca = o.ca,
   }
   for _, k in ipairs { "warning", "critical" } do
     if o[k] then
@@ -128,6 +137,9 @@ function M.main(argv)
     return unknown("internal error: " .. tostring(url))
   end
   if help then io.stdout:write(HELP) return 0 end
+  if opts.insecure then
+    io.stderr:write("parley check: warning: --insecure: the server's certificate is not verified\n")
+  end
   local rok, r = pcall(function()
     if url then return check.run(url, opts) end
     return check.roundtrip(opts)
