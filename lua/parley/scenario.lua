@@ -227,10 +227,16 @@ end
 --- Connects to a URL and returns a connection to script
 -- (see `parley.scenario.conn`): `tcp://`, `smtp://`, `pop3://`,
 -- `imap://`, `ftp://`, `http://`, `telnet://` (default ports; telnet://
--- negotiates options with `parley.telnet.client`).
+-- negotiates options with `parley.telnet.client`), and with implicit TLS
+-- `smtps://`, `submissions://` (465), `pop3s://` (995), `imaps://` (993),
+-- `ftps://` (990), `https://` (443). `c:starttls()` upgrades a plain one.
 -- @tparam string url
 -- @tparam[opt] table opts `timeout` (seconds to connect), `lenient`
--- (accept bare LF line ends), `max_line` (bytes), and for telnet:// the
+-- (accept bare LF line ends), `max_line` (bytes), TLS: `ca` (PEM file of
+-- trusted issuers; default `s.vars.ca`, else the system store),
+-- `insecure` (do not verify the certificate; default `s.vars.insecure`,
+-- where "1", "true" or "yes" from `--var` say yes), `tls_ctx` (a client
+-- context), `servername` (default the URL's host); for telnet:// the
 -- telnet client's options
 -- @return a connection, or `nil, err` (the step failed)
 function context:connect(url, opts)

@@ -14,8 +14,7 @@ setup(function() c = certs.make() end)
 teardown(function() certs.remove(c) end)
 
 -- SMTP, POP3 and IMAP with STARTTLS on the plain ports and implicit-TLS
--- ports beside them (inside a task); cleartext passwords refused even
--- from loopback, so a login that works went over TLS.
+-- ports beside them (inside a task).
 local function tls_mail(cert, key)
   local dir = H.tmpdir()
   local store = assert(require("parley.mail.maildir").open(dir .. "/md", { fsync = false }))
@@ -23,7 +22,7 @@ local function tls_mail(cert, key)
   local started = assert(require("parley.mail.cli").start{ store = store, users = users,
     smtp = "127.0.0.1:0", pop3 = "127.0.0.1:0", imap = "127.0.0.1:0", smtps = "127.0.0.1:0",
     pop3s = "127.0.0.1:0", imaps = "127.0.0.1:0", auth_delay = 0, domain = { "localhost" },
-    tls_cert = cert or c.cert, tls_key = key or c.key, allow_plaintext_auth = false })
+    tls_cert = cert or c.cert, tls_key = key or c.key })
   local m = {}
   for _, s in ipairs(started) do
     m[s.proto], m[s.proto .. "s"] = s.server.port, s.server.tls_port

@@ -23,15 +23,29 @@
 --   returns the line and the predicate's value;
 -- * a list of those: the first that accepts the next line wins; its
 --   index is returned after the results.
+--
+-- TLS: `smtps://`, `submissions://`, `pop3s://`, `imaps://`, `ftps://`
+-- and `https://` connect with implicit TLS (RFC 8314; the transcript
+-- reads them as the plain protocol); `c:starttls()` turns a plain
+-- connection into TLS after the script has sent STARTTLS (STLS, AUTH
+-- TLS) and read the go-ahead. Certificates are verified against the
+-- system store unless the options (or `s.vars`, so that `parley run --var
+-- ca=FILE` or `--var insecure=1` reach every connection) say `ca` or
+-- `insecure`.
 -- @module parley.scenario.conn
 local parley = require "parley"
 local transcript = require "parley.transcript"
+local starttls = require "parley.smtp.starttls"
 local url = require "socket.url"
 
 local M = {}
 
 --- Default ports by URL scheme (tcp:// needs one).
-M.PORTS = { smtp = 25, pop3 = 110, imap = 143, ftp = 21, http = 80, telnet = 23 }
+M.PORTS = { smtp = 25, pop3 = 110, imap = 143, ftp = 21, http = 80, telnet = 23,
+            smtps = 465, submissions = 465, pop3s = 995, imaps = 993, ftps = 990, https = 443 }
+--- The implicit-TLS schemes and the protocol each speaks.
+M.TLS_SCHEMES = { smtps = "smtp", submissions = "smtp", pop3s = "pop3", imaps = "imap",
+                  ftps = "ftp", https = "http" }
 --- Lines one reply (or one `expect_multiline` / `expect_tagged`) may have.
 M.MAX_REPLY_LINES = 100000
 --- Lines `opts.skip` may let pass at most.
@@ -57,6 +71,23 @@ local function remaining(deadline)
   return math.max(0, deadline - parley.now())
 end
 
+-- `--var` values are strings: "", "0", "false" and "no" say no
+local function yes(v)
+  if type(v) == "string" then return not (v == "" or v == "0" or v:lower() == "false" or v:lower() == "no") end
+  return v and true or false
+end
+
+-- The client context for a connection's TLS: its options (`tls_ctx`,
+-- `ca`, `insecure`), else the scenario's vars (`ca`, `insecure`).
+local function tls_context(run, opts)
+  local vars = run.vars
+  local o = { tls_ctx = opts.tls_ctx, ca = opts.ca, insecure = opts.insecure }
+  if o.tls_ctx == nil and o.ca == nil then o.ca = vars.ca end
+  if o.insecure == nil then o.insecure = vars.insecure end
+  o.insecure = yes(o.insecure)
+  return starttls.client_context(o)
+end
+
 --- Opens a connection (`s:connect`).
 -- @param run the scenario context
 -- @tparam string u a URL
@@ -69,17 +100,26 @@ function M.open(run, u, opts)
   local p = url.parse(u)
   local scheme = p and p.scheme and p.scheme:lower()
   if not scheme or not (M.PORTS[scheme] or scheme == "tcp") or not p.host then
-    error("connect: want scheme://host[:port] with a scheme among tcp, smtp, pop3, imap, ftp, http, telnet: " .. u, 3)
+    error("connect: want scheme://host[:port] with a scheme among tcp, smtp, pop3, imap, ftp, http, "
+      .. "telnet (or smtps, submissions, pop3s, imaps, ftps, https): " .. u, 3)
   end
   local port = tonumber(p.port) or M.PORTS[scheme]
   if not port then error("connect: tcp:// needs a port: " .. u, 3) end
-  local self = setmetatable({ run = run, scheme = scheme, url = u, opts = opts,
+  local implicit = M.TLS_SCHEMES[scheme]
+  local self = setmetatable({ run = run, scheme = implicit or scheme, url = u, opts = opts,
     host = p.host, port = port }, conn)
   return run:op("connect " .. u, function()
-    local s, err = parley.connect(p.host, port, { connect_timeout = timeout,
-      max_line = opts.max_line, lenient = opts.lenient })
+    local ctx, err
+    if implicit then
+      ctx, err = tls_context(run, opts)
+      if not ctx then return false, err end
+    end
+    local s
+    s, err = parley.connect(p.host, port, { connect_timeout = timeout,
+      max_line = opts.max_line, lenient = opts.lenient, tls = ctx, servername = opts.servername })
     if not s then return false, err end
-    s = transcript.wrap(s, run.recorder, { protocol = scheme ~= "tcp" and scheme or nil })
+    s = transcript.wrap(s, run.recorder, { protocol = self.scheme ~= "tcp" and self.scheme or nil })
+    if implicit then starttls.record(s) end
     self.stream = s
     if scheme == "telnet" then
       local copts = {}
@@ -447,6 +487,39 @@ function conn:expect_closed(opts)
     end
     return false, "still open (got " .. quoted(self.last or "") .. ")"
   end)
+end
+
+--- Turns the connection into TLS (a step), once the script has sent
+-- STARTTLS (STLS, AUTH TLS) and read the server's go-ahead; the
+-- transcript notes `TLS started (<version>, <cipher>)`. Bytes the server
+-- sent past its go-ahead fail the step (`"data after starttls"`,
+-- RFC 3207 4.2); so does a certificate that does not verify.
+-- @tparam[opt] table opts `ca` (PEM file of trusted issuers), `insecure`
+-- (do not verify), `tls_ctx` (a client context), `servername` (the name
+-- checked and sent as SNI; default the URL's host), `timeout`, `name`;
+-- `ca` and `insecure` default to `s.vars.ca` and `s.vars.insecure`
+-- @return the stream's `tlsinfo()` (`version`, `cipher`, `peer` ...),
+-- or `nil, err` (the scenario ends)
+function conn:starttls(opts)
+  if opts ~= nil and type(opts) ~= "table" then error("starttls options must be a table", 2) end
+  if self.telnet then error("starttls: telnet:// stays cleartext", 2) end
+  opts = opts or {}
+  return self.run:op(opts.name or "starttls", function()
+    if not self.stream then return false, "closed" end
+    local ctx, err = tls_context(self.run, opts)
+    if not ctx then return false, err end
+    local info
+    info, err = starttls.upgrade(self.stream, ctx, { servername = opts.servername,
+      timeout = self.run:timeout_of(opts) })
+    if not info then return false, err end
+    return true, info
+  end)
+end
+
+--- The TLS state of the connection (not a step): its `tlsinfo()`, or nil
+-- in cleartext.
+function conn:tlsinfo()
+  return self.stream and self.stream:tlsinfo()
 end
 
 --- Closes the connection (also done when the scenario ends).
