@@ -1,4 +1,5 @@
---- parley.ftp.client: an FTP client (RFC 959, 2389, 2428, 3659).
+--- parley.ftp.client: an FTP client (RFC 959, 2389, 2428, 3659; TLS:
+-- RFC 4217).
 --
 --     local client = require "parley.ftp.client"
 --     local c = assert(client.connect("127.0.0.1", 2121))
@@ -15,6 +16,20 @@
 -- `active = true` listens on the control connection's local address and
 -- sends EPRT (PORT when EPRT is refused).
 --
+-- TLS: `tls = "explicit"` (AUTH TLS, PBSZ 0, PROT P; in cleartext when the
+-- server refuses AUTH), `"required"` (the same, but a refusal ends the
+-- session: nothing is ever sent in cleartext after the greeting) or
+-- `"implicit"` (TLS from the first byte, port 990):
+--
+--     local c = assert(client.connect("ftp.example.org", { tls = "required" }))
+--
+-- The certificate is checked against the system store (or `ca`, or
+-- `tls_ctx`); `insecure = true` skips that check, so that anyone in the
+-- path can read the session: never the default. With PROT P each data
+-- connection runs its own handshake, the client as the TLS client (RFC
+-- 4217 section 7), resuming the control connection's session as servers
+-- such as vsftpd (require_ssl_reuse) and FileZilla Server demand.
+--
 -- Errors: I/O failures return `nil, err`; an unexpected reply returns
 -- `nil, "<code> <text>", reply` with `reply = {code=, text=}`. CR, LF or
 -- NUL in any argument raises before anything is sent.
@@ -22,6 +37,7 @@
 local parley = require "parley"
 local core = require "parley.core"
 local transcript = require "parley.transcript"
+local starttls = require "parley.smtp.starttls"
 local ftp = core.ftp
 
 local M = {}
@@ -35,7 +51,21 @@ M.DEFAULTS = {
   epsv = true,           -- try EPSV before PASV
   max_reply_lines = 1000,
   chunk = 65536,         -- bytes per read/progress step for sinks
+  tls = false,           -- "explicit" | "required" | "implicit" | false
+  insecure = false,      -- true: do not verify the server's certificate
 }
+
+-- `tls` option values; "starttls" is the name the mail clients use
+local POLICIES = { explicit = "explicit", starttls = "explicit", required = "required",
+                   implicit = "implicit" }
+
+local function tls_policy(v)
+  if v == nil or v == false then return nil end
+  if v == true then return "required" end
+  local p = POLICIES[v]
+  if not p then error('tls must be "explicit", "required", "implicit" or false', 3) end
+  return p
+end
 
 local client = {}
 client.__index = client
@@ -55,13 +85,23 @@ local function fail(reply)
   return nil, reply.code .. " " .. reply.text, reply
 end
 
---- Connects to an FTP server and reads its greeting.
+--- Connects to an FTP server and reads its greeting; with `tls =
+-- "explicit"` or `"required"` it then secures the session (see
+-- `client:auth_tls`).
 -- @tparam string host
--- @tparam number port (default 21)
+-- @tparam number port (default 21; 990 with `tls = "implicit"`)
 -- @tparam[opt] table opts see `DEFAULTS`; and `transcript` (a
 -- parley.transcript recorder or target: the control connection and, as
 -- bulk, every data connection; with `transcript_full`,
--- `transcript_secrets`)
+-- `transcript_secrets`); TLS: `tls` (`"explicit"` (or `"starttls"`):
+-- AUTH TLS, PBSZ 0 and PROT P, going on in cleartext when the server
+-- refuses AUTH; `"required"` (or `true`): the same, but any refusal or a
+-- failed handshake fails the connect; `"implicit"`: TLS from the first
+-- byte; default `false`, cleartext), `ca` (PEM file or directory of
+-- trusted issuers), `tls_ctx` (a client context: client certificate, own
+-- trust), `insecure` (true: the certificate is not checked — anyone in
+-- the path can then read and change the session), `servername` (the name
+-- the certificate must carry and the SNI sent; default `host`)
 -- @return a client, or `nil, err [, reply]`
 function M.connect(host, port, opts)
   check(host, "host")
@@ -71,12 +111,22 @@ function M.connect(host, port, opts)
   for k, v in pairs(M.DEFAULTS) do o[k] = v end
   for k, v in pairs(opts) do o[k] = v end
   if o.active then o.passive = false end
-  local conn, err = parley.connect(host, port or 21, { timeout = o.timeout,
-    connect_timeout = o.connect_timeout })
+  local policy = tls_policy(o.tls)
+  if o.servername ~= nil then check(o.servername, "servername") end
+  local ctx, err
+  if policy then
+    ctx, err = starttls.client_context(o)
+    if not ctx then return nil, err end
+  end
+  local conn
+  conn, err = parley.connect(host, port or (policy == "implicit" and 990 or 21), { timeout = o.timeout,
+    connect_timeout = o.connect_timeout, tls = policy == "implicit" and ctx or nil,
+    servername = o.servername })
   conn, err = transcript.attach(conn, o, "ftp", "client", err)
   if not conn then return nil, err end
+  if policy == "implicit" then starttls.record(conn) end
   local c = setmetatable({ conn = conn, opts = o, parser = ftp.reply_parser{ max_lines = o.max_reply_lines },
-    type = nil, epsv_ok = o.epsv }, client)
+    type = nil, epsv_ok = o.epsv, tls_ctx = ctx, servername = o.servername or host, data_prot = "C" }, client)
   c.peer_ip = (conn:getpeername())
   c.local_ip = (conn:getsockname())
   local r, rerr = c:read_reply()
@@ -85,6 +135,17 @@ function M.connect(host, port, opts)
   if r.code ~= 220 then
     conn:close()
     return fail(r)
+  end
+  local ok, rep
+  if policy == "implicit" then
+    ok, err, rep = c:prot("P")
+  elseif policy then
+    ok, err, rep = c:auth_tls()
+    if not ok and rep and policy == "explicit" and not c.conn:tlsinfo() then ok = true end
+  end
+  if policy and not ok then
+    if rep and policy ~= "explicit" then c:quit() else conn:close() end
+    return nil, err, rep
   end
   return c
 end
@@ -152,6 +213,64 @@ function client:login(user, password)
   if r.code ~= 230 and r.code ~= 202 then return fail(r) end
   self.user = user
   return true
+end
+
+--- Secures the session (RFC 4217): AUTH TLS, the handshake (the
+-- certificate checked as `connect` was told), then PBSZ 0 and PROT P so
+-- that data connections run in TLS too. What the client knew before is
+-- forgotten (TYPE, EPSV/EPRT support, the login: log in after this). A
+-- server that sends bytes after its 234 before the handshake is refused
+-- (`"data after starttls"`) and the connection closed.
+-- @tparam[opt] table opts `prot` (`"P"` (default) or `"C"`: data
+-- connections in cleartext)
+-- @return true, or `nil, err, reply` (a refused AUTH (the session is
+-- still in cleartext) or PBSZ/PROT), or `nil, err` (the connection is
+-- then closed)
+function client:auth_tls(opts)
+  opts = opts or {}
+  if self.conn:tlsinfo() then return nil, "tls already active" end
+  if not self.tls_ctx then
+    local ctx, err = starttls.client_context(self.opts)
+    if not ctx then return nil, err end
+    self.tls_ctx = ctx
+  end
+  local r, err = self:command("AUTH", "TLS")
+  if not r then return nil, err end
+  if r.code ~= 234 then return fail(r) end
+  local info
+  info, err = starttls.upgrade(self.conn, self.tls_ctx, { servername = self.servername })
+  if not info then
+    self.conn:close()
+    return nil, err
+  end
+  -- RFC 4217 section 4.2: a new session, as after REIN
+  self.type, self.want_type, self.user, self.data_prot, self.pbsz = nil, nil, nil, "C", nil
+  self.epsv_ok, self.eprt_ok = self.opts.epsv, nil
+  return self:prot(opts.prot or "P")
+end
+
+--- Sets the data connections' protection (RFC 4217 section 9): PBSZ 0
+-- first when not yet sent, then PROT `level`. Needs TLS on the control
+-- connection.
+-- @tparam string level `"P"` (data connections in TLS) or `"C"` (cleartext)
+-- @return true, or `nil, err, reply`
+function client:prot(level)
+  if level ~= "P" and level ~= "C" then error('bad argument \'level\' ("P" or "C" expected)', 2) end
+  if not self.pbsz then
+    local r, err, rr = expect(self, 2, "PBSZ", "0")
+    if not r then return nil, err, rr end
+    self.pbsz = true
+  end
+  local r, err, rr = expect(self, 2, "PROT", level)
+  if not r then return nil, err, rr end
+  self.data_prot = level
+  return true
+end
+
+--- The TLS state of the control connection: the stream's `tlsinfo()`
+-- (`version`, `cipher`, `verified`, `peer` ...), or nil in cleartext.
+function client:tlsinfo()
+  return self.conn:tlsinfo()
 end
 
 --- The server's features (FEAT), a table NAME -> params, or `nil, err, reply`.
@@ -286,6 +405,20 @@ function client:binary() self.want_type = "I" return set_type(self, "I") end
 -- Data connections
 ---------------------------------------------------------------------------
 
+-- A data connection, after the server's 1xx: with PROT P its TLS
+-- handshake (the FTP client is the TLS client whoever connected, RFC 4217
+-- section 7), offering the control connection's session.
+local function secure_data(self, data)
+  if self.data_prot ~= "P" then return data end
+  local info, err = starttls.upgrade(data, self.tls_ctx, { session = transcript.unwrap(self.conn),
+    servername = self.servername })
+  if not info then
+    data:close()
+    return nil, "data connection: " .. tostring(err)
+  end
+  return data
+end
+
 -- prepares a data connection: returns an opener `function() -> stream`
 local function prepare_data(self)
   local o = self.opts
@@ -316,7 +449,7 @@ local function prepare_data(self)
       connect_timeout = o.connect_timeout })
     if not data then return nil, "data connection: " .. tostring(err) end
     data = transcript.follow(data, self.conn, "ftp-data", "client")
-    return function() return data end, data
+    return function() return secure_data(self, data) end, data
   end
   local host = self.local_ip:find(":", 1, true) and "[" .. self.local_ip .. "]" or self.local_ip
   local l, err = parley.listen(host .. ":0", { backlog = 1 })
@@ -337,8 +470,24 @@ local function prepare_data(self)
     l:close()
     if not d then return nil, "data connection: " .. tostring(aerr) end
     d:settimeout(o.timeout)
-    return transcript.follow(d, self.conn, "ftp-data", "client")
+    return secure_data(self, transcript.follow(d, self.conn, "ftp-data", "client"))
   end, l
+end
+
+-- Closes a data connection. A TLS 1.3 server sends session tickets after
+-- the handshake, which an upload never reads; closing a socket with
+-- unread bytes makes the kernel send RST and drop what it still had to
+-- send, so read them first (bounded: they are a few hundred bytes).
+local MAX_DRAIN = 64
+
+local function close_data(data)
+  if data:tlsinfo() then
+    data:settimeout(0)
+    for _ = 1, MAX_DRAIN do
+      if not data:receive_some() then break end
+    end
+  end
+  data:close()
 end
 
 -- Runs one transfer: verb/arg, `pump(data)` moves the bytes.
@@ -366,14 +515,13 @@ local function transfer(self, verb, arg, offset, pump)
   local data, derr = open()
   if not data then
     drop()
-    -- the server will answer 425 once it gives up
-    self:read_reply()
-    return nil, derr
+    -- the server answers 425 (or 522) once it gives up
+    return nil, derr, self:read_reply()
   end
   self.data = data
   local ok, perr = pump(data)
   self.data = nil
-  data:close()
+  close_data(data)
   if self.aborting or ok == "abort" then
     -- ABOR: the transfer's reply (426 or 226), then ABOR's own (226/225)
     local r1 = self:read_reply()

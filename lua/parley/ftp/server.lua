@@ -1,8 +1,24 @@
---- parley.ftp.server: an FTP server (RFC 959, 2389, 2428, 3659).
+--- parley.ftp.server: an FTP server (RFC 959, 2389, 2428, 3659; TLS:
+-- RFC 4217).
 --
 --     local ftp = require "parley.ftp"
 --     local srv = ftp.server.serve{ listen = "127.0.0.1:2121",
---       root = "/srv/ftp", anonymous = true }
+--       root = "/srv/ftp", anonymous = true,
+--       tls = { cert = "ftp.crt", key = "ftp.key" },   -- AUTH TLS, PBSZ, PROT
+--       listen_tls = "127.0.0.1:9990" }                 -- implicit FTPS (990 form)
+--
+-- TLS (RFC 4217): with `tls` (or `tls_ctx`) the plain port offers `AUTH
+-- TLS` (`AUTH TLS-C` and `AUTH SSL` are taken as the same) and FEAT lists
+-- AUTH TLS, PBSZ and PROT; after the handshake the session starts again
+-- as after REIN (logged out, TYPE A, cwd /, PROT C: RFC 4217 section 4.2).
+-- `PBSZ 0` then `PROT P` puts data connections in TLS, and by default a
+-- data connection must resume the control connection's TLS session
+-- (`require_session_reuse`, like vsftpd's require_ssl_reuse): one that
+-- does not is closed and the transfer answered 522. A command pipelined
+-- behind AUTH TLS in the same segment is never answered: the connection
+-- is closed (CVE-2011-0411 class). CCC is refused (534; 533 without TLS).
+-- USER/PASS in cleartext are refused (530) except from loopback peers
+-- (`allow_plaintext_auth`); anonymous logins stay allowed when configured.
 --
 -- One task per control connection reads commands; each transfer runs in
 -- a task of its own so that ABOR, STAT and QUIT are answered while it runs.
@@ -31,6 +47,8 @@ local parley = require "parley"
 local core = require "parley.core"
 local vfs = require "parley.ftp.vfs"
 local users_mod = require "parley.mail.users"
+local starttls = require "parley.smtp.starttls"
+local serving = require "parley.server"
 local ftp = core.ftp
 
 local M = {}
@@ -59,6 +77,11 @@ M.DEFAULTS = {
   pasv_ports = nil,           -- {min, max} or "min-max"; nil: any free port
   pasv_address = nil,         -- string, or function(client_ip, server_ip) -> ip
   xferlog = nil,              -- path, file handle, or function(line)
+  -- TLS (RFC 4217): `tls = {cert =, key =}` or `tls_ctx`, `listen_tls`
+  allow_plaintext_auth = "loopback", -- true | false | "loopback": USER/PASS in cleartext
+  require_session_reuse = true,      -- PROT P data connections must resume the control session
+  require_data_tls = false,          -- true: PROT C refused (534), clear transfers 521
+  tls_timeout = 30,                  -- seconds for a TLS handshake (control or data)
 }
 
 local PERMS = { r = "read", w = "write", d = "delete", m = "mkdir", n = "rename" }
@@ -228,7 +251,26 @@ local function listen_pasv(s, ip)
   return nil, err or ("no free port in " .. lo .. "-" .. hi .. (o and "" or ""))
 end
 
+-- PROT P: the data connection's handshake (the FTP server is always the
+-- TLS server, RFC 4217 section 7), and the session reuse that proves the
+-- data connection comes from the client of the control connection
+-- (section 10.2: a refusal for this reason is a 522 that says so).
+-- Returns true, or nil, err, code, text.
+local function secure_data(s, data)
+  local o = s.srv.opts
+  local ok, err = data:starttls(s.srv.tls_ctx, { timeout = o.tls_timeout })
+  if not ok then
+    return nil, err, 522, "Data connection TLS negotiation failed: " .. tostring(err) .. "."
+  end
+  if o.require_session_reuse and not data:tlsinfo().session_reused then
+    return nil, "no session reuse", 522, "Data connection refused: TLS session reuse required " ..
+      "(resume the control connection's TLS session)."
+  end
+  return true
+end
+
 -- In the transfer task: sends 150 then opens the data connection.
+-- Returns the data stream, or nil, err[, code, text] (the reply to send).
 local function open_data(s, x, mark)
   s:reply(150, mark)
   s.conn:flush()
@@ -255,7 +297,20 @@ local function open_data(s, x, mark)
   end
   if not data then return nil, err end
   data:settimeout(o.data_timeout)
+  x.data = data
+  if s.prot == "P" then
+    local ok, code, text
+    ok, err, code, text = secure_data(s, data)
+    if not ok then
+      data:close()
+      x.data = nil
+      parley.log(("ftp: data connection from %s: %s"):format(s.ip, err))
+      if x.aborted then return nil, "aborted" end
+      return nil, err, code, text
+    end
+  end
   data = require("parley.transcript").follow(data, s.conn, "ftp-data", "server")
+  if s.prot == "P" then starttls.record(data) end
   x.data = data
   if x.aborted then data:close() return nil, "aborted" end
   return data
@@ -282,14 +337,23 @@ local function start_transfer(s, mark, body, after)
     if after then after(false) end
     return
   end
+  if s.prot ~= "P" and s.srv.opts.require_data_tls then
+    -- RFC 4217 section 10.2: refused before any 1xx
+    if x.listener then x.listener:close() end
+    s:reply(521, "Data connection cannot be opened with this PROT setting: use PBSZ 0 and PROT P.")
+    if after then after(false) end
+    return
+  end
   s.rest = 0
   s.xfer = x
   x.task = parley.spawn(function()
     local ok, code, text
-    local data, err = open_data(s, x, mark)
+    local data, err, ecode, etext = open_data(s, x, mark)
     if not data then
       if x.aborted then
         ok, code, text = false, 426, "Connection closed; transfer aborted."
+      elseif ecode then
+        ok, code, text = false, ecode, etext
       else
         ok, code, text = false, 425, "Can't open data connection: " .. tostring(err) .. "."
       end
@@ -428,16 +492,29 @@ end
 
 local C = {}          -- verb -> function(s, arg)
 local NO_LOGIN = { USER = true, PASS = true, QUIT = true, FEAT = true, HELP = true,
-                   NOOP = true, SYST = true, OPTS = true, AUTH = true }
+                   NOOP = true, SYST = true, OPTS = true, AUTH = true, PBSZ = true,
+                   PROT = true, CCC = true }
 local NEEDS_ARG = { USER = true, PASS = false, CWD = true, MKD = true, RMD = true,
                     DELE = true, RNFR = true, RNTO = true, RETR = true, STOR = true,
                     APPE = true, REST = true, SIZE = true, MDTM = true, TYPE = true,
-                    MODE = true, STRU = true, PORT = true, EPRT = true, OPTS = true }
+                    MODE = true, STRU = true, PORT = true, EPRT = true, OPTS = true,
+                    AUTH = true, PBSZ = true, PROT = true }
+
+local function is_anonymous(name) return name == "anonymous" or name == "ftp" end
 
 function C.USER(s, arg)
-  s.user, s.account, s.anon_pass = arg, nil, nil
-  local lname = arg:lower()
-  if (lname == "anonymous" or lname == "ftp") and s.srv.opts.anonymous then
+  s.user, s.account, s.anon_pass = nil, nil, nil
+  local o = s.srv.opts
+  local anon = is_anonymous(arg:lower()) and o.anonymous
+  if not anon and not starttls.plaintext_allowed(o.allow_plaintext_auth, s.ip, s.tls ~= nil) then
+    -- RFC 4217 section 10.1: a server may deny USER before TLS
+    if s.srv.tls_ctx then
+      return s:reply(530, "Login in cleartext refused: use AUTH TLS first (the password would travel unencrypted).")
+    end
+    return s:reply(530, "Login in cleartext refused and this server has no TLS (allow_plaintext_auth).")
+  end
+  s.user = arg
+  if anon then
     s:reply(331, "Anonymous login ok, send your e-mail address as password.")
   else
     s:reply(331, "Password required for " .. arg .. ".")
@@ -464,8 +541,7 @@ function C.PASS(s, arg)
   if o.on_auth then
     acct = o.on_auth(s.user, arg, s)
   else
-    local lname = s.user:lower()
-    if (lname == "anonymous" or lname == "ftp") and o.anonymous then
+    if is_anonymous(s.user:lower()) and o.anonymous then
       acct = { root = o.anonymous_root or o.root, perms = o.anonymous_perms, anonymous = true }
       s.anon_pass = arg
     elseif srv.users and srv.users:check(s.user, arg) then
@@ -503,11 +579,83 @@ function C.NOOP(s) s:reply(200, "NOOP ok.") end
 function C.SYST(s) s:reply(215, "UNIX Type: L8") end
 function C.ALLO(s) s:reply(202, "ALLO command ignored.") end
 function C.ACCT(s) s:reply(202, "ACCT command ignored.") end
-function C.AUTH(s) s:reply(502, "TLS not available.") end
+-- TLS (RFC 4217) ------------------------------------------------------------
 
-local FEATURES = { "Features:", " EPRT", " EPSV", " MDTM", " MLST type*;size*;modify*;perm*;unix.mode*;",
-                   " PASV", " REST STREAM", " SIZE", " TVFS", " UTF8", "End" }
-function C.FEAT(s) s:reply(211, FEATURES) end
+-- what AUTH resets "almost as if a REIN command was issued" (RFC 4217 4.2)
+function session:reset()
+  self.user, self.account, self.anon_pass, self.rnfr, self.facts = nil, nil, nil, nil, nil
+  self.cwd, self.type, self.rest, self.epsv_all = "/", "A", 0, nil
+  self.prot, self.pbsz = "C", false
+  self:close_pasv()
+  self.port_ip, self.port_port = nil, nil
+end
+
+local AUTH_TLS = { TLS = true, ["TLS-C"] = true, SSL = true }
+
+function C.AUTH(s, arg)
+  local ctx = s.srv.tls_ctx
+  if not ctx then return s:reply(502, "AUTH not available: this server has no TLS certificate.") end
+  local mech = arg:upper()
+  if not AUTH_TLS[mech] then return s:reply(504, "AUTH " .. arg .. " not supported: use AUTH TLS.") end
+  if s.tls then return s:reply(503, "TLS already active.") end
+  s:reply(234, "Proceed with TLS negotiation (AUTH " .. mech .. ").")
+  local info, err = starttls.upgrade(s.conn, ctx, { timeout = s.srv.opts.tls_timeout })
+  if not info then
+    -- "data after starttls": a command pipelined behind AUTH is never
+    -- answered; a failed handshake leaves the connection in an unknown state
+    parley.log(("ftp: AUTH TLS from %s: %s; closing"):format(s.ip, err))
+    s.dead = err
+    return
+  end
+  s.tls = info
+  s:reset()
+end
+
+function C.PBSZ(s, arg)
+  if not s.tls then return s:reply(503, "PBSZ needs AUTH TLS first.") end
+  if not ftp.parse_size(arg) then return s:reply(501, "PBSZ needs a decimal number.") end
+  s.pbsz = true
+  -- TLS is a stream: the buffer size is always 0 (RFC 4217 section 9)
+  s:reply(200, "PBSZ=0")
+end
+
+function C.PROT(s, arg)
+  if not s.tls then return s:reply(503, "PROT needs AUTH TLS first.") end
+  if not s.pbsz then return s:reply(503, "PROT needs PBSZ 0 first.") end
+  local level = arg:upper()
+  if level == "P" then
+    s.prot = "P"
+    return s:reply(200, "Protection level set to P (data connections in TLS).")
+  elseif level == "C" then
+    if s.srv.opts.require_data_tls then
+      return s:reply(534, "PROT C refused by policy: data connections must use TLS (PROT P).")
+    end
+    s.prot = "C"
+    return s:reply(200, "Protection level set to C (data connections in cleartext).")
+  elseif level == "S" or level == "E" then
+    return s:reply(536, "PROT " .. level .. " not supported with TLS: use P or C.")
+  end
+  s:reply(504, "Unknown protection level " .. arg .. ".")
+end
+
+function C.CCC(s)
+  -- RFC 4217 section 15.3: clearing the control connection lets anyone
+  -- in the path inject commands; never allowed here
+  if not s.tls then return s:reply(533, "Control connection is not protected.") end
+  s:reply(534, "CCC refused: the control connection stays encrypted.")
+end
+
+local FEATURES = { " EPRT", " EPSV", " MDTM", " MLST type*;size*;modify*;perm*;unix.mode*;",
+                   " PASV", " REST STREAM", " SIZE", " TVFS", " UTF8" }
+local TLS_FEATURES = { " AUTH TLS", " PBSZ", " PROT" }   -- RFC 4217 section 6
+
+function C.FEAT(s)
+  local lines = { "Features:" }
+  if s.srv.tls_ctx then table.move(TLS_FEATURES, 1, #TLS_FEATURES, 2, lines) end
+  table.move(FEATURES, 1, #FEATURES, #lines + 1, lines)
+  lines[#lines + 1] = "End"
+  s:reply(211, lines)
+end
 
 function C.HELP(s)
   local verbs = {}
@@ -946,6 +1094,8 @@ function C.STAT(s, arg)
       "     TYPE: " .. (s.type == "A" and "ASCII" or "BINARY"),
       "     Idle timeout: " .. o.idle_timeout .. " s; data timeout: " .. o.data_timeout .. " s",
       "     Rate limit: " .. (o.rate and (o.rate .. " bytes/s") or "none"),
+      "     Control connection: " .. (s.tls and ("TLS (" .. s.tls.version .. ", " .. s.tls.cipher .. ")")
+        or "cleartext") .. "; data connections: " .. (s.prot == "P" and "TLS (PROT P)" or "cleartext (PROT C)"),
       "End of status",
     })
   end
@@ -997,12 +1147,16 @@ local function control(srv, conn)
   local ip = unmap((conn:getpeername()))
   local local_ip = unmap((conn:getsockname()))
   local s = setmetatable({ srv = srv, conn = conn, ip = ip, local_ip = local_ip,
-    cwd = "/", type = "A", rest = 0, failures = 0, xfer_done = parley.cond() }, session)
+    cwd = "/", type = "A", rest = 0, failures = 0, xfer_done = parley.cond(),
+    prot = "C", pbsz = false, tls = conn:tlsinfo() }, session)   -- tls: the implicit listener
+  if s.tls then starttls.record(conn, s.tls) end
   conn:setoption("lenient", true)   -- some clients end commands with a bare LF
   conn:settimeout(o.idle_timeout)
+  srv.sessions[s] = true
   local count = (srv.per_ip[ip] or 0) + 1
   srv.per_ip[ip] = count
   local function finish()
+    srv.sessions[s] = nil
     if s.xfer then abort_transfer(s) end
     s:close_pasv()
     srv.per_ip[ip] = (srv.per_ip[ip] or 1) - 1
@@ -1076,6 +1230,19 @@ ftpserver.__name = "parley.ftp.server"
 -- hooks `on_connect(session)` (return false, reason to refuse with 421),
 -- `on_auth(user, pass, session)` (return {root=, perms=} or nil),
 -- `on_command(session, verb, arg)` (return true when it replied itself).
+--
+-- TLS (RFC 4217): `tls` (`{cert = FILE, key = FILE}` plus any other
+-- parley.tls.context option) or `tls_ctx` (a server context) offers AUTH
+-- TLS on the plain port; `listen_tls` (address) adds an implicit-TLS
+-- listener (the port 990 form: TLS from the first byte, then the same
+-- session; `tls_port`, `tls_address` once started); `allow_plaintext_auth`
+-- (`"loopback"` (default): USER/PASS over TLS, or in cleartext from a
+-- loopback peer; `true`: everywhere; `false`: only over TLS; anonymous
+-- logins are always allowed when `anonymous` is on); `require_session_reuse`
+-- (true: a PROT P data connection that does not resume the control
+-- connection's TLS session is closed and the transfer answered 522);
+-- `require_data_tls` (false; true: PROT C is refused with 534 and a
+-- transfer without PROT P with 521); `tls_timeout` (30 s per handshake).
 -- @return server (`.port`, `.address`, `:close()`, `:connections()`), or nil, err
 function M.serve(opts)
   if type(opts) ~= "table" then error("ftp server options must be a table", 2) end
@@ -1086,7 +1253,12 @@ function M.serve(opts)
       and o.users_file == nil then
     error("ftp server: root is required", 2)
   end
-  local srv = setmetatable({ opts = o, per_ip = {} }, ftpserver)
+  o.allow_plaintext_auth = starttls.plaintext_policy(o.allow_plaintext_auth)
+  local srv = setmetatable({ opts = o, per_ip = {}, sessions = {} }, ftpserver)
+  local ctx, cerr = serving.tls_context(o)
+  if cerr then return nil, cerr end
+  srv.tls_ctx = ctx
+  o.tls_ctx = ctx
   if o.root then
     local view, err = vfs.new(o.root)
     if not view then return nil, err end
@@ -1135,31 +1307,17 @@ function M.serve(opts)
   else
     srv.xferlog = o.xferlog
   end
-  local server, err = parley.serve{
-    listen = o.listen,
-    handler = function(conn) control(srv, conn) end,
-    max_connections = o.max_connections,
-    max_line = o.max_line,
-    grace = o.grace,
-    signals = o.signals,
-    on_error = o.on_error,
-    transcript = o.transcript,
-    transcript_full = o.transcript_full,
-    transcript_secrets = o.transcript_secrets,
-    transcript_protocol = "ftp",
-    on_start = function(ps)
-      srv.server, srv.port, srv.host, srv.address = ps, ps.port, ps.host, ps.address
-      if o.on_start then o.on_start(srv) end
-    end,
-  }
-  if not server then return nil, err end
-  srv.server = server
-  return srv
+  -- timeout: what an implicit-TLS handshake may take; a session then
+  -- waits idle_timeout for each command
+  return serving.serve_for(srv, o, M.DEFAULTS.listen, control,
+    { max_line = o.max_line, timeout = o.tls_timeout, transcript_protocol = "ftp" })
 end
 
---- Stops accepting and ends the sessions (see parley.server close).
+--- Stops accepting and ends the sessions: an idle one is told 421 at
+-- once; one with a transfer running gets `grace` seconds to finish it.
 function ftpserver:close(grace)
-  local r = self.server:close(grace)
+  local r = serving.close_for(self, ftp.reply(421, "Server shutting down."),
+    function(s) return not s.xfer end, grace)
   if type(self.xferlog) == "userdata" and self.opts.xferlog ~= self.xferlog then
     pcall(self.xferlog.close, self.xferlog)
   end
@@ -1167,7 +1325,7 @@ function ftpserver:close(grace)
 end
 
 --- How many control connections are open.
-function ftpserver:connections() return self.server:connections() end
+function ftpserver:connections() return serving.connections_for(self) end
 
 M.server = ftpserver
 return M
