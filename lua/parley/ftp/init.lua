@@ -1,4 +1,5 @@
---- parley.ftp: FTP client and server (RFC 959, 2389, 2428, 3659).
+--- parley.ftp: FTP client and server (RFC 959, 2389, 2428, 3659; TLS:
+-- RFC 4217).
 --
 --     local ftp = require "parley.ftp"
 --     local c = assert(ftp.client.connect("127.0.0.1", 2121))
@@ -7,6 +8,10 @@
 --     c:quit()
 --
 --     ftp.server.serve{ listen = "127.0.0.1:2121", root = "/srv/ftp", anonymous = true }
+--
+-- Over TLS: `ftp.client.connect(host, { tls = "required" })` (AUTH TLS,
+-- PBSZ 0, PROT P; `"implicit"` for port 990), and a server with
+-- `tls = {cert =, key =}` (and `listen_tls` for implicit FTPS).
 --
 -- `client` is parley.ftp.client, `server` parley.ftp.server, `vfs` the
 -- jailed file-system view the server uses.

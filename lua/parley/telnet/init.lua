@@ -11,6 +11,14 @@
 -- `.session` (the server's per-connection object), `.users`
 -- (`parley.mail.users`, the passwd-file shared by every parley server),
 -- `.codec` (`core.telnet`, the C codec).
+--
+-- Telnet is cleartext by design: there is no TLS here, neither STARTTLS
+-- nor an implicit-TLS port (the Telnet START_TLS option never became an
+-- RFC and few clients speak it). Every byte, passwords typed at a
+-- `login:` prompt included, crosses the network readable by anyone in the
+-- path. Serve Telnet on loopback or a lab network; for anything else use
+-- SSH, or the TLS the other parley protocols offer (SMTP STARTTLS, POP3
+-- STLS, IMAP STARTTLS, FTP AUTH TLS, HTTPS).
 -- @module parley.telnet
 local M = {}
 
