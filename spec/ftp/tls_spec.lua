@@ -301,6 +301,35 @@ describe("ftp server: PROT P data connections", function()
     end)
   end)
 
+  it("answers 522 when the data connection never starts its handshake", function()
+    with_tls_server({ tls_timeout = 0.3 }, function(srv)
+      local r = raw_tls(srv.port)
+      assert.equal(230, (r:login("alice", "secret")))
+      r:cmd("PBSZ 0")
+      r:cmd("PROT P")
+      local d = assert(parley.connect("127.0.0.1", epsv(r), { timeout = 10 }))
+      assert.equal(150, (r:cmd("RETR hello.txt")))
+      assert.same({ 522, "Data connection TLS negotiation failed: timeout." }, { r:reply() })
+      d:close()
+      r:close()
+    end)
+  end)
+
+  it("aborts a PROT P download on ABOR and keeps serving", function()
+    with_tls_server({ rate = 200000 }, function(srv)
+      local cl = assert(ftp.client.connect("localhost", srv.port, { tls = "required", ca = c.cert, timeout = 10 }))
+      assert(cl:login("alice", "secret"))
+      local got = 0
+      local n, err = cl:get("big.bin", function(chunk) if chunk then got = got + #chunk end return 1 end,
+        { progress = function(bytes) if bytes >= 65536 then return false end end })
+      assert.is_nil(n)
+      assert.equal("aborted", err)
+      assert.is_true(got < 1048576)
+      assert.equal("hello, world\n", assert(cl:get("hello.txt")))
+      cl:quit()
+    end)
+  end)
+
   it("records TLS started on the control and data connections of a transcript", function()
     local events = {}
     with_tls_server({ transcript = function(e) if e.dir == "*" then events[#events + 1] = e.text end end },
@@ -367,6 +396,24 @@ describe("ftp client: TLS", function()
       assert(cl:login())
       assert.equal("hello, world\n", assert(cl:get("hello.txt")))
       cl:quit()
+    end)
+  end)
+
+  it("keeps data connections clear with tls = explicit when PROT P is refused; required fails", function()
+    local opts = { on_command = function(s, verb, arg)
+      if verb == "PROT" and arg == "P" then s:reply(534, "PROT P refused by policy.") return true end
+    end }
+    with_tls_server(opts, function(srv)
+      local cl = assert(ftp.client.connect("localhost", srv.port, { tls = "explicit", ca = c.cert, timeout = 10 }))
+      assert.truthy(cl:tlsinfo())
+      assert(cl:login("alice", "secret"))
+      assert.matches("data connections: cleartext %(PROT C%)", assert(cl:stat()))
+      assert.equal("hello, world\n", assert(cl:get("hello.txt")))
+      cl:quit()
+      local none, err, reply = ftp.client.connect("localhost", srv.port, { tls = "required", ca = c.cert, timeout = 10 })
+      assert.is_nil(none)
+      assert.equal("534 PROT P refused by policy.", err)
+      assert.equal(534, reply.code)
     end)
   end)
 
@@ -488,7 +535,10 @@ describe("ftp over TLS interop #interop", function()
     local said, ok = F.sh(("%s/big.bin -o %s"):format(base, q(out)))
     assert.is_true(ok, said)
     assert.equal(H.sha256(t.root .. "/big.bin"), H.sha256(out))
-    said, ok = F.sh(("%s/up/c.bin -T %s"):format(base, q(out)))
+    -- the upload over TLS 1.2: curl 7.88 closes a TLS 1.3 data connection
+    -- without reading the server's session tickets, so its kernel resets
+    -- it and drops the tail (426; vsftpd fails the same way)
+    said, ok = F.sh(("%s/up/c.bin --tls-max 1.2 -T %s"):format(base, q(out)))
     assert.is_true(ok, said)
     assert.equal(H.sha256(out), H.sha256(t.root .. "/up/c.bin"))
     local list

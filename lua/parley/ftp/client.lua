@@ -95,7 +95,8 @@ end
 -- bulk, every data connection; with `transcript_full`,
 -- `transcript_secrets`); TLS: `tls` (`"explicit"` (or `"starttls"`):
 -- AUTH TLS, PBSZ 0 and PROT P, going on in cleartext when the server
--- refuses AUTH; `"required"` (or `true`): the same, but any refusal or a
+-- refuses AUTH, and with cleartext data connections when it refuses
+-- PBSZ or PROT P; `"required"` (or `true`): the same, but any refusal or a
 -- failed handshake fails the connect; `"implicit"`: TLS from the first
 -- byte; default `false`, cleartext), `ca` (PEM file or directory of
 -- trusted issuers), `tls_ctx` (a client context: client certificate, own
@@ -141,7 +142,8 @@ function M.connect(host, port, opts)
     ok, err, rep = c:prot("P")
   elseif policy then
     ok, err, rep = c:auth_tls()
-    if not ok and rep and policy == "explicit" and not c.conn:tlsinfo() then ok = true end
+    -- a refused AUTH (cleartext) or PROT P (clear data): explicit goes on
+    if not ok and rep and policy == "explicit" then ok = true end
   end
   if policy and not ok then
     if rep and policy ~= "explicit" then c:quit() else conn:close() end
