@@ -1,5 +1,9 @@
 --- parley.lab: every parley server at once, on loopback, over one lab
--- directory: SMTP, submission, POP3, IMAP, FTP, HTTP and Telnet.
+-- directory: SMTP, submission, POP3, IMAP, FTP, HTTP and Telnet, and
+-- TLS in both forms with a self-signed certificate made in the lab
+-- directory: STARTTLS/STLS on the plain mail ports and implicit-TLS
+-- ports beside them (smtps, pop3s, imaps). Cleartext passwords stay
+-- accepted from loopback, so the tour's sessions by hand still work.
 --
 --     local lab = require "parley.lab"
 --     parley.run(function()
@@ -30,9 +34,17 @@ M.SERVICES = { "smtp", "submission", "pop3", "imap", "ftp", "http", "telnet" }
 M.PORTS = { smtp = 2525, submission = 2587, pop3 = 1110, imap = 1143, ftp = 2121,
             http = 8080, telnet = 2323 }
 
+--- The implicit-TLS ports (RFC 8314), each the listener of a plain
+-- service: smtps (465 -> 2465, on submission), pop3s (995 -> 2995),
+-- imaps (993 -> 2993).
+M.TLS_SERVICES = { "smtps", "pop3s", "imaps" }
+M.TLS_PORTS = { smtps = 2465, pop3s = 2995, imaps = 2993 }
+-- the plain service whose server also listens on each TLS port
+local TLS_OF = { submission = "smtps", pop3 = "pop3s", imap = "imaps" }
+
 -- The URL scheme of each service (submission is SMTP).
 local SCHEME = { smtp = "smtp", submission = "smtp", pop3 = "pop3", imap = "imap", ftp = "ftp",
-                 http = "http", telnet = "telnet" }
+                 http = "http", telnet = "telnet", smtps = "smtps", pop3s = "pop3s", imaps = "imaps" }
 
 --- Seconds sessions get to finish when the lab stops.
 M.GRACE = 3
@@ -89,13 +101,15 @@ end
 -- The port each service asks for.
 local function wanted_ports(o)
   local ports = {}
-  for _, name in ipairs(M.SERVICES) do
-    if o.ports == "auto" then
-      ports[name] = 0
-    else
-      ports[name] = M.PORTS[name] + (o.port_offset or 0)
-      if ports[name] < 1 or ports[name] > 65535 then
-        return nil, ("port offset %d puts %s on port %d"):format(o.port_offset, name, ports[name])
+  for _, list in ipairs { M.SERVICES, M.TLS_SERVICES } do
+    for _, name in ipairs(list) do
+      if o.ports == "auto" then
+        ports[name] = 0
+      else
+        ports[name] = (M.PORTS[name] or M.TLS_PORTS[name]) + (o.port_offset or 0)
+        if ports[name] < 1 or ports[name] > 65535 then
+          return nil, ("port offset %d puts %s on port %d"):format(o.port_offset, name, ports[name])
+        end
       end
     end
   end
@@ -111,6 +125,8 @@ local function start_servers(lab, d, ports, announce)
     store = lab.store, users = lab.users,
     smtp = address(host, ports.smtp), submission = address(host, ports.submission),
     pop3 = address(host, ports.pop3), imap = address(host, ports.imap),
+    tls_cert = d.tls_cert, tls_key = d.tls_key, smtps = address(host, ports.smtps),
+    pop3s = address(host, ports.pop3s), imaps = address(host, ports.imaps),
     domain = { data.DOMAIN, "localhost" }, hostname = data.DOMAIN,
     on_start = announce, transcript = watch,
   }
@@ -162,8 +178,10 @@ end
 -- sees it — what a GUI client really says; secrets masked)
 -- @return the lab: `dir`, `temp` (whether `close` removes dir), `host`,
 -- `user`, `password` (nil if the users file holds a hash), `domain`,
--- `paths` (see `parley.lab.data.prepare`), `servers` (name -> server),
--- `ports` and `urls` (name -> the real port, "smtp://127.0.0.1:2525" ...),
+-- `ca` (the self-signed certificate: what a TLS client should trust),
+-- `paths` (see `parley.lab.data.prepare`; `tls_cert`, `tls_key` too),
+-- `servers` (name -> server), `ports` and `urls` (name -> the real port,
+-- "smtp://127.0.0.1:2525" ..., the TLS ones "smtps://127.0.0.1:2465"),
 -- or nil, err
 function M.start(opts)
   opts = opts or {}
@@ -174,8 +192,8 @@ function M.start(opts)
   end
   local host = opts.host or "127.0.0.1"
   if not M.is_loopback(host) and not opts.public then
-    return nil, host .. " is not a loopback address: every lab server speaks cleartext "
-      .. "(passwords included); pass --public to listen there anyway"
+    return nil, host .. " is not a loopback address: the lab's plain ports speak cleartext "
+      .. "(FTP and Telnet passwords included); pass --public to listen there anyway"
   end
   local ports, err = wanted_ports(opts)
   if not ports then return nil, err end
@@ -198,15 +216,23 @@ function M.start(opts)
   local d
   d, err = data.prepare(dir)
   if d then
-    lab.paths, lab.password = d, d.password
+    d.tls_cert, d.tls_key = data.certificate(dir, host)
+    if not d.tls_cert then d, err = nil, "certificate: " .. tostring(d.tls_key) end
+  end
+  if d then
+    lab.paths, lab.password, lab.ca = d, d.password, d.tls_cert
     lab.users, err = users_mod.load(d.users)
     if lab.users then lab.store, err = maildir.open(d.mail) end
   end
   local ok = lab.store ~= nil
   if ok then
+    local function listed(name, port)
+      lab.ports[name] = port
+      lab.urls[name] = ("%s://%s"):format(SCHEME[name], address(host, port))
+    end
     local done, r, rerr = pcall(start_servers, lab, d, ports, function(name, srv)
-      lab.ports[name] = srv.port
-      lab.urls[name] = ("%s://%s"):format(SCHEME[name], address(host, srv.port))
+      listed(name, srv.port)
+      if TLS_OF[name] and srv.tls_port then listed(TLS_OF[name], srv.tls_port) end
       if opts.on_start then opts.on_start(name, srv) end
     end)
     if not done then   -- something raised: stop what started, then raise
@@ -226,13 +252,15 @@ function M.start(opts)
 end
 
 --- What a scenario of the tour gets as `s.vars`: the URLs (`smtp`,
--- `submission`, `pop3`, `imap`, `ftp`, `http`, `telnet`), `host`,
--- `ports` (name -> port), `user`, `password`, `domain`, `dir`, `maildir`
--- (strategos's Maildir) and `store` (the `parley.mail.maildir` store).
+-- `submission`, `pop3`, `imap`, `ftp`, `http`, `telnet`, `smtps`,
+-- `pop3s`, `imaps`), `host`, `ports` (name -> port), `user`, `password`,
+-- `domain`, `dir`, `ca` (the certificate to trust: `c:starttls()` and
+-- the TLS URLs use it), `maildir` (strategos's Maildir) and `store` (the
+-- `parley.mail.maildir` store).
 -- @treturn table
 function Lab:vars()
   local v = { host = self.host, ports = self.ports, user = self.user, password = self.password,
-    domain = self.domain, dir = self.dir, store = self.store,
+    domain = self.domain, dir = self.dir, store = self.store, ca = self.ca,
     maildir = self.store and self.store:path(self.user) }
   for name, url in pairs(self.urls) do v[name] = url end
   return v

@@ -6,7 +6,7 @@ local child = require "support.child"
 local lfs = require "lfs"
 
 local quote = child.quote
-local SESSIONS = 7
+local SESSIONS = 8
 
 local function exists(path) return lfs.attributes(path) ~= nil end
 
@@ -26,19 +26,23 @@ local function start(args)
   })
 end
 
--- What the table says: rows name -> { port =, command = }, the
--- password and the lab directory.
+-- What the table says: rows name -> { port =, command = (the first),
+-- commands = {...} }, the password, the lab directory and the certificate.
 local function table_of(lines)
   local t = { rows = {} }
   local last
   for _, line in ipairs(lines) do
     local name, port, what = line:match("^  (%l[%w]*)%s+127%.0%.0%.1:(%d+)%s+(.+)$")
     if name then
-      last = { port = tonumber(port), what = what }
+      last = { port = tonumber(port), what = what, commands = {} }
       t.rows[name] = last
     end
     local cmd = line:match("^%s+%$ (.+)$")
-    if cmd and last then last.command = cmd end
+    if cmd and last then
+      last.command = last.command or cmd
+      last.commands[#last.commands + 1] = cmd
+    end
+    t.ca = t.ca or line:match("^  TLS       (%S+)")
     t.password = t.password or line:match("^  password  (%S+)$")
     t.dir = t.dir or line:match("^  lab dir   (%S+)")
   end
@@ -46,7 +50,7 @@ local function table_of(lines)
 end
 
 local function assert_tour(out)
-  for _, title in ipairs{ "Anonymous FTP", "SMTP by hand", "POP3: USER, PASS", "IMAP: LOGIN, SELECT",
+  for _, title in ipairs{ "Anonymous FTP", "SMTP by hand", "SMTP STARTTLS", "POP3: USER, PASS", "IMAP: LOGIN, SELECT",
                           'IMAP: LIST "" "*"', "HTTP/1.1: GET /index.html", "Telnet: a login" } do
     assert.matches("✓ " .. title, out, 1, true)
   end
@@ -112,7 +116,8 @@ describe("parley lab's endpoint table #interop", function()
   end)
 
   it("names every service, the password and the lab directory", function()
-    for _, name in ipairs{ "smtp", "submission", "pop3", "imap", "ftp", "http", "telnet" } do
+    for _, name in ipairs{ "smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "ftp", "http",
+                           "telnet" } do
       assert.truthy(t.rows[name], name)
       assert.truthy(t.rows[name].command, name)
       assert.matches(tostring(t.rows[name].port), t.rows[name].command, 1, true)
@@ -170,6 +175,37 @@ m.logout()
     assert.equal(0, code, out)
     assert.matches("select OK", out, 1, true)
     assert.matches("Subject: Welcome to the lab", out, 1, true)
+  end)
+
+  it("gives TLS commands that work as printed: openssl STARTTLS, curl POP3S/IMAPS, parley send over SMTPS", function()
+    assert.is_true(exists(t.ca), tostring(t.ca))
+    local starttls = t.rows.smtp.commands[2]
+    assert.matches("^openssl s_client %-starttls smtp %-connect ", starttls)
+    local out, code = run("sh -c " .. quote("printf 'EHLO me\\nQUIT\\n' | " .. starttls
+      .. " -quiet -crlf -verify_return_error 2>&1"))
+    assert.equal(0, code, out)
+    assert.matches("250-AUTH PLAIN LOGIN", out, 1, true)
+    assert.matches("221 ", out, 1, true)
+    out, code = run(t.rows.pop3s.command)
+    assert.equal(0, code, out)
+    assert.matches("Subject: Welcome to the lab", out, 1, true)
+    out, code = run(t.rows.imaps.command)
+    assert.equal(0, code, out)
+    assert.matches("Subject: Welcome to the lab", out, 1, true)
+    out, code = run(t.rows.smtps.command)
+    assert.equal(0, code, out)
+    local py = ([[
+import imaplib, ssl
+m = imaplib.IMAP4_SSL("127.0.0.1", %d, ssl_context=ssl.create_default_context(cafile=%q))
+m.login("strategos", %q)
+m.select("INBOX", readonly=True)
+typ, data = m.search(None, "SUBJECT", "hello")
+print("found", len(data[0].split()))
+m.logout()
+]]):format(t.rows.imaps.port, t.ca, t.password)
+    out, code = run("/usr/bin/python3 -c " .. quote(py))
+    assert.equal(0, code, out)
+    assert.matches("found [1-9]", out)
   end)
 end)
 

@@ -157,6 +157,40 @@ describe("lab.start", function()
     H.rmdir(dir)
   end)
 
+  it("serves TLS both ways with a certificate it made in the lab directory, kept with the directory", function()
+    local dir = H.tmpdir()
+    local first, second
+    H.run(function()
+      local l = assert(lab.start{ ports = "auto", dir = dir })
+      first = assert(require("parley.tls").certinfo(l.ca))
+      assert.equal(dir .. "/tls/localhost.crt", l.ca)
+      for _, name in ipairs(lab.TLS_SERVICES) do
+        assert.equal(name .. "://127.0.0.1:" .. l.ports[name], l.urls[name])
+      end
+      local v = l:vars()
+      assert.equal(l.ca, v.ca)
+      -- STARTTLS on the plain port, then AUTH: the client verifies the lab's certificate
+      local smtp = require "parley.smtp.client"
+      local c = assert(smtp.connect("127.0.0.1:" .. l.ports.submission, { tls = "required", ca = l.ca }))
+      assert.is_true(c:tlsinfo().verified)
+      assert(c:auth(l.user, l.password))
+      c:quit()
+      -- implicit TLS on the POP3S port
+      local pop3 = require "parley.pop3.client"
+      local p = assert(pop3.connect("127.0.0.1", l.ports.pop3s, { tls = "implicit", ca = l.ca }))
+      assert(p:login(l.user, l.password))
+      assert.equal(3, (p:stat()))
+      p:quit()
+      l:close()
+      l = assert(lab.start{ ports = "auto", dir = dir })
+      second = assert(require("parley.tls").certinfo(l.ca))
+      l:close()
+    end)
+    assert.equal(first.not_after, second.not_after)
+    assert.same({ "localhost", "127.0.0.1", "::1" }, first.san)
+    H.rmdir(dir)
+  end)
+
   it("says which port is taken and closes what it had started", function()
     H.run(function()
       local taken = assert(parley.listen("127.0.0.1:0"))
@@ -211,6 +245,23 @@ describe("lab.start", function()
 end)
 
 describe("the endpoint table", function()
+  it("lists each implicit-TLS port after its service, with commands that trust the lab's certificate", function()
+    local fake = { host = "127.0.0.1", user = "strategos", password = "pw-1", domain = "lab.example",
+      dir = "/tmp/x", ca = "/tmp/x/tls/localhost.crt", ports = { smtp = 1, submission = 2, smtps = 3,
+      pop3 = 4, pop3s = 5, imap = 6, imaps = 7 } }
+    local rows = endpoints.rows(fake)
+    local names = {}
+    for i, r in ipairs(rows) do names[i] = r.name end
+    assert.same({ "smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps" }, names)
+    assert.same({ "telnet 127.0.0.1 1",
+      "openssl s_client -starttls smtp -connect 127.0.0.1:1 -CAfile /tmp/x/tls/localhost.crt" }, rows[1].commands)
+    assert.matches("^parley send %-%-server 127%.0%.0%.1:3 %-%-tls%-implicit %-%-ca /tmp/x/tls/localhost%.crt ",
+      rows[3].command)
+    assert.equal("curl --cacert /tmp/x/tls/localhost.crt -u strategos:pw-1 pop3s://127.0.0.1:5/1", rows[5].command)
+    assert.equal("curl --cacert /tmp/x/tls/localhost.crt -u strategos:pw-1 'imaps://127.0.0.1:7/INBOX;MAILINDEX=1'",
+      rows[7].command)
+  end)
+
   it("has a row per service with its address and a command naming the real port", function()
     local fake = { host = "127.0.0.1", user = "strategos", password = "pw-1", domain = "lab.example",
       dir = "/tmp/x", temp = true, ports = {} }
@@ -227,6 +278,7 @@ describe("the endpoint table", function()
     assert.equal("bin/parley telnet 127.0.0.1 40007", rows[7].command)
     local text = endpoints.format(fake, "bin/parley")
     assert.matches("password  pw-1", text, 1, true)
+    assert.matches("TLS       /tmp/x/tls/localhost.crt (self-signed", text, 1, true)
     assert.matches("lab dir   /tmp/x (removed when the lab stops)", text, 1, true)
   end)
 end)

@@ -15,15 +15,19 @@ usage: parley lab [--tour] [--exit] [--dir DIR] [--host ADDR]
   Starts SMTP (2525), submission (2587, AUTH required), POP3 (1110),
   IMAP (1143), FTP (2121), HTTP (8080) and Telnet (2323) on loopback over
   a lab directory, prints a ready command for each and the password of
-  the user strategos, and serves until Ctrl-C.
+  the user strategos, and serves until Ctrl-C. TLS both ways, with a
+  self-signed certificate made in LABDIR/tls/: STARTTLS/STLS on the mail
+  ports, and implicit TLS on smtps (2465), pop3s (2995) and imaps (2993).
+  Cleartext passwords stay accepted from loopback.
   --tour               replay each protocol's sessions with their dialogue
   --exit               stop after the tour (exit status 0 only if every
                        session passed); without --tour, right after starting
   --dir DIR            keep the lab in DIR between runs (default: a fresh
                        temporary directory, removed when the lab stops)
   --host ADDR          listen there (default 127.0.0.1; loopback only)
-  --public             allow a non-loopback --host (everything is cleartext)
-  --port-offset N      add N to every port (e.g. 10000: SMTP on 12525)
+  --public             allow a non-loopback --host (the plain ports are cleartext)
+  --port-offset N      add N to every port, TLS ones too (e.g. 10000: SMTP
+                       on 12525)
   --ports auto         let the kernel pick every port (the table shows them)
   --transcript FILE    also append the tour's dialogues to FILE
   --watch [FILE]       show every connection to every lab server as the
@@ -82,8 +86,8 @@ function M.main(argv)
   if o.transcript and not o.tour then return usage_error("--transcript records the tour: give --tour too") end
   local host = o.host or "127.0.0.1"
   if not lab.is_loopback(host) and not o.public then
-    return usage_error(host .. " is not a loopback address: every lab server speaks cleartext, "
-      .. "passwords included (--public to listen there anyway)")
+    return usage_error(host .. " is not a loopback address: the lab's plain ports speak cleartext, "
+      .. "FTP and Telnet passwords included (--public to listen there anyway)")
   end
   local out = io.stdout
   local status = 0

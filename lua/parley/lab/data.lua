@@ -6,6 +6,8 @@
 --     DIR/www/               index.html, logo.jpg
 --     DIR/mail/strategos/    strategos's Maildir, three messages to start with
 --     DIR/log/               http access log, FTP xferlog
+--     DIR/tls/               localhost.crt and .key: the self-signed
+--                            certificate of the TLS ports (`certificate`)
 --
 -- Each piece is written only when missing, so a kept lab directory keeps
 -- its password, its mail and whatever was changed in it.
@@ -228,6 +230,33 @@ function M.prepare(dir)
   if not users then return nil, err end
   d.password = users:secret(M.USER)
   return d
+end
+
+--- Days a lab certificate is made for.
+M.CERT_DAYS = 365
+
+--- The lab's self-signed certificate, `DIR/tls/localhost.crt` and its
+-- key (made by `parley.tls.selfsigned`, ECDSA P-256): kept while it is
+-- valid for more than a day and names `host`, made again otherwise.
+-- @tparam string dir the lab directory
+-- @tparam string host the address the lab listens on
+-- @return the certificate's path and the key's, or `nil, err`
+function M.certificate(dir, host)
+  if type(dir) ~= "string" or type(host) ~= "string" then error("certificate(dir, host) wants two strings", 2) end
+  local tlsdir = dir .. "/tls"
+  local ok, err = mkdirs(tlsdir)
+  if not ok then return nil, err end
+  local tls = require "parley.tls"
+  local cert, key = tlsdir .. "/localhost.crt", tlsdir .. "/localhost.key"
+  local info = exists(key) and tls.certinfo(cert)
+  if info and info.days_left >= 1 then
+    for _, name in ipairs(info.san or {}) do
+      if name == host then return cert, key end
+    end
+  end
+  local san = { "localhost", "127.0.0.1", "::1" }
+  if host ~= "localhost" and host ~= "127.0.0.1" and host ~= "::1" then san[#san + 1] = host end
+  return tls.selfsigned{ cn = "localhost", san = san, days = M.CERT_DAYS, dir = tlsdir }
 end
 
 return M

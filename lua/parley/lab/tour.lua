@@ -15,7 +15,7 @@ local M = {}
 
 --- The sessions, in the order they run (later ones read what the
 -- SMTP session delivered).
-M.SESSIONS = { "ftp", "smtp", "pop3", "imap_read", "imap_folders", "http", "telnet" }
+M.SESSIONS = { "ftp", "smtp", "smtp_starttls", "pop3", "imap_read", "imap_folders", "http", "telnet" }
 
 -- Hands each entry of a scenario's transcript to every recorder.
 local function tee(recorders)
