@@ -61,6 +61,18 @@ describe("ftp server: AUTH TLS (RFC 4217)", function()
     end)
   end)
 
+  it("fails to start, naming the file, when the certificate cannot be read", function()
+    H.run(function()
+      local srv, err = ftp.server.serve{ listen = "127.0.0.1:0", root = "/tmp", signals = false,
+        tls = { cert = c.dir .. "/missing.crt", key = c.key } }
+      assert.is_nil(srv)
+      assert.matches("missing.crt", err, 1, true)
+      local ok, why = pcall(ftp.server.serve, { listen = "127.0.0.1:0", root = "/tmp", listen_tls = "127.0.0.1:0" })
+      assert.is_false(ok)
+      assert.matches("listen_tls needs tls = {cert =, key =} or tls_ctx", why, 1, true)
+    end)
+  end)
+
   it("answers AUTH TLS with 234 and starts the session over, as after REIN", function()
     with_tls_server({}, function(srv)
       local r = F.raw(srv.port)
