@@ -81,9 +81,11 @@
 **   d:error() -> nil | "bare lf" | "bare cr" | "line too long" (first one)
 **   d:size() -> message bytes so far;  d:done() -> boolean
 **
-** smtp.data_encoder() -> e
+** smtp.data_encoder([{keep_cr = bool}]) -> e
 **   e:feed(bytes) -> bytes   CR, LF and CRLF become CRLF (also a CR and an
-**     LF split across feeds), a "." starting a line is doubled
+**     LF split across feeds), a "." starting a line is doubled.  With
+**     keep_cr a CR alone is data and only a bare LF becomes CRLF (POP3
+**     sends a Maildir file so: RFC 1939 octet counts)
 **   e:finish() -> bytes      CRLF if the last line is unterminated, then
 **     ".\r\n" (empty data gives just ".\r\n").  Feeding after finish raises.
 */
@@ -1068,16 +1070,50 @@ done:
 ** DATA, sending side
 ** ------------------------------------------------------------------- */
 
-void smtp_de_init(smtp_data_encoder *e) {
+void smtp_de_init(smtp_data_encoder *e, int keep_cr) {
   e->bol = 1;
   e->skip_lf = 0;
+  e->keep_cr = keep_cr;
+  e->prev_cr = 0;
   e->finished = 0;
+}
+
+/* keep_cr: a bare LF becomes CRLF, every CR is copied as it is */
+static size_t de_feed_keep_cr(smtp_data_encoder *en, const char *in,
+                              size_t n, char *out) {
+  const char *p = in, *e = in + n;
+  char *o = out;
+  while (p < e) {
+    const char *lf;
+    size_t k;
+    if (en->bol && *p == '.') *o++ = '.'; /* 4.5.2: double a leading dot */
+    lf = memchr(p, '\n', (size_t)(e - p));
+    if (lf == NULL) {
+      k = (size_t)(e - p);
+      memcpy(o, p, k);
+      o += k;
+      en->prev_cr = p[k - 1] == '\r';
+      en->bol = 0;
+      break;
+    }
+    k = (size_t)(lf - p);
+    memcpy(o, p, k);
+    o += k;
+    /* the CR of a CRLF may have ended the previous feed */
+    if (!(k ? p[k - 1] == '\r' : en->prev_cr)) *o++ = '\r';
+    *o++ = '\n';
+    en->bol = 1;
+    en->prev_cr = 0;
+    p = lf + 1;
+  }
+  return (size_t)(o - out);
 }
 
 size_t smtp_de_feed(smtp_data_encoder *en, const char *in, size_t n,
                     char *out) {
   const char *p = in, *e = in + n, *lf = NULL;
   char *o = out;
+  if (en->keep_cr) return de_feed_keep_cr(en, in, n, out);
   while (p < e) {
     const char *q;
     size_t k;
@@ -1123,6 +1159,7 @@ size_t smtp_de_finish(smtp_data_encoder *en, char *out) {
   en->finished = 1;
   en->bol = 1;
   en->skip_lf = 0;
+  en->prev_cr = 0;
   return (size_t)(o - out);
 }
 
@@ -1458,8 +1495,16 @@ static int dd_tostring(lua_State *L) {
 /* data encoder */
 
 static int l_data_encoder(lua_State *L) {
-  smtp_data_encoder *e = lua_newuserdatauv(L, sizeof *e, 0);
-  smtp_de_init(e);
+  int keep_cr = 0;
+  smtp_data_encoder *e;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "keep_cr");
+    keep_cr = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+  }
+  e = lua_newuserdatauv(L, sizeof *e, 0);
+  smtp_de_init(e, keep_cr);
   luaL_setmetatable(L, DE_CLASS);
   return 1;
 }

@@ -127,10 +127,14 @@ size_t smtp_dd_feed(smtp_data_decoder *d, const char *in, size_t n,
 typedef struct smtp_data_encoder {
   int bol;            /* at the start of a line */
   int skip_lf;        /* a CR was just turned into CRLF: drop an LF next */
+  int keep_cr;        /* a CR alone is data: only LF becomes CRLF */
+  int prev_cr;        /* keep_cr: the last byte fed was a CR */
   int finished;
 } smtp_data_encoder;
 
-void smtp_de_init(smtp_data_encoder *e);
+/* keep_cr: POP3 sends a Maildir file as it is (its octet count counts
+** only bare LFs as growing); SMTP turns a lone CR into CRLF as well */
+void smtp_de_init(smtp_data_encoder *e, int keep_cr);
 /* `out` must hold 2 * n bytes; returns the bytes written */
 size_t smtp_de_feed(smtp_data_encoder *e, const char *in, size_t n,
                     char *out);

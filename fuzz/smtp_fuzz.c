@@ -102,6 +102,30 @@ static size_t normalise(const char *s, size_t n, char *out) {
   return o;
 }
 
+/* the keep_cr encoder (POP3): whole and split feeds agree, no bare LF
+** leaves it, every input byte does, and only LFs and leading dots grow */
+static void check_keep_cr(const char *s, size_t size, size_t cut) {
+  smtp_data_encoder e1, e2;
+  size_t l1, l2, i, lfs = 0;
+  char *w1 = malloc(2 * size + 8), *w2 = malloc(2 * size + 8);
+  if (!w1 || !w2) abort();
+  smtp_de_init(&e1, 1);
+  smtp_de_init(&e2, 1);
+  l1 = smtp_de_feed(&e1, s, size, w1);
+  l1 += smtp_de_finish(&e1, w1 + l1);
+  l2 = smtp_de_feed(&e2, s, cut, w2);
+  l2 += smtp_de_feed(&e2, s + cut, size - cut, w2 + l2);
+  l2 += smtp_de_finish(&e2, w2 + l2);
+  if (l1 != l2 || memcmp(w1, w2, l1) != 0) abort();
+  for (i = 0; i < l1; i++)
+    if (w1[i] == '\n' && (i == 0 || w1[i - 1] != '\r')) abort();
+  for (i = 0; i < size; i++)
+    if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) lfs++;
+  if (l1 < size + lfs + 3) abort();
+  free(w1);
+  free(w2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *s = (const char *)data;
   size_t cut = size ? (size_t)data[0] % (size + 1) : 0;
@@ -142,7 +166,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   norm = malloc(2 * size + 8);
   back = malloc(2 * (2 * size + 8) + 8);
   if (!wire || !norm || !back) abort();
-  smtp_de_init(&e);
+  smtp_de_init(&e, 0);
   wl = smtp_de_feed(&e, s, cut, wire);
   wl += smtp_de_feed(&e, s + cut, size - cut, wire + wl);
   wl += smtp_de_finish(&e, wire + wl);
@@ -155,5 +179,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   free(wire);
   free(norm);
   free(back);
+  check_keep_cr(s, size, cut);
   return 0;
 }

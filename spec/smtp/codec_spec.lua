@@ -880,6 +880,46 @@ describe("smtp.data_decoder", function()
   end)
 end)
 
+describe("smtp.data_encoder{keep_cr = true} (POP3's message bodies)", function()
+  it("turns only bare LFs into CRLF, keeps a CR alone, and stuffs leading dots", function()
+    local e = smtp.data_encoder{ keep_cr = true }
+    assert.are.equal("a\rb\r\n..c\r\nd\r\n", e:feed("a\rb\n.c\r\nd\r\n"))
+    assert.are.equal(".\r\n", e:finish())
+  end)
+
+  it("sees a CRLF split across feeds as one line end", function()
+    local e = smtp.data_encoder{ keep_cr = true }
+    assert.are.equal("x\r", e:feed("x\r"))
+    assert.are.equal("\n..y", e:feed("\n.y"))
+    assert.are.equal("\r\n.\r\n", e:finish())
+  end)
+
+  it("gives the same bytes for any split of random input (fixed seed)", function()
+    math.randomseed(1939)
+    local alphabet = { "a", ".", "\n", "\r", "\r\n", "\n." }
+    for _ = 1, 300 do
+      local parts = {}
+      for i = 1, math.random(0, 30) do parts[i] = alphabet[math.random(#alphabet)] end
+      local msg = table.concat(parts)
+      local whole = smtp.data_encoder{ keep_cr = true }
+      local want = whole:feed(msg) .. whole:finish()
+      local e, got, i = smtp.data_encoder{ keep_cr = true }, {}, 1
+      while i <= #msg do
+        local k = math.random(1, 5)
+        got[#got + 1] = e:feed(msg:sub(i, i + k - 1))
+        i = i + k
+      end
+      got[#got + 1] = e:finish()
+      assert.are.equal(want, table.concat(got), ("%q"):format(msg))
+      assert.is_nil(want:find("[^\r]\n"), ("bare LF out of %q"):format(msg))
+    end
+  end)
+
+  it("raises on options that are not a table", function()
+    assert.has_error(function() smtp.data_encoder("keep_cr") end)
+  end)
+end)
+
 describe("smtp.data_encoder", function()
   it("dot-stuffs and terminates", function()
     local e = smtp.data_encoder()

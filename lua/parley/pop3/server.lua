@@ -47,6 +47,8 @@ local parley = require "parley"
 local core = require "parley.core"
 local starttls = require "parley.smtp.starttls"
 local fs = core.fs
+local smtp_codec = core.smtp
+local KEEP_CR = { keep_cr = true }
 
 local M = {}
 
@@ -125,64 +127,27 @@ local function crlf_size(path, chunk)
 end
 M.crlf_size = crlf_size
 
--- Doubles the dot at the start of every line after the first (plain
--- find is memchr-fast; a gsub would try a match at every byte).
-local function stuff_dots(d)
-  local i = d:find("\n.", 1, true)
-  if not i then return d end
-  local parts, n, pos = {}, 0, 1
-  while i do
-    parts[n + 1] = d:sub(pos, i)
-    parts[n + 2] = "."
-    n = n + 2
-    pos = i + 1
-    i = d:find("\n.", pos, true)
-  end
-  parts[n + 1] = d:sub(pos)
-  return table.concat(parts)
-end
-
 --- Streams a whole message file to `conn` as a POP3 multi-line body:
 -- bare LF sent as CRLF, lines starting with "." get one more (RFC 1939
--- 3), then the terminating ".". Bytes never sit in Lua memory beyond one
--- chunk.
+-- 3), then the terminating "." (after a CRLF if the file does not end
+-- in a line end). A CR alone is sent as it is, so the octet count of
+-- `crlf_size` holds. Bytes never sit in Lua memory beyond one chunk.
 -- @param conn a stream (anything with `send`)
 -- @param fh the open file: a Lua file or a core.fs file (`read(n)`)
 -- @tparam[opt=65536] integer chunk bytes read at a time
--- @tparam[opt] boolean crlf true when the file is known to hold no bare
--- LF (its `,W=` equals its size): the LF conversion is skipped
--- @return true, or nil, err
-function M.send_message(conn, fh, chunk, crlf)
+-- @return true, or `nil, err`
+function M.send_message(conn, fh, chunk)
   chunk = chunk or 65536
-  local prev_cr, bol, last = false, true, 10
+  local enc = smtp_codec.data_encoder(KEEP_CR)   -- the stuffing is SMTP's
   while true do
     local data = fh:read(chunk)
     if not data or data == "" then break end
-    local got, head = #data, ""
-    if not crlf then
-      if prev_cr and data:byte(1) == 10 then
-        -- the CR ending the previous chunk and this LF are one CRLF
-        head, data = "\n", data:sub(2)
-        bol, last, prev_cr = true, 10, false
-      end
-    end
-    if data ~= "" then
-      last = data:byte(-1)
-      prev_cr = last == 13
-      if not crlf and data:find("\n", 1, true) then data = data:gsub("\r?\n", "\r\n") end
-      data = stuff_dots(data)
-      if bol and data:byte(1) == 46 then data = "." .. data end
-      bol = last == 10
-    end
-    local okk, e = conn:send(head .. data)
+    local okk, e = conn:send(enc:feed(data))
     if not okk then return nil, e end
     -- a short read is the end of a regular file (saves one read call)
-    if got < chunk then break end
+    if #data < chunk then break end
   end
-  -- a message not ending in a line end still gets one before the dot
-  local okk, e = conn:send(last == 10 and ".\r\n" or "\r\n.\r\n")
-  if not okk then return nil, e end
-  return true
+  return conn:send(enc:finish())
 end
 
 -- Pieces of a file: lines (with their LF) and, for lines longer than
@@ -548,7 +513,7 @@ trans_cmds.RETR = function(s, arg)
   s.conn:send("+OK " .. s:octets(m) .. " octets\r\n")
   -- one read of size + 1 bytes sees a message whole and its end at once
   local chunk = m.size and math.min(s.opts.chunk, m.size + 1) or s.opts.chunk
-  local okk, e = M.send_message(s.conn, fh, chunk, m.vsize == m.size)
+  local okk, e = M.send_message(s.conn, fh, chunk)
   fh:close()
   if not okk then s.quit = true; s.gone = e; return end
   if not m.flags:find("S", 1, true) then
