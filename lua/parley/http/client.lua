@@ -372,7 +372,9 @@ end
 --   certificate, own trust), `servername` (the name checked and sent as
 --   SNI; default the URL's host).
 -- @return a response `{status, reason, minor, headers, body, url,
---   redirects, trailers}` or `nil, err`
+--   redirects, trailers, tls}` (`tls`: the connection's `tlsinfo()` for
+--   an https:// response — `version`, `cipher`, `verified`, `peer` ...;
+--   nil in cleartext) or `nil, err`
 function M.request(o)
   if type(o) == "string" then o = { url = o } end
   if type(o) ~= "table" then error("request expects a URL or an options table", 2) end
@@ -410,8 +412,8 @@ function M.request(o)
       if not conn then return nil, err end
       local rmethod = raw:match("^%s*(%u+)") or "GET"
       res, err = exchange(conn, raw, nil, nil, rmethod, o, o.sink, false)
+      if res then res.url, res.tls = u, conn:tlsinfo() end
       conn:close()
-      if res then res.url = u end
       return res, err
     end
     local hdrs, framing = build_headers(o, ep, data, method)
@@ -426,6 +428,7 @@ function M.request(o)
       res, err, retryable = exchange(conn, head, data, framing, method, o, o.sink,
                                      max_redirects > #redirects)
       if res then
+        res.tls = conn:tlsinfo()
         if res.reusable and pooled then the_pool:put(ep.key, conn)
         else conn:close() end
         break
