@@ -10,7 +10,8 @@
 --                                 imap = "imap://alice:pw@127.0.0.1:1143/INBOX" }
 --
 -- Schemes: smtp, pop3, imap, ftp, http, telnet (one module each in
--- `parley.check.<scheme>`). Every check runs as its own task under one
+-- `parley.check.<scheme>`), and with implicit TLS smtps, submissions,
+-- pop3s, imaps, ftps, https (see `TLS_SCHEMES`). Every check runs as its own task under one
 -- deadline (`timeout`, plus `wait` when it waits for a message): past it
 -- the check is CRITICAL, "timeout after 10 s in <phase>", and whatever it
 -- had open is closed. `warning` / `critical` are seconds the whole check
@@ -129,10 +130,12 @@ end
 --- Notes the TLS state of a client's connection (its `tlsinfo()`), for
 -- the certificate's days left (`cert_days`). A check that asked for TLS
 -- and ends without noting any is CRITICAL: never a silent cleartext run.
--- @param c a client with a `tlsinfo` method (or a stream)
+-- @param c a client or stream with a `tlsinfo` method, or a `tlsinfo()`
+-- table (an HTTP response's `tls`)
 -- @return the TLS info, or nil in cleartext
 function context:tls_seen(c)
-  local info = c and c:tlsinfo()
+  local info = c
+  if c and type(c.tlsinfo) == "function" then info = c:tlsinfo() end
   if info and info.peer and (not self.tls or info.peer.days_left < self.tls.peer.days_left) then
     self.tls = info
   end
@@ -337,9 +340,9 @@ end
 -- @tparam string u the URL (see the module description and each scheme)
 -- @tparam[opt] table opts `timeout` (10 s), `warning`, `critical` (seconds),
 -- `verbose` (a transcript of the dialogue on stderr), TLS (smtp, pop3,
--- imap and their implicit-TLS schemes `smtps`/`submissions`, `pop3s`,
--- `imaps`): `tls` (STARTTLS/STLS, required: a server without it is
--- CRITICAL), `tls_implicit` (TLS from the first byte, as the TLS schemes),
+-- imap, ftp, and the implicit-TLS schemes `smtps`/`submissions`, `pop3s`,
+-- `imaps`, `ftps`, `https`): `tls` (STARTTLS/STLS/AUTH TLS, required: a
+-- server without it is CRITICAL; not for http), `tls_implicit` (TLS from the first byte, as the TLS schemes),
 -- `ca` (PEM file of trusted issuers; default the system store),
 -- `insecure` (do not verify the certificate), `cert_days` (`{ warn, crit }`:
 -- WARNING / CRITICAL when the certificate has fewer days left; perfdata

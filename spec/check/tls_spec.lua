@@ -231,3 +231,63 @@ describe("parley check TLS options", function()
     assert.matches("warning: %-%-insecure: the server's certificate is not verified", err2)
   end)
 end)
+
+describe("check ftp and http over TLS", function()
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
+
+  -- an FTP server with AUTH TLS and an FTPS port, and an HTTP server
+  -- with an HTTPS port, over one scratch directory
+  local function with_servers(fn)
+    H.run(function()
+      local dir = H.tmpdir()
+      H.write(dir .. "/hello.txt", "hello over tls\n")
+      local ftp = assert(require("parley.ftp.server").serve{ listen = "127.0.0.1:0",
+        listen_tls = "127.0.0.1:0", root = dir, anonymous = true, anonymous_root = dir,
+        signals = false, tls = { cert = c.cert, key = c.key } })
+      local app = require("parley.http.server").new{}
+      app:static("/", dir)
+      local web = assert(app:serve{ listen = "127.0.0.1:0", listen_tls = "127.0.0.1:0", signals = false,
+        tls = { cert = c.cert, key = c.key } })
+      local ok, err = pcall(fn, ftp, web)
+      ftp:close(0)
+      web:close(0)
+      H.rmdir(dir)
+      if not ok then error(err, 0) end
+    end, 30)
+  end
+
+  it("checks FTP with AUTH TLS (--tls) and FTPS, downloading over a protected data connection", function()
+    with_servers(function(ftp)
+      local explicit = check.run(("ftp://127.0.0.1:%d/hello.txt"):format(ftp.port),
+        { tls = true, ca = c.cert, download = true, size = 15 })
+      local implicit = check.run(("ftps://127.0.0.1:%d/"):format(ftp.tls_port), { ca = c.cert, cert_days = { 30, 7 } })
+      local untrusted = check.run(("ftps://127.0.0.1:%d/"):format(ftp.tls_port))
+      assert.equal("OK", explicit.state, explicit.line)
+      assert.matches("downloaded 15 bytes", explicit.summary)
+      assert.matches("TLSv1%.%d, certificate CN=localhost", explicit.summary)
+      assert.equal("OK", implicit.state, implicit.line)
+      assert.matches("1 entries in %.", implicit.summary)
+      assert.matches(" cert_days=36%d;30;7$", implicit.line)
+      assert.equal("CRITICAL", untrusted.state)
+      assert.matches("certificate verify failed: self%-signed certificate", untrusted.summary)
+    end)
+  end)
+
+  it("checks https:// (and http:// with --tls-implicit), and refuses --tls for http", function()
+    with_servers(function(_, web)
+      local r = check.run(("https://localhost:%d/hello.txt"):format(web.tls_port),
+        { ca = c.cert, expect = "over tls", cert_days = { 400, 7 } })
+      local implicit = check.run(("http://localhost:%d/hello.txt"):format(web.tls_port),
+        { tls_implicit = true, ca = c.cert })
+      local plain = check.run(("http://127.0.0.1:%d/hello.txt"):format(web.port))
+      assert.equal("WARNING", r.state, r.line)
+      assert.matches("^HTTP WARNING %- localhost:%d+ HTTP/1%.1 200 OK, 15 bytes; TLSv1%.%d, certificate CN=localhost "
+        .. "expires in 36%d days, under the warning threshold %(400 days%)", r.line)
+      assert.equal("OK", implicit.state, implicit.line)
+      assert.is_nil(plain.perfdata.cert_days)
+      assert.equal("HTTP UNKNOWN - http has no STARTTLS: use --tls-implicit or its TLS URL",
+        check.run("http://h/", { tls = true }).line)
+    end)
+  end)
+end)

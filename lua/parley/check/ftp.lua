@@ -1,6 +1,8 @@
---- parley.check.ftp: `ftp://[user:password@]host[:port][/path]`.
+--- parley.check.ftp: `ftp://[user:password@]host[:port][/path]`
+-- (`ftps://`: implicit TLS, port 990).
 --
--- Logs in (anonymous without a user), switches to TYPE I, then looks at
+-- Logs in (after AUTH TLS, PBSZ 0 and PROT P with `tls`: listings and
+-- downloads then go over TLS too; anonymous without a user), switches to TYPE I, then looks at
 -- the path, relative to the login directory as in RFC 1738 3.2.2:
 -- nothing or a trailing "/" lists that directory (perfdata `entries=N`);
 -- otherwise SIZE and MDTM describe the file (perfdata `size=NB`), and a
@@ -12,7 +14,7 @@
 local parley = require "parley"
 local client = require "parley.ftp.client"
 
-local M = { LABEL = "FTP", PORT = 21 }
+local M = { LABEL = "FTP", PORT = 21, TLS_PORT = 990, STARTTLS = true }
 
 --- The options this check takes (besides timeout, warning, critical, verbose).
 M.OPTIONS = { download = true, sha256 = true, size = true }
@@ -102,10 +104,12 @@ function M.check(ctx)
   local u = ctx.url
   ctx:phase("connect")
   local left = ctx:left()
-  local c, err = client.connect(u.host, u.port, { timeout = left, connect_timeout = left,
-    transcript = ctx.transcript })
+  local o = ctx:tls_options(u)
+  o.timeout, o.connect_timeout, o.transcript = left, left, ctx.transcript
+  local c, err = client.connect(u.host, u.port, o)
   if not c then return ctx:critical(err) end
   ctx:own(c.conn)
+  ctx:tls_seen(c)
   local summary = ("%s %s"):format(u.address, c.greeting.text:match("^[^\n]*"))
   ctx:phase("login")
   local ok

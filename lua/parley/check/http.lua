@@ -1,4 +1,5 @@
---- parley.check.http: `http://host[:port][/path]`.
+--- parley.check.http: `http://host[:port][/path]` (`https://`, or
+-- `tls_implicit`: HTTPS, port 443; HTTP has no STARTTLS).
 --
 -- One GET on a new connection, redirects not followed. The status
 -- decides: with `status` (a list of codes) any of them is OK and any
@@ -9,7 +10,7 @@
 -- @module parley.check.http
 local client = require "parley.http.client"
 
-local M = { LABEL = "HTTP", PORT = 80 }
+local M = { LABEL = "HTTP", PORT = 80, TLS_PORT = 443 }
 
 --- The options this check takes (besides timeout, warning, critical, verbose).
 M.OPTIONS = { status = true, expect = true }
@@ -65,9 +66,13 @@ function M.check(ctx)
   local u, o = ctx.url, ctx.opts
   ctx:phase("request")
   local st = searching_sink(o.expect)
-  local res, err = client.request{ url = u.url, max_redirects = 0, keepalive = false,
-    timeout = ctx:left(), sink = st.sink, transcript = ctx.transcript }
+  local t = ctx:tls_options(u)
+  -- --tls-implicit on an http:// URL: the same URL over HTTPS
+  local target = t.tls and u.url:gsub("^[Hh][Tt][Tt][Pp]:", "https:") or u.url
+  local res, err = client.request{ url = target, max_redirects = 0, keepalive = false,
+    timeout = ctx:left(), sink = st.sink, transcript = ctx.transcript, ca = t.ca, insecure = t.insecure }
   if not res then return ctx:critical(err) end
+  ctx:tls_seen(res.tls)
   ctx:perf("size", res.bytes or 0, "B", { min = 0 })
   local state = M.judge_status(res.status, o.status)
   local summary = ("%s HTTP/1.%d %d %s, %d bytes"):format(u.address, res.minor, res.status,

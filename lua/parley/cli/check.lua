@@ -14,6 +14,7 @@ URLs: smtp://[user:pass@]host[:port]  pop3://user:pass@host[:port]
       imap://user:pass@host[:port][/MAILBOX]  ftp://[user:pass@]host[:port][/path]
       http://host[:port][/path]  telnet://host[:port]
       implicit TLS: smtps:// submissions:// (465)  pop3s:// (995)  imaps:// (993)
+                    ftps:// (990)  https:// (443)
   -w, --warning S      WARNING when the check takes more than S seconds
   -c, --critical S     CRITICAL when it takes more than S seconds
   -t, --timeout S      CRITICAL "timeout after S s in <phase>" (default 10)
@@ -31,7 +32,7 @@ URLs: smtp://[user:pass@]host[:port]  pop3://user:pass@host[:port]
          long until --imap (IDLE) or --pop3 (polling) sees it; -w/-c apply
          to that time; --to/--from (default the receiving user@localhost);
          the message is deleted once seen unless --keep
- TLS:    --tls            STARTTLS (smtp), STLS (pop3), STARTTLS (imap): a server
+ TLS:    --tls            STARTTLS (smtp, imap), STLS (pop3), AUTH TLS (ftp): a server
                           without it is CRITICAL, never a cleartext fallback
          --tls-implicit   TLS from the first byte (as the TLS URL schemes)
          --ca FILE        trust the issuers in FILE (PEM) instead of the system store
