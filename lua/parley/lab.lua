@@ -1,9 +1,10 @@
 --- parley.lab: every parley server at once, on loopback, over one lab
 -- directory: SMTP, submission, POP3, IMAP, FTP, HTTP and Telnet, and
 -- TLS in both forms with a self-signed certificate made in the lab
--- directory: STARTTLS/STLS on the plain mail ports and implicit-TLS
--- ports beside them (smtps, pop3s, imaps). Cleartext passwords stay
--- accepted from loopback, so the tour's sessions by hand still work.
+-- directory: STARTTLS/STLS/AUTH TLS on the plain mail and FTP ports, and
+-- implicit-TLS ports beside them (smtps, pop3s, imaps, ftps, https).
+-- Cleartext passwords stay accepted from loopback, so the tour's
+-- sessions by hand still work.
 --
 --     local lab = require "parley.lab"
 --     parley.run(function()
@@ -34,17 +35,18 @@ M.SERVICES = { "smtp", "submission", "pop3", "imap", "ftp", "http", "telnet" }
 M.PORTS = { smtp = 2525, submission = 2587, pop3 = 1110, imap = 1143, ftp = 2121,
             http = 8080, telnet = 2323 }
 
---- The implicit-TLS ports (RFC 8314), each the listener of a plain
--- service: smtps (465 -> 2465, on submission), pop3s (995 -> 2995),
--- imaps (993 -> 2993).
-M.TLS_SERVICES = { "smtps", "pop3s", "imaps" }
-M.TLS_PORTS = { smtps = 2465, pop3s = 2995, imaps = 2993 }
+--- The implicit-TLS ports (RFC 8314, RFC 4217), each a second listener
+-- of a plain service's server: smtps (465 -> 2465, on submission), pop3s
+-- (995 -> 2995), imaps (993 -> 2993), ftps (990 -> 2990), https (443 -> 8443).
+M.TLS_SERVICES = { "smtps", "pop3s", "imaps", "ftps", "https" }
+M.TLS_PORTS = { smtps = 2465, pop3s = 2995, imaps = 2993, ftps = 2990, https = 8443 }
 -- the plain service whose server also listens on each TLS port
-local TLS_OF = { submission = "smtps", pop3 = "pop3s", imap = "imaps" }
+local TLS_OF = { submission = "smtps", pop3 = "pop3s", imap = "imaps", ftp = "ftps", http = "https" }
 
 -- The URL scheme of each service (submission is SMTP).
 local SCHEME = { smtp = "smtp", submission = "smtp", pop3 = "pop3", imap = "imap", ftp = "ftp",
-                 http = "http", telnet = "telnet", smtps = "smtps", pop3s = "pop3s", imaps = "imaps" }
+                 http = "http", telnet = "telnet", smtps = "smtps", pop3s = "pop3s", imaps = "imaps",
+                 ftps = "ftps", https = "https" }
 
 --- Seconds sessions get to finish when the lab stops.
 M.GRACE = 3
@@ -138,6 +140,7 @@ local function start_servers(lab, d, ports, announce)
     listen = address(host, ports.ftp), root = d.home, anonymous = true,
     anonymous_root = d.ftp, anonymous_perms = "r", users = lab.users,
     xferlog = d.log .. "/xferlog", signals = false, transcript = watch,
+    tls = { cert = d.tls_cert, key = d.tls_key }, listen_tls = address(host, ports.ftps),
     on_start = function(s) announce("ftp", s) end,
   }
   if not ftp then return nil, "ftp on " .. address(host, ports.ftp) .. ": " .. tostring(err) end
@@ -152,6 +155,7 @@ local function start_servers(lab, d, ports, announce)
   http:static("/", d.www)
   local web
   web, err = http:serve{ listen = address(host, ports.http), signals = false, transcript = watch,
+    tls = { cert = d.tls_cert, key = d.tls_key }, listen_tls = address(host, ports.https),
     on_start = function(s) announce("http", s) end }
   if not web then return nil, "http on " .. address(host, ports.http) .. ": " .. tostring(err) end
   lab.servers.http = web
@@ -253,7 +257,7 @@ end
 
 --- What a scenario of the tour gets as `s.vars`: the URLs (`smtp`,
 -- `submission`, `pop3`, `imap`, `ftp`, `http`, `telnet`, `smtps`,
--- `pop3s`, `imaps`), `host`, `ports` (name -> port), `user`, `password`,
+-- `pop3s`, `imaps`, `ftps`, `https`), `host`, `ports` (name -> port), `user`, `password`,
 -- `domain`, `dir`, `ca` (the certificate to trust: `c:starttls()` and
 -- the TLS URLs use it), `maildir` (strategos's Maildir) and `store` (the
 -- `parley.mail.maildir` store).

@@ -116,8 +116,8 @@ describe("parley lab's endpoint table #interop", function()
   end)
 
   it("names every service, the password and the lab directory", function()
-    for _, name in ipairs{ "smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "ftp", "http",
-                           "telnet" } do
+    for _, name in ipairs{ "smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "ftp", "ftps",
+                           "http", "https", "telnet" } do
       assert.truthy(t.rows[name], name)
       assert.truthy(t.rows[name].command, name)
       assert.matches(tostring(t.rows[name].port), t.rows[name].command, 1, true)
@@ -177,7 +177,7 @@ m.logout()
     assert.matches("Subject: Welcome to the lab", out, 1, true)
   end)
 
-  it("gives TLS commands that work as printed: openssl STARTTLS, curl POP3S/IMAPS, parley send over SMTPS", function()
+  it("gives TLS commands that work as printed: openssl, curl (POP3S, IMAPS, FTP, FTPS, HTTPS), parley send", function()
     assert.is_true(exists(t.ca), tostring(t.ca))
     local starttls = t.rows.smtp.commands[2]
     assert.matches("^openssl s_client %-starttls smtp %-connect ", starttls)
@@ -192,6 +192,15 @@ m.logout()
     out, code = run(t.rows.imaps.command)
     assert.equal(0, code, out)
     assert.matches("Subject: Welcome to the lab", out, 1, true)
+    out, code = run(t.rows.ftp.commands[2])   -- AUTH TLS, then PROT P for the data
+    assert.equal(0, code, out)
+    assert.matches("Greek coffee, one cup", out, 1, true)
+    out, code = run(t.rows.ftps.command)
+    assert.equal(0, code, out)
+    assert.matches("flag.txt", out, 1, true)
+    out, code = run(t.rows.https.command)
+    assert.equal(0, code, out)
+    assert.matches("Welcome to the parley lab", out, 1, true)
     out, code = run(t.rows.smtps.command)
     assert.equal(0, code, out)
     local py = ([[

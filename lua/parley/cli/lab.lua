@@ -16,9 +16,10 @@ usage: parley lab [--tour] [--exit] [--dir DIR] [--host ADDR]
   IMAP (1143), FTP (2121), HTTP (8080) and Telnet (2323) on loopback over
   a lab directory, prints a ready command for each and the password of
   the user strategos, and serves until Ctrl-C. TLS both ways, with a
-  self-signed certificate made in LABDIR/tls/: STARTTLS/STLS on the mail
-  ports, and implicit TLS on smtps (2465), pop3s (2995) and imaps (2993).
-  Cleartext passwords stay accepted from loopback.
+  self-signed certificate made in LABDIR/tls/: STARTTLS/STLS/AUTH TLS on
+  the mail and FTP ports, and implicit TLS on smtps (2465), pop3s (2995),
+  imaps (2993), ftps (2990) and https (8443). Cleartext passwords stay
+  accepted from loopback.
   --tour               replay each protocol's sessions with their dialogue
   --exit               stop after the tour (exit status 0 only if every
                        session passed); without --tour, right after starting

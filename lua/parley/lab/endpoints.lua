@@ -30,7 +30,8 @@ local function credentials(lab)
 end
 
 --- The order of the rows: each implicit-TLS port after its plain service.
-M.ORDER = { "smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "ftp", "http", "telnet" }
+M.ORDER = { "smtp", "submission", "smtps", "pop3", "pop3s", "imap", "imaps", "ftp", "ftps", "http", "https",
+            "telnet" }
 
 -- name -> what the server is, and the commands to try (the first is
 -- the row's `command`)
@@ -71,8 +72,17 @@ local ROWS = {
         quote(lab.user .. ":" .. (lab.password or "PASSWORD")), hostport(lab, "imap"))
   end,
   ftp = function(lab)
-    return "anonymous: coffee.txt, tea.txt, flag.txt",
-      ("curl ftp://%s/"):format(hostport(lab, "ftp"))
+    return "anonymous: coffee.txt, tea.txt, flag.txt; AUTH TLS offered",
+      ("curl ftp://%s/"):format(hostport(lab, "ftp")),
+      ("curl --ssl-reqd --cacert %s ftp://%s/coffee.txt"):format(ca(lab), hostport(lab, "ftp"))
+  end,
+  ftps = function(lab)
+    return "FTP over implicit TLS (FTPS)",
+      ("curl --cacert %s ftps://%s/"):format(ca(lab), hostport(lab, "ftps"))
+  end,
+  https = function(lab)
+    return "the same site over HTTPS",
+      ("curl --cacert %s https://%s/"):format(ca(lab), hostport(lab, "https"))
   end,
   http = function(lab)
     return "index.html and logo.jpg",
