@@ -370,6 +370,21 @@ end
 -- line in character mode)
 local NOOPTS = {}
 
+-- RFC 854 IP interrupts what came before it; what was typed after it (in
+-- the same line) is the start of the next line, put back with its end.
+-- With the LF of a CR LF still to come, buf is empty and that LF ends it.
+local function interrupted(self, line)
+  local rest = line:match("\3([^\3]*)$")
+  if rest ~= "" then
+    if self.skip_lf then
+      self.buf, self.skip_lf = rest .. "\r", false
+    else
+      self.buf = rest .. "\r\n" .. self.buf
+    end
+  end
+  return nil, "interrupted"
+end
+
 function session:read_line(opts)
   opts = opts or NOOPTS
   local max = opts.max or self.max_line
@@ -393,7 +408,7 @@ function session:read_line(opts)
           local line = sub(buf, 1, i - 1)
           self.buf = j == #buf and "" or sub(buf, j + 1)
           if not find(line, "\3", 1, true) then return line end
-          return nil, "interrupted"
+          return interrupted(self, line)
         end
       end
       -- line mode: the client edited the line; find its end
@@ -409,7 +424,7 @@ function session:read_line(opts)
         skip_lf(self)
         if toolong then return nil, "line too long" end
         local line = table.concat(acc)
-        if line:find("\3", 1, true) then return nil, "interrupted" end
+        if line:find("\3", 1, true) then return interrupted(self, line) end
         return line
       end
     else
