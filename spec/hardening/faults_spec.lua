@@ -69,10 +69,11 @@ local function campaign(seeds, rates)
       local log = os.tmpname()
       same(clean, run_all(faults(seed, rate, log)), ("seed %d rate %d%%"):format(seed, rate))
       local c = counts(log)
-      assert.is_true(c.eagain > 0 and c.short > 0, "the shim injected no faults")
+      assert.is_true(c.eagain + c.short > 0, "the shim injected no faults")
       for k, v in pairs(c) do total[k] = total[k] + v end
     end
   end
+  assert.is_true(total.eagain > 0 and total.short > 0, "the shim injected only one kind of fault")
   if os.getenv("HARDENING_VERBOSE") then
     io.stderr:write(("faultnet: %d sessions x6 protocols, %d socket calls, %d EAGAIN, %d short\n")
       :format(seeds * #rates, total.calls, total.eagain, total.short))

@@ -150,7 +150,13 @@ local function campaign(proto, batches, lines)
       elseif proto == "imap" then lab.sessions.imap(port)
       elseif proto == "http" then lab.sessions.http(port)
       elseif proto == "telnet" then lab.sessions.telnet(port)
-      else lab.sessions.ftp(port, "after") end
+      else
+        -- the fuzzed commands may have renamed, deleted or made a
+        -- directory of the session's file: put it back first
+        os.execute("rm -rf " .. lab.q(dir .. "/ftp/text.txt"))
+        lab.H.write(dir .. "/ftp/text.txt", "text\n")
+        lab.sessions.ftp(port, "after")
+      end
     end)
   end
   local out = srv:stop()
