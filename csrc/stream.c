@@ -926,10 +926,12 @@ const char *parley_stream_tls_accept(lua_State *L, struct stream *s, int ctxidx)
 }
 
 /*
-** tls_attach(ctx, [servername], [session]): the Lua part of starttls,
-** after it flushed.  Bytes already read in cleartext are refused, never
-** carried into TLS (RFC 3207 §4.2, CVE-2011-0411).  session: another
-** TLS stream (its current session is offered) or a saved session.
+** tls_attach(ctx, [servername], [session], [tickets]): the Lua part of
+** starttls, after it flushed.  Bytes already read in cleartext are
+** refused, never carried into TLS (RFC 3207 §4.2, CVE-2011-0411).
+** session: another TLS stream (its current session is offered) or a
+** saved session.  tickets: how many TLS 1.3 session tickets a server
+** sends after the handshake (OpenSSL's default is 2).
 */
 static int s_tls_attach(lua_State *L) {
   stream *s = check_stream(L, 1);
@@ -937,6 +939,7 @@ static int s_tls_attach(lua_State *L) {
   SSL_SESSION *sess = NULL;
   stream *other;
   char msg[PARLEY_TLS_ERRLEN];
+  lua_Integer tickets = luaL_optinteger(L, 5, -1);
   luaL_checkudata(L, 2, PARLEY_TLS_CONTEXT);
   lua_settop(L, 4);
   if (s->closed) return fail(L, s, "closed");
@@ -958,6 +961,7 @@ static int s_tls_attach(lua_State *L) {
     return 2;
   }
   if (sess) SSL_SESSION_free(sess);
+  if (tickets >= 0) SSL_set_num_tickets(s->ssl, (size_t)tickets);
   lua_pushboolean(L, 1);
   return 1;
 }

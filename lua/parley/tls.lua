@@ -137,7 +137,11 @@ local stream = core.stream_methods
 -- @tparam[opt] table opts `servername` (client: SNI and the name to
 -- check; default the context's, else the host connected to), `session`
 -- (a TLS stream whose session to resume, or one from `s:tlssession()`),
--- `timeout` (seconds for the handshake; default the stream's)
+-- `timeout` (seconds for the handshake; default the stream's), `tickets`
+-- (server: TLS 1.3 session tickets sent after the handshake, default
+-- OpenSSL's 2; 0 for a connection whose peer only writes and then closes,
+-- like an FTP upload: unread tickets make its close a reset that can
+-- destroy the end of what it sent)
 -- @return `true`, or `nil, err` (`"certificate verify failed: ..."`,
 -- `"timeout"`, `"tls: ..."`)
 function stream:starttls(ctx, opts)
@@ -150,7 +154,7 @@ function stream:starttls(ctx, opts)
   if name == nil and ctx:mode() == "client" and not ctx:servername() then
     name = hosts[self]
   end
-  ok, err = self:tls_attach(ctx, name, opts.session)
+  ok, err = self:tls_attach(ctx, name, opts.session, opts.tickets)
   if not ok then return nil, err end
   ok, err = self:handshake(opts.timeout)
   if not ok then

@@ -258,7 +258,9 @@ end
 -- Returns true, or nil, err, code, text.
 local function secure_data(s, data)
   local o = s.srv.opts
-  local ok, err = data:starttls(s.srv.tls_ctx, { timeout = o.tls_timeout })
+  -- no session tickets: a client that only uploads never reads them, and
+  -- its close with unread bytes is a reset that can lose the upload's end
+  local ok, err = data:starttls(s.srv.tls_ctx, { timeout = o.tls_timeout, tickets = 0 })
   if not ok then
     return nil, err, 522, "Data connection TLS negotiation failed: " .. tostring(err) .. "."
   end
