@@ -162,8 +162,9 @@ function M.load(path, opts)
   if type(path) ~= "string" then error("path must be a string", 2) end
   local fh, err = io.open(path, "rb")
   if not fh then return nil, err end
-  local text = fh:read("a")
+  local text, rerr = fh:read("a")   -- nil for a directory
   fh:close()
+  if not text then return nil, path .. ": " .. tostring(rerr) end
   local entries, warnings = parse(text, path)
   if not entries then return nil, warnings end
   local a = new(entries, opts)

@@ -122,8 +122,9 @@ function M.load(path, opts)
   if not st then return nil, path .. ": " .. serr end
   local fh, err = io.open(path, "rb")
   if not fh then return nil, err end
-  local text = fh:read("a")
+  local text, rerr = fh:read("a")   -- nil for a directory
   fh:close()
+  if not text then return nil, path .. ": " .. tostring(rerr) end
   local entries, order, dummy = parse(text, opts, path)
   if not entries then return nil, order end
   local u = new(entries, order, dummy)
