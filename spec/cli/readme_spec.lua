@@ -35,7 +35,7 @@ describe("parley demo", function()
     local ok, how, code = p:close()
     assert.is_true(ok, ("demo ended with %s %s:\n%s"):format(how, code, out))
     assert.matches("C: HELO client.lab.example", out, 1, true)
-    assert.matches("✓ tour: 7 of 7 sessions passed", out, 1, true)
+    assert.matches("✓ tour: (%d+) of %1 sessions passed", out)
   end)
 
   it("lists its commands and refuses unknown ones with status 2", function()
