@@ -547,7 +547,7 @@ function H.STORE(s, cmd, args)
       local nm = view:set_flags(m, new)
       if nm then m = nm else failed = true end
       if silent == "" then
-        local items = { "FLAGS", V.imap_flags(m.flags, m.recent) }
+        local items = { "FLAGS", V.imap_flags(m.flags, view:is_recent(m)) }
         if cmd.uid then items[3], items[4] = "UID", m.uid end
         s:send(imap.fetch_response(i, items))
       end

@@ -304,7 +304,7 @@ function M.run(s, seqs, atts, uid)
     end
   end
   if heads and #seqs > 1 then M.use_cache(view) end
-  local msgs = view.msgs
+  local msgs, recent = view.msgs, view.recent
   local out = {}
   local ctx = {}
   local missing = false
@@ -326,7 +326,7 @@ function M.run(s, seqs, atts, uid)
       if name == "UID" then
         -- written first
       elseif name == "FLAGS" then
-        n = add(out, n, "FLAGS", flags_text(m.flags, m.recent))
+        n = add(out, n, "FLAGS", flags_text(m.flags, recent[m.uid]))
       elseif name == "RFC822.SIZE" then
         n = add(out, n, "RFC822.SIZE", M.size(view, m))
       elseif name == "INTERNALDATE" then
@@ -358,7 +358,7 @@ function M.run(s, seqs, atts, uid)
       end
     end
     if ok then
-      if flags_changed and not want_flags then n = add(out, n, "FLAGS", flags_text(m.flags, m.recent)) end
+      if flags_changed and not want_flags then n = add(out, n, "FLAGS", flags_text(m.flags, recent[m.uid])) end
       n = n + 1; out[n] = ")\r\n"
       conn:send(concat(out, "", 1, n))
     else

@@ -116,10 +116,10 @@ local function key(args, i, view, depth)
   elseif k == "UNFLAGGED" then return flag("F", false)
   elseif k == "SEEN" then return flag("S", true)
   elseif k == "UNSEEN" then return flag("S", false)
-  elseif k == "RECENT" then return function(m) return m.recent == true end, i + 1
-  elseif k == "OLD" then return function(m) return not m.recent end, i + 1
+  elseif k == "RECENT" then return function(m) return view:is_recent(m) end, i + 1
+  elseif k == "OLD" then return function(m) return not view:is_recent(m) end, i + 1
   elseif k == "NEW" then
-    return function(m) return m.recent == true and not m.flags:find("S", 1, true) end, i + 1
+    return function(m) return view:is_recent(m) and not m.flags:find("S", 1, true) end, i + 1
   elseif k == "KEYWORD" or k == "UNKEYWORD" then
     local kw = arg(1)
     if not kw then return nil, k .. " needs a flag" end

@@ -22,7 +22,7 @@
 -- letters `S R F T D`; `\Recent` is per session: messages that were in
 -- `new/` when this session first saw them (a read-write SELECT moves them
 -- to `cur/`, as Dovecot does, so the next session does not see them as
--- recent).
+-- recent), kept as a set of UIDs (`is_recent`).
 -- @module parley.imap.view
 local core = require "parley.core"
 local index = require "parley.mail.index"
@@ -115,29 +115,35 @@ function M.open(store, user, folder, readonly)
   snap, err = idx:snapshot()
   if not snap then return nil, err end
   local self = setmetatable({ mb = mb, idx = idx, dir = mb.dir, store = store, user = user,
-    folder = folder, readonly = readonly, snap = snap, msgs = snap.list, nrecent = 0 }, mt)
+    folder = folder, readonly = readonly, snap = snap, msgs = snap.list, recent = {} }, mt)
   idx.users = idx.users + 1
   self.shared = share(mb.dir)
   self.shared.users = self.shared.users + 1
+  local nrecent = 0
   if snap.nnew > 0 then
-    -- messages in new/ are \Recent for this session only: private copies
-    local msgs = self:writable()
-    for i = 1, #msgs do
-      local m = msgs[i]
+    -- messages in new/ are \Recent for this session only
+    local msgs = not readonly and self:writable()
+    local list, recent = snap.list, self.recent
+    for i = 1, #list do
+      local m = list[i]
       if m.new then
-        if not readonly then
+        if msgs then
           -- Dovecot moves new/ to cur/ on SELECT: the message is no longer
           -- "recent" for the next session (RFC 3501 §2.3.2)
-          m = idx:set_flags(m, m.flags) or m
+          msgs[i] = idx:set_flags(m, m.flags) or m
         end
-        msgs[i] = own(m)
-        msgs[i].recent = true
-        self.nrecent = self.nrecent + 1
+        recent[m.uid] = true
+        nrecent = nrecent + 1
       end
     end
   end
+  -- moving to cur/ changed no flags: the snapshot's counts hold
+  self.counted = { nrecent, snap.first_unseen, snap.unseen }
   self.uidvalidity, self.uidnext = snap.validity, snap.nextuid
   self.gen = self.shared.gen
+  -- the disk was just read: the sync closing the SELECT can skip it (what
+  -- changed meanwhile is told at the next command)
+  self.fresh = true
   return self
 end
 
@@ -153,6 +159,7 @@ end
 --- The view's own message array (a copy of the snapshot's the first
 -- time), to change.
 function methods:writable()
+  self.counted = nil
   if self.msgs == self.snap.list then self.msgs = table.move(self.msgs, 1, #self.msgs, 1, {}) end
   return self.msgs
 end
@@ -162,12 +169,12 @@ function methods:count() return #self.msgs end
 
 --- Counts for SELECT/STATUS: recent, first unseen seq, unseen count.
 function methods:counts()
-  if self.msgs == self.snap.list then
-    return self.nrecent, self.snap.first_unseen, self.snap.unseen
-  end
+  local c = self.counted
+  if c then return c[1], c[2], c[3] end
   local recent, first, unseen = 0, nil, 0
+  local rec = self.recent
   for i, m in ipairs(self.msgs) do
-    if m.recent then recent = recent + 1 end
+    if rec[m.uid] then recent = recent + 1 end
     if not find(m.flags, "S", 1, true) then
       unseen = unseen + 1
       first = first or i
@@ -175,6 +182,9 @@ function methods:counts()
   end
   return recent, first, unseen
 end
+
+--- Whether a message is \Recent in this session.
+function methods:is_recent(m) return self.recent[m.uid] == true end
 
 --- Opens a message's file ("rb"), wherever it moved: file, or nil, err.
 function methods:open_file(m) return self.idx:open(m) end
@@ -242,6 +252,8 @@ end
 -- saw no change
 -- @treturn boolean whether anything was sent
 function methods:sync(send, expunge_ok, force)
+  if self.fresh and not force then self.fresh = nil; return false end
+  self.fresh = nil
   local sh = self.shared
   local snap = self.idx:snapshot()
   if not snap then return false end
@@ -260,6 +272,8 @@ function methods:sync(send, expunge_ok, force)
   local old, fresh = self.msgs, snap.list
   self.snap = snap
   if old == fresh then return false end
+  self.counted = nil
+  local rec = self.recent
   -- walk both lists (ascending UIDs): gone, flags changed, kept
   local msgs, sent, gone = {}, false, false
   local j, nf = 1, #fresh
@@ -270,12 +284,11 @@ function methods:sync(send, expunge_ok, force)
     if not f or f.uid ~= m.uid or m.gone then
       if not m.gone then m = own(m); m.gone = true end
       gone = true
-    elseif f ~= m then
+    elseif f ~= m and f.path ~= m.path then
       if f.flags ~= m.flags then
-        send(core.imap.fetch_response(i, { "FLAGS", M.imap_flags(f.flags, m.recent), "UID", m.uid }))
+        send(core.imap.fetch_response(i, { "FLAGS", M.imap_flags(f.flags, rec[m.uid]), "UID", m.uid }))
         sent = true
       end
-      if m.recent then f = own(f); f.recent = true end
       m = f
     end
     msgs[i] = m
@@ -288,8 +301,7 @@ function methods:sync(send, expunge_ok, force)
     if m.uid > last then
       if m.new then
         if not self.readonly then m = self.idx:set_flags(m, m.flags) or m end
-        m = own(m)
-        m.recent = true
+        rec[m.uid] = true
       end
       k = k + 1
       msgs[k] = m
@@ -304,8 +316,7 @@ function methods:sync(send, expunge_ok, force)
   end
   if added > 0 then
     local recent = 0
-    for i = 1, #self.msgs do if self.msgs[i].recent then recent = recent + 1 end end
-    self.nrecent = recent
+    for i = 1, #self.msgs do if rec[self.msgs[i].uid] then recent = recent + 1 end end
     send("* " .. #self.msgs .. " EXISTS\r\n")
     send("* " .. recent .. " RECENT\r\n")
     sent = true
@@ -322,7 +333,6 @@ function methods:set_flags(m, letters)
   local i = self:seq_of(m.uid)
   local nr, err = self.idx:set_flags(m, letters)
   if not nr then return nil, err end
-  if m.recent then nr = own(nr); nr.recent = true end
   if i then self:writable()[i] = nr end
   M.changed(self.dir)
   self.gen = self.shared and self.shared.gen or self.gen

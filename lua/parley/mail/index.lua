@@ -168,8 +168,11 @@ local function list(self, umap)
   return byname, n, missing, kn
 end
 
--- Gives UIDs to the `missing` records in delivery order, under the lock,
--- after listing again under it. Returns as `list` does, all numbered.
+-- Gives UIDs to the records that have none, in delivery order, under the
+-- lock and listing under it (`reset`: ignore the uidlist, start anew).
+-- Returns as `list` does, every record numbered, then the records in UID
+-- order, the directory stamps taken before the listing, the uidlist's
+-- after writing it, and the time of the stamps.
 local function number(self, reset)
   local mb = self.mb
   if not mb:exists() then
@@ -179,74 +182,86 @@ local function number(self, reset)
   end
   local lock, err = mb:lock_uidlist()
   if not lock then return nil, err end
+  local t = now()
+  local sn, sc = stamps(self.dir)
   local ul = not reset and maildir.read_uidlist(self.dir) or nil
   local byname, n, missing, kn = list(self, ul and ul.map)
   if not byname then lock:close(); return nil, n end
   if not ul then
-    -- a lost, unreadable or inconsistent uidlist: every UID starts anew, so must
-    -- UIDVALIDITY (above any this process handed out before)
+    -- a lost, unreadable or inconsistent uidlist: every UID starts anew,
+    -- so must UIDVALIDITY (above any this process handed out before)
     local v = math.max(os.time(), (self.validity or 0) + 1)
     ul = { validity = v, nextuid = 1, map = {} }
   end
   local present = 0
   for _ in pairs(ul.map) do present = present + 1 end
-  local stale = present ~= n - #missing
-  if #missing > 0 or stale then
-    local keys, bykey = {}, {}
-    for i = 1, #missing do
-      local key = missing[i].key or order_key(missing[i])
-      while bykey[key] do key = key + 1 end  -- same microsecond and counter
-      bykey[key] = missing[i]
-      keys[i] = key
-    end
-    table.sort(keys)
-    local map, nextuid = ul.map, ul.nextuid
-    for i = 1, #keys do
-      local r = bykey[keys[i]]
-      r.uid = nextuid
-      map[r.name] = nextuid
-      nextuid = nextuid + 1
-    end
+  local map, nextuid = ul.map, ul.nextuid
+  local keys, bykey = {}, {}
+  for i = 1, #missing do
+    local key = missing[i].key or order_key(missing[i])
+    while bykey[key] do key = key + 1 end  -- same microsecond and counter
+    bykey[key] = missing[i]
+    keys[i] = key
+  end
+  table.sort(keys)
+  for i = 1, #keys do
+    local r = bykey[keys[i]]
+    r.uid = nextuid
+    map[r.name] = nextuid
+    nextuid = nextuid + 1
+  end
+  local byuid, ordered = {}, {}
+  for _, r in pairs(byname) do byuid[r.uid] = r end
+  for uid = 1, nextuid - 1 do
+    local r = byuid[uid]
+    if r then ordered[#ordered + 1] = r end
+  end
+  if #ordered ~= n then
+    -- two names share a UID (a uidlist edited by hand): start anew
+    lock:close()
+    return number(self, true)
+  end
+  if #missing > 0 or present ~= n - #missing then
     -- the file lists the messages on disk (expunged names dropped)
-    local byuid, uids, names = {}, {}, {}
-    for name, r in pairs(byname) do byuid[r.uid] = name end
-    for uid = 1, nextuid - 1 do
-      local name = byuid[uid]
-      if name then uids[#uids + 1] = uid; names[#names + 1] = name end
-    end
     local ok
-    ok, err = mb:write_uidlist(ul.validity, nextuid, uids, names)
+    ok, err = mb:write_uidlist(ul.validity, nextuid, ordered)
     if not ok then lock:close(); return nil, err end
     ul.nextuid = nextuid
   end
+  local _, _, su = stamps(self.dir)
   lock:close()
   self.validity, self.nextuid, self.umap = ul.validity, ul.nextuid, ul.map
-  return byname, n, kn
+  return byname, n, kn, ordered, sn, sc, su, t
 end
 
--- Builds a snapshot from byname (every record numbered); nil when two
--- names share a UID (a uidlist edited by hand).
-local function build(self, byname, n)
-  local byuid, maxuid = {}, 0
-  for _, r in pairs(byname) do
-    if byuid[r.uid] then return nil end
-    byuid[r.uid] = r
-    if r.uid > maxuid then maxuid = r.uid end
-  end
-  local lst, k, nnew, unseen, first = {}, 0, 0, 0, nil
-  for uid = 1, maxuid do
-    local r = byuid[uid]
-    if r then
-      k = k + 1
-      lst[k] = r
-      if r.new then nnew = nnew + 1 end
-      if not find(r.flags, "S", 1, true) then
-        unseen = unseen + 1
-        first = first or k
-      end
+-- Builds a snapshot from byname (every record numbered; `ordered`, when
+-- given, the same records in UID order); nil when two names share a UID
+-- (a uidlist edited by hand).
+local function build(self, byname, n, ordered)
+  if not ordered then
+    local byuid, maxuid = {}, 0
+    for _, r in pairs(byname) do
+      if byuid[r.uid] then return nil end
+      byuid[r.uid] = r
+      if r.uid > maxuid then maxuid = r.uid end
+    end
+    ordered = {}
+    for uid = 1, maxuid do
+      local r = byuid[uid]
+      if r then ordered[#ordered + 1] = r end
     end
   end
-  return { list = lst, byname = byname, validity = self.validity, nextuid = self.nextuid,
+  if #ordered ~= n then return nil end
+  local nnew, unseen, first = 0, 0, nil
+  for k = 1, n do
+    local r = ordered[k]
+    if r.new then nnew = nnew + 1 end
+    if not find(r.flags, "S", 1, true) then
+      unseen = unseen + 1
+      first = first or k
+    end
+  end
+  return { list = ordered, byname = byname, validity = self.validity, nextuid = self.nextuid,
            nnew = nnew, unseen = unseen, first_unseen = first }
 end
 
@@ -266,15 +281,17 @@ function methods:snapshot()
     if ul then self.validity, self.nextuid, self.umap = ul.validity, ul.nextuid, ul.map
     else self.umap = nil end
   end
-  local byname, n, missing, kn = list(self, self.umap)
-  if not byname then return nil, n end
-  self.known = kn
-  if #missing > 0 or not self.umap then
-    byname, n, kn = number(self)
+  local byname, n, missing, kn, ordered
+  if self.umap then
+    byname, n, missing, kn = list(self, self.umap)
     if not byname then return nil, n end
-    sn, sc, su = stamps(self.dir)
-    self.su = su
-    t = now()
+    self.known = kn
+  end
+  if not self.umap or #missing > 0 then
+    -- (no uidlist yet: list once, under the lock)
+    byname, n, kn, ordered, sn, sc, su, t = number(self)
+    if not byname then return nil, n end
+    self.known, self.su = kn, su
   end
   local reuse = s and s.validity == self.validity and s.nextuid == self.nextuid and #s.list == n
   if reuse then
@@ -282,16 +299,13 @@ function methods:snapshot()
       if s.byname[name] ~= r then reuse = false; break end
     end
   end
-  self.known = kn
   if not reuse then
-    s = build(self, byname, n)
+    s = build(self, byname, n, ordered)
     if not s then
-      byname, n, kn = number(self, true)
+      byname, n, kn, ordered, sn, sc, su, t = number(self, true)
       if not byname then return nil, n end
-      self.known = kn
-      s = assert(build(self, byname, n))
-      sn, sc, su = stamps(self.dir)
-      self.su = su
+      self.known, self.su = kn, su
+      s = assert(build(self, byname, n, ordered))
     end
   end
   s.sn, s.sc, s.su = sn, sc, su

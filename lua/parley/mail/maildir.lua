@@ -13,7 +13,11 @@
 -- Delivery (Maildir, as qmail documents it): the message is written to
 -- `tmp/<unique>` (opened O_CREAT|O_EXCL), fsync'ed, renamed into `new/`
 -- (or `cur/` with flags), and the directory is fsync'ed. A failed write
--- (disk full) removes the tmp file at once and returns the error.
+-- (disk full) removes the tmp file at once and returns the error. Inside
+-- a task both fsyncs run on the driver's worker threads (`fs.fsync_async`)
+-- and only that task waits for the disk; the order stays write, fsync,
+-- link into `new/`, fsync of `new/`. A task cancelled meanwhile gets
+-- `nil, "cancelled"` and leaves nothing in `new/`.
 --
 -- Unique names: `<sec>.M<usec>P<pid>Q<counter>.<host>` with a
 -- per-process counter; the pid and the counter keep concurrent deliveries
@@ -337,7 +341,7 @@ function delivery_methods:commit(flags)
   end
   local store, file = self.store, self.file
   local ok, err = file:flush()
-  if ok and store.fsync then ok, err = file:fsync() end
+  if ok and store.fsync then ok, err = fs.fsync_async(file) end
   local size
   if ok then
     if self.raw then
@@ -374,7 +378,7 @@ function delivery_methods:commit(flags)
   fs.unlink(self.tmp)
   finish(self)
   if store.fsync then
-    ok, err = fs.fsync_dir(self.dir .. "/" .. sub)
+    ok, err = fs.fsync_dir_async(self.dir .. "/" .. sub)
     if not ok then
       -- not durable: take it back, the client must retry
       fs.unlink(dest)
@@ -605,13 +609,16 @@ end
 -- directory when the store fsyncs). Call it holding `lock_uidlist`.
 -- @tparam number validity
 -- @tparam number nextuid
--- @tparam table uids array of UIDs, ascending
--- @tparam table names array of message names, `names[i]` has `uids[i]`
+-- @tparam table msgs array of `{uid=, name=}`, ascending UIDs
 -- @return true, or nil, err
-function mailbox_methods:write_uidlist(validity, nextuid, uids, names)
+function mailbox_methods:write_uidlist(validity, nextuid, msgs)
   local store, dir = self.store, self.dir
-  local out = { string.format("3 V%d N%d\n", validity, nextuid) }
-  for i = 1, #uids do out[i + 1] = uids[i] .. " :" .. names[i] .. "\n" end
+  local out, n = { string.format("3 V%d N%d\n", validity, nextuid) }, 1
+  for i = 1, #msgs do
+    local m = msgs[i]
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = m.uid, " :", m.name, "\n"
+    n = n + 4
+  end
   local path = dir .. "/" .. UIDLIST
   local tmp = path .. ".tmp"
   fs.unlink(tmp)
@@ -680,10 +687,9 @@ function mailbox_methods:uids(msgs)
     local entries = {}
     for name, uid in pairs(map) do entries[#entries + 1] = { uid, name } end
     table.sort(entries, function(a, b) return a[1] < b[1] end)
-    local uids, names = {}, {}
-    for i = 1, #entries do uids[i], names[i] = entries[i][1], entries[i][2] end
+    for i = 1, #entries do entries[i] = { uid = entries[i][1], name = entries[i][2] } end
     local ok
-    ok, err = self:write_uidlist(list.validity, list.nextuid, uids, names)
+    ok, err = self:write_uidlist(list.validity, list.nextuid, entries)
     if not ok then lock:close(); return nil, err end
   end
   lock:close()
