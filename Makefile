@@ -9,7 +9,7 @@ PREFIX    ?= /usr/local
 LUA_LDIR  ?= $(PREFIX)/share/lua/5.4
 LUA_CDIR  ?= $(PREFIX)/lib/lua/5.4
 BUSTED    ?= busted --lua=$(LUA)
-LIBS      := -lcrypt -lutil -lssl -lcrypto
+LIBS      := -lcrypt -lutil -lssl -lcrypto -pthread
 FUZZ_SECONDS ?= 60
 
 BUILD ?= build

@@ -90,7 +90,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "parley.h"
+#include "driver.h"
+#include "fsync_pool.h"
 
 #define FS_FILE "parley.fs.file"
 #define FS_BUFSIZE 65536
@@ -358,34 +359,169 @@ static int l_file_tostring(lua_State *L) {
 
 /* ------------------------------------------------------------- syncing */
 
-static int l_fsync(lua_State *L) {
-  int fd;
-  if (lua_isinteger(L, 1)) {
-    fd = (int)lua_tointeger(L, 1);
-  } else if (luaL_testudata(L, 1, FS_FILE)) {
-    fs_file *f = checkopen(L, 1);
-    if (file_flushbuf(f) != 0) return push_errno(L, errno);
-    fd = f->fd;
+/*
+** The descriptor to sync for fs.fsync's argument (a Lua file, a
+** parley.fs.file or an integer), its buffered output written first:
+** the descriptor, or -1 with errno set.
+*/
+static int sync_target(lua_State *L, int i) {
+  if (lua_isinteger(L, i)) return (int)lua_tointeger(L, i);
+  if (luaL_testudata(L, i, FS_FILE)) {
+    fs_file *f = checkopen(L, i);
+    return file_flushbuf(f) != 0 ? -1 : f->fd;
   } else {
-    luaL_Stream *s = (luaL_Stream *)luaL_testudata(L, 1, LUA_FILEHANDLE);
-    if (s == NULL) return luaL_typeerror(L, 1, "file or descriptor");
+    luaL_Stream *s = (luaL_Stream *)luaL_testudata(L, i, LUA_FILEHANDLE);
+    if (s == NULL) return luaL_typeerror(L, i, "file or descriptor");
     if (s->closef == NULL) return luaL_error(L, "attempt to use a closed file");
-    if (fflush(s->f) != 0) return push_errno(L, errno);
-    fd = fileno(s->f);
+    return fflush(s->f) != 0 ? -1 : fileno(s->f);
   }
+}
+
+static int l_fsync(lua_State *L) {
+  int fd = sync_target(L, 1);
+  if (fd < 0 && !lua_isinteger(L, 1)) return push_errno(L, errno);
   return push_result(L, fsync(fd));
 }
 
-static int l_fsync_dir(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc, e;
-  if (fd < 0) return push_errno(L, errno);
-  rc = fsync(fd);
-  e = errno;
+static int open_dir(const char *path) {
+  return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* fsync(fd), then close it: true | nil, err, errno */
+static int sync_and_close(lua_State *L, int fd) {
+  int rc = fsync(fd), e = errno;
   close(fd);
   if (rc != 0) return push_errno(L, e);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int l_fsync_dir(lua_State *L) {
+  int fd = open_dir(luaL_checkstring(L, 1));
+  if (fd < 0) return push_errno(L, errno);
+  return sync_and_close(L, fd);
+}
+
+/* ----------------------------------------------------- fsync off the loop */
+
+/*
+** The pool behind fs.fsync_async and fs.fsync_dir_async: an upvalue of
+** both, joined by its __gc.  A task that finds max_jobs in flight waits
+** in `space`; a job that ends lets one in, and since a job whose task
+** was cancelled ends on a worker that cannot wake anyone, the wait also
+** looks again every FSYNC_SPACE_RECHECK seconds.
+*/
+#define FS_POOL "parley.fs.fsync_pool"
+#define FSYNC_WORKERS 4           /* concurrent fsyncs share journal commits */
+#define FSYNC_MAX_JOBS 256        /* in flight, each one holding 2 descriptors */
+#define FSYNC_SPACE_RECHECK 0.01
+
+typedef struct {
+  fsync_pool *pool;
+  waitq space;
+} fs_async;
+
+static void set_int(lua_State *L, const char *k, lua_Integer v);
+
+static int async_k(lua_State *L, int status, lua_KContext ctx);
+
+static int async_wait_job(lua_State *L, fsync_job *j) {
+  int r = parley_wait(L, &j->p, P_READ, NULL, -1, 0, async_k);
+  return async_k(L, LUA_OK, r);
+}
+
+/*
+** Submits the descriptor on top of the stack (it belongs to us), or waits
+** for room; the top slot then holds the job as a light userdata.
+*/
+static int async_submit(lua_State *L, fs_async *a) {
+  int fd = (int)lua_tointeger(L, -1), rc, r;
+  fsync_job *j;
+  rc = fsync_pool_submit(a->pool, fd, &j);
+  if (rc == EAGAIN) {
+    r = parley_wait(L, NULL, P_READ, &a->space,
+                    parley_deadline(FSYNC_SPACE_RECHECK), 0, async_k);
+    return async_k(L, LUA_OK, r);
+  }
+  if (rc != 0) return sync_and_close(L, fd);   /* no thread: block, but sync */
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, j);
+  return async_wait_job(L, j);
+}
+
+static int async_k(lua_State *L, int status, lua_KContext ctx) {
+  fs_async *a = (fs_async *)lua_touserdata(L, lua_upvalueindex(1));
+  int r = status == LUA_YIELD ? parley_waited(L)->result : (int)ctx, err;
+  if (lua_islightuserdata(L, -1)) {
+    fsync_job *j = (fsync_job *)lua_touserdata(L, -1);
+    int done = fsync_pool_done(a->pool, j, &err);
+    if (!done && r == WAKE_READY) return async_wait_job(L, j);
+    fsync_pool_release(a->pool, j);
+    parley_signal(&a->space, 0);
+    if (!done) {
+      lua_pushnil(L);
+      lua_pushstring(L, parley_wake_message(r));
+      return 2;
+    }
+    if (err != 0) return push_errno(L, err);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (r == WAKE_READY || r == WAKE_TIMEOUT) return async_submit(L, a);
+  close((int)lua_tointeger(L, -1));            /* cancelled waiting for room */
+  lua_pushnil(L);
+  lua_pushstring(L, parley_wake_message(r));
+  return 2;
+}
+
+/* fd is ours: sync it off the loop in a task, right here elsewhere */
+static int async_run(lua_State *L, int fd) {
+  fs_async *a = (fs_async *)lua_touserdata(L, lua_upvalueindex(1));
+  if (!lua_isyieldable(L) || a->pool == NULL) return sync_and_close(L, fd);
+  lua_pushinteger(L, fd);
+  return async_submit(L, a);
+}
+
+static int l_fsync_async(lua_State *L) {
+  int fd = sync_target(L, 1), dup;
+  if (fd < 0 && !lua_isinteger(L, 1)) return push_errno(L, errno);
+  if (!lua_isyieldable(L)) return push_result(L, fsync(fd));
+  /* the job's own descriptor: closing f meanwhile cannot pull it away */
+  dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return errno == EBADF ? push_errno(L, EBADF) : push_result(L, fsync(fd));
+  return async_run(L, dup);
+}
+
+static int l_fsync_dir_async(lua_State *L) {
+  int fd = open_dir(luaL_checkstring(L, 1));
+  if (fd < 0) return push_errno(L, errno);
+  return async_run(L, fd);
+}
+
+static int l_fsync_stats(lua_State *L) {
+  fs_async *a = (fs_async *)lua_touserdata(L, lua_upvalueindex(1));
+  fsync_stats st;
+  memset(&st, 0, sizeof st);
+  st.max_jobs = FSYNC_MAX_JOBS;
+  if (a->pool) fsync_pool_stats(a->pool, &st);
+  lua_createtable(L, 0, 4);
+  set_int(L, "workers", st.workers);
+  set_int(L, "jobs", st.jobs);
+  set_int(L, "max_jobs", st.max_jobs);
+  set_int(L, "completed", (lua_Integer)st.completed);
+  return 1;
+}
+
+static int pool_tostring(lua_State *L) {
+  return parley_tostring(L, NULL);
+}
+
+static int pool_gc(lua_State *L) {
+  fs_async *a = (fs_async *)luaL_checkudata(L, 1, FS_POOL);
+  parley_signal(&a->space, 1);     /* no waiter may point into us */
+  if (a->pool) fsync_pool_free(a->pool);
+  a->pool = NULL;
+  return 0;
 }
 
 /* --------------------------------------------------------------- names */
@@ -785,8 +921,28 @@ int parley_open_fs(lua_State *L) {
     {"equal", l_equal},
     {NULL, NULL}
   };
+  static const luaL_Reg async_funcs[] = {
+    {"fsync_async", l_fsync_async},
+    {"fsync_dir_async", l_fsync_dir_async},
+    {"fsync_stats", l_fsync_stats},
+    {NULL, NULL}
+  };
+  static const luaL_Reg pool_meta[] = {
+    {"__gc", pool_gc},
+    {"__tostring", pool_tostring},
+    {NULL, NULL}
+  };
+  static const luaL_Reg no_methods[] = {{NULL, NULL}};
+  fs_async *a;
   parley_newclass(L, FS_FILE, methods, meta);
+  parley_newclass(L, FS_POOL, no_methods, pool_meta);
   luaL_newlib(L, funcs);
+  a = (fs_async *)lua_newuserdatauv(L, sizeof *a, 0);
+  memset(a, 0, sizeof *a);
+  luaL_setmetatable(L, FS_POOL);
+  /* no pool (out of memory): the async calls sync on the loop thread */
+  a->pool = fsync_pool_new(FSYNC_WORKERS, FSYNC_MAX_JOBS);
+  luaL_setfuncs(L, async_funcs, 1);
   lua_setfield(L, -2, "fs");
   return 0;
 }
