@@ -9,7 +9,7 @@ local M = {}
 local commands = {
   { "serve", "serve PROTO [options]", "run a server: echo, smtp, pop3, imap, mail, ftp, http, telnet" },
   { "send", "send --server H:P --from A --to B ...", "send a mail message by SMTP" },
-  { "telnet", "telnet HOST PORT", "interactive Telnet client" },
+  { "telnet", "telnet HOST [PORT]", "interactive Telnet client" },
   { "run", "run FILE.lua... [--var k=v] [--format F]", "run scenario files (parley.scenario) and report" },
   { "check", "check URL [-w S] [-c S] [-t S] ...", "a monitoring-plugin check (smtp, pop3, imap, ftp, http, telnet)" },
   { "lab", "lab [--tour] [--exit] [--dir DIR] ...", "every server on loopback, ready commands, a tour" },
@@ -24,9 +24,14 @@ local function usage(out)
   out:write("\n`parley <command> --help` describes a command's options.\n")
 end
 
---- Parses `--name value` / `--flag` options.
+--- Parses `--name value`, `--name=value` and `--flag` options; `-h` is
+-- `--help` when the spec has `help`. Raises (level 0, a one-line
+-- message) on an unknown option, a missing value or a value that is not
+-- a number; any other argument starting with `-` is an unknown option
+-- (`-` alone is an ordinary argument).
 -- @tparam table argv the arguments (from index `first`)
--- @tparam table spec option name -> "string" | "number" | "flag" | "list"
+-- @tparam table spec option name (with `_` for `-`) -> "string" |
+-- "number" | "flag" | "list" (repeatable)
 -- @tparam[opt=1] number first
 -- @treturn table options, with positional arguments in array part
 function M.parse(argv, spec, first)
@@ -58,6 +63,10 @@ function M.parse(argv, spec, first)
           opts[key] = v
         end
       end
+    elseif a == "-h" and spec.help then
+      opts.help = true
+    elseif a:match("^%-.") then
+      error(("unknown option %s"):format(a), 0)
     else
       table.insert(opts, a)
     end
@@ -66,14 +75,23 @@ function M.parse(argv, spec, first)
   return opts
 end
 
-local function run(fn, ...)
+-- A command's errors (a bad option above all) as one line and status 2.
+local function run(prefix, fn, ...)
   local ok, res = pcall(fn, ...)
   if ok then return res or 0 end
-  io.stderr:write("parley: ", tostring(res), "\n")
+  io.stderr:write(prefix, tostring(res), "\n")
   return 2
 end
 
---- Entry point: returns the process exit status.
+local SERVE_USAGE = [[
+usage: parley serve PROTO [options]
+  PROTO: echo, smtp, pop3, imap, mail, ftp, http, telnet
+  `parley serve PROTO --help` describes a server's options.
+]]
+
+--- Entry point of `bin/parley`.
+-- @tparam table argv the command line (`arg`)
+-- @treturn number the process exit status
 function M.main(argv)
   local cmd = argv[1]
   local rest = table.move(argv, 2, #argv, 1, {})
@@ -82,30 +100,33 @@ function M.main(argv)
     return cmd and 0 or 2
   elseif cmd == "serve" then
     local proto = rest[1]
+    if proto == "--help" or proto == "-h" or proto == "help" then
+      io.stdout:write(SERVE_USAGE)
+      return 0
+    end
     if not proto or not proto:match("^[%a%d_]+$") then
-      io.stderr:write("usage: parley serve PROTO [options]\n")
+      io.stderr:write(SERVE_USAGE)
       return 2
     end
     local ok, mod = pcall(require, "parley." .. proto .. ".cli")
     if not ok or type(mod) ~= "table" or not mod.serve then
       if ok or tostring(mod):find("module 'parley%." .. proto .. "%.cli' not found", 1) then
-        io.stderr:write("parley: no server for '", proto, "'\n")
+        io.stderr:write("parley: no server for '", proto, "' (parley serve --help lists them)\n")
         return 2
       end
       error(mod, 0)
     end
-    return run(mod.serve, table.move(rest, 2, #rest, 1, {}))
+    return run("parley: ", mod.serve, table.move(rest, 2, #rest, 1, {}))
   else
     local ok, mod = pcall(require, "parley.cli." .. cmd)
     if not ok then
       if tostring(mod):find("module 'parley%.cli%." .. cmd:gsub("%p", "%%%0") .. "' not found", 1) then
-        io.stderr:write("parley: unknown command '", cmd, "'\n")
-        usage(io.stderr)
+        io.stderr:write("parley: unknown command '", cmd, "' (parley help lists them)\n")
         return 2
       end
       error(mod, 0)
     end
-    return run(mod.main, rest)
+    return run("parley " .. cmd .. ": ", mod.main, rest)
   end
 end
 

@@ -31,7 +31,7 @@ URLs: smtp://[user:pass@]host[:port]  pop3://user:pass@host[:port]
  --roundtrip: send a message with a unique Subject by --smtp and time how
          long until --imap (IDLE) or --pop3 (polling) sees it; -w/-c apply
          to that time; --to/--from (default the receiving user@localhost);
-         the message is deleted once seen unless --keep
+         the message is deleted once seen (--delete, the default) unless --keep
  TLS:    --tls            STARTTLS (smtp, imap), STLS (pop3), AUTH TLS (ftp): a server
                           without it is CRITICAL, never a cleartext fallback
          --tls-implicit   TLS from the first byte (as the TLS URL schemes)

@@ -53,7 +53,7 @@ local function program()
 end
 
 local function usage_error(msg)
-  io.stderr:write("parley: ", msg, "\n")
+  io.stderr:write("parley lab: ", msg, "\n")
   return 2
 end
 

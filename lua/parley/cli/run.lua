@@ -54,7 +54,7 @@ local function normalize(argv)
 end
 
 local function usage_error(msg)
-  io.stderr:write("parley run: ", msg, "\n", HELP)
+  io.stderr:write("parley run: ", msg, "; usage: parley run FILE.lua... [options] (--help)\n")
   return 2
 end
 

@@ -15,6 +15,7 @@ usage: parley send --server HOST:PORT --from A --to B [--to C] --subject S
   --helo NAME     name for EHLO (default localhost)
   --message-file F   send F as it is (a complete RFC 5322 message)
   --quiet         print only errors
+  --timeout S     seconds for the connection and for each reply
   --tls           STARTTLS (RFC 3207) before anything else, or fail
   --tls-implicit  TLS from the first byte (port 465, RFC 8314)
   --ca FILE       trust the issuers in FILE (PEM) instead of the system store
@@ -27,11 +28,18 @@ local SPEC = { server = "string", from = "string", to = "list", subject = "strin
   helo = "string", message_file = "string", quiet = "flag", help = "flag", timeout = "number",
   tls = "flag", tls_implicit = "flag", ca = "string", insecure = "flag" }
 
-local function slurp(path)
+-- io.open's message names the file already ("F: No such file ...")
+local function readable(path)
   local f, err = io.open(path, "rb")
-  if not f then error("cannot read " .. path .. ": " .. tostring(err), 0) end
-  local s = f:read("a")
+  if not f then error("cannot read " .. tostring(err), 0) end
+  return f
+end
+
+local function slurp(path)
+  local f = readable(path)
+  local s, err = f:read("a")
   f:close()
+  if not s then error("cannot read " .. path .. ": " .. tostring(err), 0) end
   return s
 end
 
@@ -41,15 +49,15 @@ end
 -- encodes attachments 57 KiB at a time, read from their files; the
 -- result is spooled to an anonymous temporary file, never held whole.
 local function compose(o)
-  for _, path in ipairs(o.attach or {}) do
-    local f, err = io.open(path, "rb")
-    if not f then error("cannot read " .. path .. ": " .. tostring(err), 0) end
-    f:close()
-  end
   local atts = {}
-  for i, path in ipairs(o.attach or {}) do atts[i] = { path = path } end
-  local src, err = message.source{ from = o.from, to = o.to, subject = o.subject,
-    text = o.body or slurp(o.body_file), attachments = atts }
+  for i, path in ipairs(o.attach or {}) do
+    readable(path):close()
+    atts[i] = { path = path }
+  end
+  -- a bad address raises (a wrong argument to the library): say which
+  local ok, src, err = pcall(message.source, { from = o.from, to = o.to, subject = o.subject,
+    text = o.body or slurp(o.body_file), attachments = atts })
+  if not ok then err = tostring(src):gsub("^[^\n]-%.lua:%d+: ", "") src = nil end
   if not src then error("cannot build the message: " .. tostring(err), 0) end
   local spool = assert(io.tmpfile())
   while true do
@@ -73,7 +81,7 @@ function M.main(argv)
     or (not o.message_file and not o.subject and "--subject")
     or (not o.message_file and not o.body and not o.body_file and "--body or --body-file")
   if missing then
-    io.stderr:write("parley send: ", missing, " is required\n", HELP)
+    io.stderr:write("parley send: ", missing, " is required (parley send --help)\n")
     return 2
   end
   if o.tls and o.tls_implicit then
@@ -90,9 +98,7 @@ function M.main(argv)
   end
   local msg
   if o.message_file then
-    local err
-    msg, err = io.open(o.message_file, "rb")
-    if not msg then error("cannot read " .. o.message_file .. ": " .. tostring(err), 0) end
+    msg = readable(o.message_file)
   else
     msg = compose(o)
   end

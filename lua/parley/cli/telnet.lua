@@ -1,4 +1,4 @@
---- `parley telnet HOST PORT`: the interactive Telnet client.
+--- `parley telnet HOST [PORT]`: the interactive Telnet client.
 --
 -- The terminal is put in raw mode while the server echoes (character at a
 -- time, as telnet(1) does) and left cooked otherwise (the terminal edits
@@ -18,7 +18,8 @@ local pty = core.pty
 local M = {}
 
 local HELP = [[
-usage: parley telnet [options] HOST PORT
+usage: parley telnet [options] HOST [PORT]
+  PORT defaults to 23.
   --escape C          quit key, as ^] (default) or ^X
   --binary            agree to BINARY both ways (8-bit clean)
   --offer             offer NAWS, TTYPE and NEW-ENVIRON at once
@@ -39,9 +40,13 @@ function M.main(argv)
   local o = cli.parse(rest, { escape = "string", binary = "flag",
                               offer = "flag", wait = "number", help = "flag" })
   if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
-  local host, port = o[1], tonumber(o[2] or "23")
-  if not host or not port or o[3] then
-    io.stderr:write(HELP)
+  local host, port = o[1], math.tointeger(tonumber(o[2] or "23"))
+  if not host or o[3] then
+    io.stderr:write("parley telnet: usage: parley telnet [options] HOST [PORT]\n")
+    return 2
+  end
+  if not port or port < 1 or port > 65535 then
+    io.stderr:write("parley telnet: not a port number: ", o[2], "\n")
     return 2
   end
   local esc = escape_byte(o.escape)
@@ -134,14 +139,9 @@ function M.main(argv)
       end
       local cut = data:find(string.char(esc), 1, true)
       if cut then data = data:sub(1, cut - 1) end
-      if data ~= "" then
-        if mode == "raw" then
-          c:write(data)
-        else
-          -- a cooked terminal gives lines ending in "\n": CR LF on the wire
-          c:write(data)
-        end
-      end
+      -- raw: keys as typed; cooked: lines ending in "\n", which
+      -- client:write sends as CR LF (RFC 854)
+      if data ~= "" then c:write(data) end
       if cut then
         stdout:send("\r\n")
         break

@@ -52,7 +52,7 @@ function M.serve(argv)
   local o = cli.parse(rest, spec)
   if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
   if not o.root then
-    io.stderr:write("parley: serve ftp needs --root DIR\n", HELP)
+    io.stderr:write("parley: serve ftp needs --root DIR (parley serve ftp --help)\n")
     return 2
   end
   if o.pasv_ports and not o.pasv_ports:match("^%d+%-%d+$") then

@@ -23,7 +23,7 @@ usage: parley serve smtp --listen 127.0.0.1:2525 --maildir DIR --domain D
   --relay-net CIDR         clients allowed to relay without AUTH (repeatable)
   --submission             require AUTH before MAIL (MSA, RFC 6409)
   --sink                   accept and discard every message (load tests)
-  --max-size N  --max-recipients N  --max-errors N  --timeout S
+  --max-size N  --max-recipients N  --max-errors N  --max-connections N  --timeout S
   --data-timeout S  --normalize-bare (turn bare CR/LF into CRLF instead of 550)
   --vrfy  --expn  --auth-delay S
 ]]
