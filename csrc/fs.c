@@ -1,7 +1,8 @@
 /*
 ** fs: the system calls Lua lacks, for the mail store, the FTP server and
 ** the CLI.  `require("parley.core").fs`.  Not a codec: every function here
-** does I/O, none keeps global state.
+** does I/O, none keeps global state (the fsync workers' pool is an upvalue
+** of the calls that use it, joined by its __gc).
 **
 ** Errors: a failed system call returns `nil, message, errno` where message
 ** is strerror(errno) in lower case ("no space left on device", "file
@@ -33,6 +34,15 @@
 ** fs.fsync(f) -> true | nil, err, errno   f: a Lua file (flushed first),
 **   a parley.fs.file or an integer descriptor.
 ** fs.fsync_dir(path) -> true | nil, err, errno
+** fs.fsync_async(f), fs.fsync_dir_async(path): the same calls with the
+**   same results, but inside a task fsync(2) runs on a worker thread
+**   (fsync_pool.c: FSYNC_WORKERS, at most FSYNC_MAX_JOBS in flight, more
+**   wait their turn) and only the calling task waits, as for any I/O.
+**   Outside a task (or where it cannot yield) they sync right there.
+**   The worker syncs its own descriptor (a dup, or the directory it was
+**   given open), so f may be closed meanwhile; a task cancelled while it
+**   waits gets nil, "cancelled" and the worker finishes and closes alone.
+** fs.fsync_stats() -> {workers=, jobs= (in flight), max_jobs=, completed=}
 **
 ** Names:
 ** fs.rename(old, new [, noreplace]) -> true | nil, err, errno
