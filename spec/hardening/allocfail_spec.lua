@@ -73,7 +73,7 @@ local function points(k, all)
   local t = {}
   if all then
     for n = 1, math.min(k, 50) do t[#t + 1] = n end
-    for i = 1, 50 do
+    for i = 1, k > 50 and 50 or 0 do
       local n = 50 + (k - 50) * i // 50
       if n > t[#t] then t[#t + 1] = n end
     end
@@ -96,9 +96,12 @@ local function sweep(specs, all)
       local r = run(spec, n, all)
       healthy(r, ("%s, allocation %d of %d failing"):format(spec, n, clean.count), clean.leaks)
       runs = runs + 1
-      -- the failure surfaced as an error some spec saw (else it was absorbed)
+      -- the failure surfaced as an error (a spec's, or busted's own when
+      -- it hit loading); else it was absorbed
       local f, e = r.out:match("(%d+) failures? / (%d+) errors?")
-      if f and (tonumber(f) + tonumber(e)) > 0 then surfaced = surfaced + 1 end
+      if (f and tonumber(f) + tonumber(e) > 0) or r.out:find("not enough memory", 1, true) then
+        surfaced = surfaced + 1
+      end
     end
     if os.getenv("HARDENING_VERBOSE") then
       io.stderr:write(("allocfail: %s: %d core.so allocations; so far %d failure runs, %d of them seen by a spec " ..
