@@ -149,6 +149,11 @@ local function sweep(proto, stride)
       assert(n <= base, ("%s: %d descriptors after a reset at step %d (%d before)"):format(proto, n, k, base))
       if proto == "smtp" or proto == "pop3" or proto == "imap" then
         maildir_whole(dir .. "/md/" .. lab.USER, msgs)
+        -- POP3 deletes only in the UPDATE state (RFC 1939 6): a DELE cut
+        -- off by a reset (and the RSET before QUIT) deletes nothing
+        if proto == "pop3" then
+          assert.equal(1, #lab.mailbox(dir .. "/md/" .. lab.USER), "a reset POP3 session deleted a message")
+        end
       elseif proto == "ftp" then
         local up = H.read(dir .. "/ftp/up.bin")
         assert.is_true(up == nil or up == UPLOAD, "a partial upload was left: " .. (up and #up or 0) .. " bytes")
