@@ -68,12 +68,17 @@ describe("maildir delivery from tasks with fsync on", function()
 
   it("leaves nothing in new/ or tmp/ when the delivering task is cancelled", function()
     parley.run(function()
-      local tasks = {}
+      local tasks, go = {}, parley.cond()
       for i = 1, 10 do
         tasks[i] = parley.spawn(function()
-          return store:deliver("carol", string.rep("x", 1000000) .. i)
+          local d = assert(store:delivery("carol"))
+          assert(d:write(string.rep("x", 1000000) .. i))
+          go:wait()
+          return d:commit()
         end)
       end
+      parley.sleep(0)                 -- every one has written its message
+      go:broadcast()
       parley.sleep(0)                 -- every one waits for its fsync
       for i = 1, 10 do tasks[i]:cancel() end
       local kept = 0
