@@ -121,16 +121,24 @@ local function imap_race(clients, rounds)
     lab.sessions.smtp(srv.ports.smtp, msgs)
     local ss = {}
     for i = 1, clients do ss[i] = imap(srv.ports.imap) end
-    local flags = { "\\Seen", "\\Flagged", "\\Answered", "\\Draft", "$Work" }
+    -- system flags only: PERMANENTFLAGS has no \* (keywords are not kept)
+    local flags = { "\\Seen", "\\Flagged", "\\Answered", "\\Draft" }
+    -- the operations are applied one at a time, so the end state is known:
+    -- model[uid] = set of flags (nil once expunged)
+    local model = {}
+    for uid = 1, 100 do model[uid] = {} end
     for _ = 1, rounds do
       for i, s in ipairs(ss) do
         local uid = math.random(1, 100)
         local op = math.random(1, 25)
+        local flag = flags[1 + i % #flags]
         if op == 1 then
           s.cmd(("UID STORE %d +FLAGS (\\Deleted)"):format(uid))
           s.cmd("EXPUNGE")
+          model[uid] = nil
         else
-          s.cmd(("UID STORE %d %sFLAGS (%s)"):format(uid, op % 2 == 0 and "+" or "-", flags[1 + i % #flags]))
+          s.cmd(("UID STORE %d %sFLAGS (%s)"):format(uid, op % 2 == 0 and "+" or "-", flag))
+          if model[uid] then model[uid][flag] = op % 2 == 0 or nil end
         end
       end
     end
@@ -138,6 +146,14 @@ local function imap_race(clients, rounds)
     local fresh = imap(srv.ports.imap)
     local truth = view(fresh)
     fresh.close()
+    local want = {}
+    for uid, set in pairs(model) do
+      local f = {}
+      for flag in pairs(set) do f[#f + 1] = flag end
+      table.sort(f)
+      want[uid] = table.concat(f, " ")
+    end
+    assert.same(want, truth, "the mailbox lost or invented a flag update or an expunge")
     local n = 0
     for _ in pairs(truth) do n = n + 1 end
     for i, s in ipairs(ss) do
