@@ -18,7 +18,7 @@ HDRS := $(wildcard csrc/*.h)
 OBJS := $(SRCS:csrc/%.c=$(BUILD)/obj/%.o)
 CORE := $(BUILD)/parley/core.so
 
-.PHONY: all test demo bench sanitize fuzz hardening install deps deps-check docs rock clean
+.PHONY: all test demo bench sanitize fuzz hardening install deps deps-check docs lint rock clean
 
 all: $(CORE)
 
@@ -89,6 +89,10 @@ install: all
 
 docs:
 	ldoc .
+
+# luacheck over the whole tree (.luacheckrc says what is deliberate).
+lint:
+	luacheck .
 
 # The rock must build and install into a private tree (CI checks it).
 rock:

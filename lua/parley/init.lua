@@ -182,7 +182,7 @@ end
 --- TLS: contexts, certificates, and `stream:starttls` (`parley.tls`).
 parley.tls = require "parley.tls"
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- Stream methods written in Lua (the rest are C: doc/driver-api.md).
 
 local stream = core.stream_methods

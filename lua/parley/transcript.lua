@@ -24,7 +24,7 @@ local Flow = require "parley.transcript.flow"
 
 local M = {}
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- Formatting
 
 local ESCAPES = { ["\r"] = "\\r", ["\n"] = "\\n", ["\t"] = "\\t" }
@@ -66,7 +66,7 @@ function M.format(entry, color)
   return line
 end
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- Recorders
 
 local recorder = {}
@@ -192,7 +192,7 @@ function recorder:__tostring()
   return ("parley.transcript.recorder (%d connections)"):format(self.ids)
 end
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- Wrapped streams
 
 local wrapped = {}   -- the recording methods; the rest pass through

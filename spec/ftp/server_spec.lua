@@ -644,7 +644,7 @@ except Exception as e:
         end
         assert.equal("refused\n", got)
         local d = assert(parley.connect("127.0.0.1", port))
-        local got_data, derr, dpart = d:receive("a")
+        local got_data, derr = d:receive("a")
         assert.equal("hello, world\r\n", got_data, "TYPE A by default: " .. tostring(derr))
         d:close()
         assert.equal(226, (r:reply()))

@@ -10,7 +10,6 @@
 -- (mail/cli.lua runs clean_tmp at start; a dead writer's file goes at once).
 local socket = require "socket"
 local lab = require "hardening.support.lab"
-local H = lab.H
 
 local function message(round, i, size)
   local head = ("Subject: round %d message %d\r\n\r\n"):format(round, i)

@@ -333,7 +333,7 @@ describe("pop3 server", function()
         local chunk = string.rep(line, 10000)         -- 1 MB
         for _ = 1, 50 do assert(d:write(chunk)) end
         assert(d:commit())
-        chunk = nil
+        chunk = nil -- luacheck: ignore 311 (let the collector take it)
         collectgarbage() collectgarbage()
         local base = collectgarbage("count")
         local peak = base

@@ -2,7 +2,6 @@
 -- server (driven in tmux), our client against inetutils-telnetd (started
 -- by our own inetd-style listener, spec/telnet/support/inetd.lua), and our
 -- interactive client in a real terminal.
-local parley = require "parley"
 local H = require "helper"
 local T = require "telnet.support.th"
 local telnet = require "parley.telnet"

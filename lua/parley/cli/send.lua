@@ -66,8 +66,8 @@ local function compose(o)
       if serr then spool:close() error("cannot build the message: " .. tostring(serr), 0) end
       break
     end
-    local ok, werr = spool:write(chunk)
-    if not ok then spool:close() error("cannot spool the message: " .. tostring(werr), 0) end
+    local wrote, werr = spool:write(chunk)
+    if not wrote then spool:close() error("cannot spool the message: " .. tostring(werr), 0) end
   end
   return spool
 end

@@ -403,9 +403,9 @@ function client:ascii() self.want_type = "A" return set_type(self, "A") end
 --- TYPE I for the following transfers (the default).
 function client:binary() self.want_type = "I" return set_type(self, "I") end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Data connections
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- A data connection, after the server's 1xx: with PROT P its TLS
 -- handshake (the FTP client is the TLS client whoever connected, RFC 4217

@@ -20,9 +20,9 @@ M.FOLD = 78
 --- Hard limit of a line (RFC 5322 §2.1.1 "MUST"), without CRLF.
 M.MAX_LINE = 998
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Charsets
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- byte -> UTF-8 string tables for gsub, built once (constant data).
 local function single_byte_table(high)
@@ -115,9 +115,9 @@ local function raw8(s)
 end
 M.raw_to_utf8 = raw8
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- RFC 2047 encoded words
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local function unb64(text)
   text = gsub(text, "[^%w+/]", "")
@@ -211,7 +211,6 @@ local function encode_words(s, enc, first)
     end
     if overhead + len > limit and i > start then
       flush(i - 1)
-      cost = 0
       len = enc == "Q" and q_len(sub(s, i, i + clen - 1)) or ((clen + 2) // 3) * 4
     end
     cost = len
@@ -251,9 +250,9 @@ function M.encode_words(s, opts)
   return encode_words(s, enc, opts.first)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Injection checks and folding
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- Raise when `s` holds CR, LF or NUL (header injection).
 function M.check(s, what, level)
@@ -350,9 +349,9 @@ function M.unstructured(name, value, utf8mode)
   return M.fold(name, out)
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Addresses
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local ATEXT_PHRASE = "^[%w!#$%%&'*+/=?^_`{|}~%- ]+$"
 
@@ -633,9 +632,9 @@ function M.address_list(s)
   return out
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Parameters (RFC 2045 §5.1, RFC 2231)
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local function pct_decode(s)
   return (gsub(s, "%%(%x%x)", function(h) return char(tonumber(h, 16)) end))
@@ -765,9 +764,9 @@ function M.param_pieces(params, utf8mode)
   return pieces
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Dates (RFC 5322 §3.3, obsolete forms §4.3)
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 local DAYS = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" }
 local MONTHS = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
@@ -850,7 +849,7 @@ function M.parse_date(s)
   if not hh then return nil, "bad date" end
   hh, mm, ss = tonumber(hh), tonumber(mm), tonumber(ss) or 0
   if d < 1 or d > 31 or hh > 23 or mm > 59 or ss > 60 then return nil, "bad date" end
-  local off = 0
+  local off
   local sign, zh, zm = zone:match("^([+-])(%d%d)(%d%d)")
   if sign then
     off = tonumber(zh) * 60 + tonumber(zm)

@@ -426,7 +426,7 @@ end
 local function write_bdat(self, src, chunk_size)
   local conn = self.conn
   conn:settimeout(self.timeouts.block)
-  local held, pending, nreplies = "", {}, 0
+  local held, nreplies = "", 0
   local function flush_chunk(data, last)
     local line = ("BDAT %d%s"):format(#data, last and " LAST" or "")
     if self.trace then self.trace("C: " .. line .. " (+" .. #data .. " bytes)") end
@@ -463,7 +463,6 @@ local function write_bdat(self, src, chunk_size)
   for i = 1, nreplies do
     local r, rerr = read_reply(self, i == nreplies and self.timeouts.final or self.timeouts.block)
     if not r then return nil, rerr end
-    pending[#pending + 1] = r
     final = r
     if r.code ~= 250 then break end
   end

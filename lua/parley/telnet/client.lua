@@ -129,7 +129,7 @@ function M.connect(host, port, opts)
   return c
 end
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- Negotiation
 
 function client:_reply(bytes)
@@ -205,7 +205,7 @@ function client:naws(width, height)
   return true
 end
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- Reading
 
 -- Reads once (within `deadline`), answers negotiation, appends data.
@@ -302,7 +302,7 @@ function client:expect(patterns, timeout)
   end
 end
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- Writing
 
 --- Sends a line followed by CR LF.  The line must not contain CR, LF or

@@ -19,7 +19,6 @@
 -- Use shell mode only in a lab, on loopback or an isolated network.
 -- @module parley.telnet.server
 local parley = require "parley"
-local core = require "parley.core"
 local session = require "parley.telnet.session"
 local users_mod = require "parley.mail.users"
 
@@ -144,21 +143,18 @@ function M.serve(opts)
 
   local function converse(conn, sess)
     sess:settimeout(cfg.idle_timeout)
-    local ok, err = sess:start()
-    if not ok then return end
+    if not sess:start() then return end
     if cfg.on_connect and cfg.on_connect(sess) == false then return end
     if cfg.banner then sess:print(cfg.banner) end
     if cfg.login then
-      local name
-      name, err = login(sess, cfg)
+      local name, err = login(sess, cfg)
       sess:settimeout(cfg.idle_timeout)
       if not name then
         if err == "timeout" then sess:print("\r\nlogin timed out") end
         return
       end
     end
-    local r
-    r, err = run(sess)
+    local r, err = run(sess)
     if r == nil and err == "timeout" then
       sess:print("\r\nidle timeout; bye")
     end

@@ -83,7 +83,7 @@ function M.new(conn, opts)
   return self
 end
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- Output
 
 -- Sends bytes on the stream.  A task that finds another one writing
@@ -139,7 +139,7 @@ function session:send_raw(bytes)
   return self:_send(bytes)
 end
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- Options
 
 local function optnum(opt)
@@ -211,7 +211,7 @@ function session:options()
   return t
 end
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- Input
 
 local function fire(self, name, ...)

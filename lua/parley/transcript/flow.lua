@@ -118,7 +118,7 @@ function Flow:end_bulk(dir)
   end
 end
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 -- One step of each mode: consume from s at pos, return the next pos.
 
 local step = {}
@@ -234,7 +234,7 @@ function step.close(self, dir, st, m, s, pos)
   return #s + 1
 end
 
-------------------------------------------------------------------------
+-- ---------------------------------------------------------------------
 
 --- Takes bytes that went by in direction `dir`.
 -- @tparam string dir `"C"` or `"S"`

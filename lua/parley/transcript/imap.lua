@@ -67,7 +67,7 @@ local function client_line(st, flow, text)
       shown = text:sub(1, #text - #rest) .. args
     elseif verb == "AUTHENTICATE" then
       st.auth_tag = tag
-      local mech, ir = rest:match("^(%S+) (%S+)$")
+      local mech = rest:match("^(%S+) %S+$")
       if mech and mask then shown = text:sub(1, #text - #rest) .. mech .. " ****" end
     end
   end

@@ -19,7 +19,7 @@ local function client_line(st, flow, text)
   verb = verb and verb:upper()
   if verb == "AUTH" then
     st.auth = true
-    local mech, initial = rest:match("^(%S+)%s+(%S.*)$")
+    local mech = rest:match("^(%S+)%s+%S")
     if mech and not flow:secrets() then return text:sub(1, #text - #rest) .. mech .. " ****" end
   elseif verb == "DATA" and rest == "" then
     st.data = true
