@@ -1,6 +1,8 @@
 -- Short writes and EAGAIN on every socket call (issue 11, Faults): every
 -- protocol server runs its sessions once on a clean network and again
--- under hardening/faultnet.so (LD_PRELOAD); the replies, the data
+-- under hardening/faultnet.so (LD_PRELOAD) (HTTP twice: `parley serve
+-- http` for static files, support/http_child.lua for chunked bodies both
+-- ways); the replies, the data
 -- connections' bytes and the stored files must be byte-identical (after
 -- masking dates and ids, which differ between any two runs).
 local lab = require "hardening.support.lab"
@@ -26,6 +28,8 @@ local function run_all(env)
     servers.http = lab.serve("http", { "--listen", "127.0.0.1:0", "--root", dir .. "/www",
       "--listing", "--access-log", "off" }, { env = env })
     out.http = lab.sessions.http(servers.http.port)
+    servers.http_app = lab.child("http_child.lua", { dir .. "/www" }, { env = env })
+    out.http_app = lab.sessions.http_app(servers.http_app.port)
     servers.telnet = lab.serve("telnet", { "--listen", "127.0.0.1:0", "--app", "echo" }, { env = env })
     out.telnet = lab.sessions.telnet(servers.telnet.port)
   end)

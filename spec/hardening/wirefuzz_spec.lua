@@ -9,7 +9,6 @@
 -- works afterwards.
 local socket = require "socket"
 local lab = require "hardening.support.lab"
-local child = require "support.child"
 
 local SEEDS = {
   smtp = { "EHLO lab", "HELO lab", "MAIL FROM:<a@lab> SIZE=100 BODY=8BITMIME", "RCPT TO:<hoplite@example.org>",
@@ -72,8 +71,7 @@ end
 
 local function start(proto, dir)
   if proto == "smtp" then
-    local srv = child.spawn(("env LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' " ..
-      "lua5.4 spec/hardening/support/smtp_child.lua %s %s"):format(lab.q(dir .. "/md"), lab.q(dir .. "/users")))
+    local srv = lab.child("smtp_child.lua", { dir .. "/md", dir .. "/users" })
     return srv, srv.port
   elseif proto == "pop3" or proto == "imap" then
     local srv = lab.serve_mail(dir)

@@ -57,6 +57,18 @@ function L.serve(proto, args, opts)
   return child.spawn(env_words(opts.env) .. (opts.prefix or "") .. " lua5.4 bin/parley serve " .. proto .. " " .. table.concat(q, " "), opts)
 end
 
+--- Starts spec/hardening/support/<script> ARGS (a list) with the repo's
+-- Lua paths and `opts.env`; it prints "<proto> server on ADDR".
+function L.child(script, args, opts)
+  opts = opts or {}
+  local q = {}
+  for i, a in ipairs(args) do q[i] = L.q(a) end
+  local env = { LUA_PATH = "lua/?.lua;lua/?/init.lua;;", LUA_CPATH = "build/?.so;;" }
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  return child.spawn(env_words(env) .. "lua5.4 spec/hardening/support/" .. script .. " " ..
+    table.concat(q, " "), opts)
+end
+
 --- `parley serve mail` (SMTP, POP3, IMAP on free ports) over dir/md and
 -- dir/users; the child gets .ports = { smtp =, pop3 =, imap = }.
 function L.serve_mail(dir, opts)
@@ -353,6 +365,25 @@ function S.http(port)
   c:send("POST /index.html HTTP/1.1\r\n" .. host .. "Transfer-Encoding: chunked\r\n\r\n" ..
     "5\r\nhello\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n"); http_response(c)
   c:send("GET /index.html HTTP/1.1\r\n" .. host .. "Connection: close\r\n\r\n"); http_response(c)
+  c:close()
+  return c:transcript()
+end
+
+--- The application routes of support/http_child.lua: a chunked response
+-- and a chunked request body echoed back chunked.
+function S.http_app(port)
+  local c = L.connect(port)
+  local host = "Host: lab\r\n"
+  c:send("GET /stream HTTP/1.1\r\n" .. host .. "\r\n"); http_response(c)
+  local body = L.message(5, 100000)
+  local parts = {}
+  for i = 1, #body, 7777 do
+    local p = body:sub(i, i + 7776)
+    parts[#parts + 1] = ("%x\r\n%s\r\n"):format(#p, p)
+  end
+  c:send("POST /echo HTTP/1.1\r\n" .. host .. "Transfer-Encoding: chunked\r\n\r\n" ..
+    table.concat(parts) .. "0\r\n\r\n"); http_response(c)
+  c:send("GET /sub/a.txt HTTP/1.1\r\n" .. host .. "Connection: close\r\n\r\n"); http_response(c)
   c:close()
   return c:transcript()
 end
