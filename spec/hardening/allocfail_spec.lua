@@ -111,6 +111,9 @@ local function sweep(specs, all)
 end
 
 describe("allocation failure in core.so", function()
+  before_each(lab.H.fd_snapshot)
+  after_each(lab.H.fd_check)
+
   it("gives errors, never crashes or leaks, in the driver", function()
     sweep({ "spec/core/stream_spec.lua" }, false)
   end)

@@ -32,6 +32,9 @@ end
 local function code(c, pat) return c:upto(pat or "^%d%d%d ") end
 
 describe("a full disk", function()
+  before_each(lab.H.fd_snapshot)
+  after_each(lab.H.fd_check)
+
   it("gets SMTP 452 and IMAP NO instead of a success, and the mail server keeps serving", function()
     with_tmpfs(function(dir, mnt)
       os.execute("mkdir -p " .. lab.q(mnt .. "/md") .. " && cp " .. lab.q(dir .. "/users") .. " " .. lab.q(mnt))

@@ -85,6 +85,9 @@ local function campaign(seeds, rates)
 end
 
 describe("every protocol under short writes and EAGAIN", function()
+  before_each(lab.H.fd_snapshot)
+  after_each(lab.H.fd_check)
+
   it("answers byte for byte as on a clean network and stores the same files", function()
     campaign(1, { 30 })
   end)

@@ -31,6 +31,9 @@ local function session(port)
 end
 
 describe("IMAP flags changed by two sessions", function()
+  before_each(lab.H.fd_snapshot)
+  after_each(lab.H.fd_check)
+
   it("keeps another session's flag removal when a session adds a flag #slow", function()
     local dir = lab.tree()
     local srv = lab.serve_mail(dir)

@@ -105,6 +105,9 @@ local function rounds(n)
 end
 
 describe("kill -9 of parley serve mail during delivery", function()
+  before_each(lab.H.fd_snapshot)
+  after_each(lab.H.fd_check)
+
   it("keeps every 250'd message whole and cleans tmp/ at the next start (10 rounds)", function()
     rounds(10)
   end)

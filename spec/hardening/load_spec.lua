@@ -212,6 +212,9 @@ local function brute_force(attempts)
 end
 
 describe("under load", function()
+  before_each(lab.H.fd_snapshot)
+  after_each(lab.H.fd_check)
+
   it("serves a normal client beside 1,000 idle connections", function() idle(1000) end)
   it("serves a normal client in under a second beside 10,000 idle connections #slow", function() idle(10000) end)
   it("drops slowloris clients at the header deadline", function() slowloris(20) end)

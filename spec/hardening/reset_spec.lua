@@ -172,6 +172,9 @@ local function sweep(proto, stride)
 end
 
 describe("a peer reset at every step of a session", function()
+  before_each(lab.H.fd_snapshot)
+  after_each(lab.H.fd_check)
+
   for _, proto in ipairs{ "smtp", "pop3", "imap", "ftp", "http", "telnet" } do
     it("leaves " .. proto .. " without leaked descriptors or half-written files", function()
       sweep(proto, proto == "smtp" and 37 or 1)

@@ -5,6 +5,9 @@
 local lab = require "hardening.support.lab"
 
 describe("telnet line mode after an interrupt", function()
+  before_each(lab.H.fd_snapshot)
+  after_each(lab.H.fd_check)
+
   local srv
   setup(function() srv = lab.serve("telnet", { "--listen", "127.0.0.1:0", "--app", "echo" }) end)
   teardown(function() srv:stop() end)

@@ -165,6 +165,9 @@ local function campaign(proto, batches, lines)
 end
 
 describe("mutated client lines on the wire", function()
+  before_each(lab.H.fd_snapshot)
+  after_each(lab.H.fd_check)
+
   for _, proto in ipairs{ "smtp", "pop3", "imap", "ftp", "http", "telnet" } do
     it("leave the " .. proto .. " server answering well-formed and serving", function()
       campaign(proto, 10, 30)
