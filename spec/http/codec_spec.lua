@@ -739,11 +739,11 @@ describe("http.chunk", function()
       local wire = table.concat(enc) .. "NEXT"
       -- decode fed in random splits
       local d = http.chunked_decoder()
-      local out, at, done, used = {}, 1, false, 0
+      local out, at, done = {}, 1, false
       while not done do
         local n = math.random(1, 64)
         local piece = wire:sub(at, at + n - 1)
-        local got
+        local got, used
         got, done, used = d:feed(piece)
         assert.is_string(got)
         out[#out + 1] = got

@@ -1,6 +1,5 @@
 --- `parley serve http`: a static file server (plus the server's limits).
 -- @module parley.http.cli
-local parley = require "parley"
 local cli = require "parley.cli"
 local tcli = require "parley.transcript.cli"
 

@@ -39,7 +39,7 @@ end
 
 local http = core.http
 local http_date = http.date
-local find, format, lower = string.find, string.format, string.lower
+local find, format = string.find, string.format
 
 local M = {}
 

@@ -57,9 +57,8 @@ function U.read_responses(conn, n, head)
   local st = { conn = conn, buf = "", pos = 1 }
   local out = {}
   for i = 1, n do
-    local seen
     while true do
-      local used, minor, status, reason, headers = core.http.parse_response(st.buf, st.pos, nil, seen)
+      local used, minor, status, reason, headers = core.http.parse_response(st.buf, st.pos)
       if used then
         st.pos = st.pos + used
         local kind, len = core.http.body_framing(headers, false, head and "HEAD" or "GET", status, minor)
