@@ -98,8 +98,10 @@ local function sweep(specs, all)
       runs = runs + 1
       -- the failure surfaced as an error (a spec's, or busted's own when
       -- it hit loading); else it was absorbed
-      local f, e = r.out:match("(%d+) failures? / (%d+) errors?")
-      if (f and tonumber(f) + tonumber(e) > 0) or r.out:find("not enough memory", 1, true) then
+      -- (busted's progress line: "-" a failure, "*" an error; its summary
+      -- may be lost when LeakSanitizer ends the process)
+      local progress = r.out:match("^[%+%-%*]+") or ""
+      if progress:find("[%-%*]") or r.out:find("not enough memory", 1, true) then
         surfaced = surfaced + 1
       end
     end
