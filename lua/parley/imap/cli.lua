@@ -31,13 +31,8 @@ for k, v in pairs(starttls.SERVER_SPEC) do SPEC[k] = v end
 --- Builds the server options from parsed command-line options.
 -- @return opts, or nil, err
 function M.options(o)
-  if not o.maildir then return nil, "--maildir DIR is required" end
-  if not o.users then return nil, "--users FILE is required" end
-  local u, err = require("parley.mail.users").load(o.users)
-  if not u then return nil, "users file: " .. tostring(err) end
-  local store
-  store, err = require("parley.mail.maildir").open(o.maildir)
-  if not store then return nil, "maildir: " .. tostring(err) end
+  local store, u = require("parley.mail.cli").open(o)
+  if not store then return nil, u end
   return starttls.server_options(o, {
     listen = o.listen or "127.0.0.1:1143", store = store, users = u,
     max_connections = o.max_connections, idle_timeout = o.timeout,

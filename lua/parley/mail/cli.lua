@@ -8,6 +8,21 @@ local tcli = require "parley.transcript.cli"
 
 local M = {}
 
+--- Opens the store and the users file that `--maildir` and `--users`
+-- name (every mail server's CLI: smtp, pop3, imap, mail).
+-- @tparam table o parsed options with `maildir` and `users`
+-- @return store, users; or nil, err (a message for the command line)
+function M.open(o)
+  if not o.maildir then return nil, "--maildir DIR is required" end
+  if not o.users then return nil, "--users FILE is required" end
+  local users, err = require("parley.mail.users").load(o.users)
+  if not users then return nil, "users file: " .. tostring(err) end
+  local store
+  store, err = require("parley.mail.maildir").open(o.maildir)
+  if not store then return nil, "maildir: " .. tostring(err) end
+  return store, users
+end
+
 local HELP = [[
 usage: parley serve mail --maildir DIR --users FILE [--smtp ADDR]
          [--submission ADDR] [--pop3 ADDR] [--imap ADDR]
@@ -74,7 +89,7 @@ end
 function M.start(o)
   local store, users = o.store, o.users
   if type(users) == "string" or type(store) ~= "table" then
-    store, users = require("parley.pop3.cli").open(o)
+    store, users = M.open(o)
     if not store then return nil, users end
   end
   store:clean_tmp()

@@ -26,19 +26,6 @@ local SPEC = {
 }
 for k, v in pairs(starttls.SERVER_SPEC) do SPEC[k] = v end
 
---- Opens the store and the users file for CLI options.
--- @return store, users; or nil, err
-function M.open(o)
-  if not o.maildir then return nil, "--maildir DIR is required" end
-  if not o.users then return nil, "--users FILE is required" end
-  local users, err = require("parley.mail.users").load(o.users)
-  if not users then return nil, "users file: " .. tostring(err) end
-  local store
-  store, err = require("parley.mail.maildir").open(o.maildir)
-  if not store then return nil, "maildir: " .. tostring(err) end
-  return store, users
-end
-
 --- Server options from parsed command-line options (store and users open).
 -- @return opts, or nil, err (an incomplete set of TLS options)
 function M.options(o, store, users)
@@ -57,7 +44,7 @@ function M.serve(argv)
   if o.uidl and o.uidl ~= "uid" and o.uidl ~= "name" then
     io.stderr:write("parley: --uidl is uid or name\n") return 2
   end
-  local store, users = M.open(o)
+  local store, users = require("parley.mail.cli").open(o)
   if not store then io.stderr:write("parley: ", users, "\n") return 2 end
   local opts, oerr = M.options(o, store, users)
   if not opts then io.stderr:write("parley: ", oerr, "\n") return 2 end
