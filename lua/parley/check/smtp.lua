@@ -60,6 +60,8 @@ function M.open(ctx, u)
 end
 
 --- Sends a test message on an open client.
+-- @param ctx the check's context (phases, timings)
+-- @param c a connected `parley.smtp.client`
 -- @tparam table m `from`, `to` (address or list), `subject`, `headers`
 -- @return the final reply, or nil, err
 function M.send(ctx, c, m)
