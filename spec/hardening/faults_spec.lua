@@ -79,7 +79,7 @@ local function campaign(seeds, rates)
   end
   assert.is_true(total.eagain > 0 and total.short > 0, "the shim injected only one kind of fault")
   if os.getenv("HARDENING_VERBOSE") then
-    io.stderr:write(("faultnet: %d sessions x6 protocols, %d socket calls, %d EAGAIN, %d short\n")
+    io.stderr:write(("faultnet: %d runs of the 7 sessions, %d socket calls, %d EAGAIN, %d short\n")
       :format(seeds * #rates, total.calls, total.eagain, total.short))
   end
 end
