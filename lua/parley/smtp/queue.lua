@@ -41,16 +41,19 @@ local queue = {}
 queue.__index = queue
 queue.__name = "parley.smtp.queue"
 
-local fs = core.fs or {}
+local fs = core.fs
 
--- Flushes a file to disk when core.fs offers fsync (csrc/fs.c); plain Lua
--- can only flush its own buffer.
+-- A queued message is on disk before the 250 that accepts it: file, then
+-- the directory that names it. Inside a task the fsyncs run on the
+-- driver's worker threads, so other sessions are not held up.
+-- @return true, or nil, err
 local function sync_file(f)
-  f:flush()
-  if fs.fsync then pcall(fs.fsync, f) end
+  local ok, err = f:flush()
+  if not ok then return nil, err end
+  return fs.fsync_async(f)
 end
 local function sync_dir(path)
-  if fs.fsync_dir then pcall(fs.fsync_dir, path) end
+  return fs.fsync_dir_async(path)
 end
 
 local function mkdir(p) lfs.mkdir(p) end
@@ -109,11 +112,13 @@ local function write_env(q, id, env)
   if not f then return nil, err end
   local ok, werr = f:write(table.concat(lines, "\n"), "\n")
   if not ok then f:close() os.remove(tmp) return nil, werr end
-  sync_file(f)
+  local sok, serr = sync_file(f)
   f:close()
+  if not sok then os.remove(tmp) return nil, serr end
   local rok, rerr = os.rename(tmp, q.dir .. "/env/" .. id)
   if not rok then os.remove(tmp) return nil, rerr end
-  sync_dir(q.dir .. "/env")
+  local dok, derr = sync_dir(q.dir .. "/env")
+  if not dok then os.remove(q.dir .. "/env/" .. id) return nil, derr end
   return true
 end
 
@@ -163,11 +168,13 @@ function entry:commit()
   if self.done then error("entry already finished", 2) end
   self.done = true
   local q = self.q
-  sync_file(self.f)
+  local ok, err = sync_file(self.f)
   self.f:close()
-  local ok, err = os.rename(self.path, q.dir .. "/msg/" .. self.id)
   if not ok then os.remove(self.path) return nil, err end
-  sync_dir(q.dir .. "/msg")
+  ok, err = os.rename(self.path, q.dir .. "/msg/" .. self.id)
+  if not ok then os.remove(self.path) return nil, err end
+  ok, err = sync_dir(q.dir .. "/msg")
+  if not ok then os.remove(q.dir .. "/msg/" .. self.id) return nil, err end
   local now = q.opts.clock()
   ok, err = write_env(q, self.id, { created = now, next = now, attempts = 0, from = self.from, to = self.to })
   if not ok then os.remove(q.dir .. "/msg/" .. self.id) return nil, err end
