@@ -43,15 +43,19 @@ end
 -- (with the blank line). CRLF line ends either way.
 -- @return string, or nil, err
 function M.read(view, m, head_only)
+  local data, err
   if head_only then
-    local h, err = view.idx:read_head(m, HEAD_CHUNK)
-    if not h then return nil, err end
-    return crlf(h)
+    data, err = view.idx:read_head(m, HEAD_CHUNK)
+    if not data then return nil, err end
+  else
+    local fh
+    fh, err = view:open_file(m)
+    if not fh then return nil, err end
+    data = fh:read("a") or ""
+    fh:close()
   end
-  local fh, err = view:open_file(m)
-  if not fh then return nil, err end
-  local data = fh:read("a") or ""
-  fh:close()
+  -- ",W=" equal to ",S=" in the name: no bare LF anywhere (store.deliver)
+  if m.size and m.vsize == m.size then return data end
   return crlf(data)
 end
 
