@@ -134,4 +134,22 @@ struct stream *parley_stream_new(lua_State *L, int fd);
 */
 const char *parley_stream_tls_accept(lua_State *L, struct stream *s, int ctxidx);
 
+/*
+** HTTP heads straight from and into a stream's buffers (http.c), for
+** stream:receive_http_head and stream:send_http_response.
+** parley_http_receive_request parses a request head at buf[0, len) with
+** the limits at stack index `limits` (a table, core.http.limits
+** userdata or nil) and pushes what core.http.parse_request returns after
+** its byte count: 4 values (method, target, minor, headers; *used = the
+** head's bytes), 3 (nil, reason, status) or 0 (incomplete).
+** parley_http_response_head checks status, fields [, reason [, minor]]
+** at arg..arg+3 as core.http.response_head does (raising on header
+** injection) and hands the head to emit.
+*/
+int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
+                                int limits, size_t seen, size_t *used);
+void parley_http_response_head(lua_State *L, int arg,
+                               void (*emit)(void *, const char *, size_t),
+                               void *ud);
+
 #endif

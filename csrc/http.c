@@ -102,7 +102,7 @@
 #include <emmintrin.h>
 #endif
 
-#include "parley.h"
+#include "driver.h"
 #include "http.h"
 
 /* ====================================================================
@@ -910,46 +910,46 @@ static void push_fields(lua_State *L, const http_field *f, size_t n) {
   }
 }
 
-static int parse_head(lua_State *L, int is_request) {
-  size_t len, start, seen;
-  const char *buf = luaL_checklstring(L, 1, &len);
-  lua_Integer init = luaL_optinteger(L, 2, 1);
-  http_limits lim;
+/*
+** Parses a head from buf[start, len) and pushes method, target, minor,
+** headers (a request) or minor, status, reason, headers (a response):
+** returns 4 and sets *used; 3 after pushing nil, reason, status for a
+** malformed head; 0 (nothing pushed) when it is incomplete.  `seen` as
+** for parse_request (0: none).
+*/
+static int push_head(lua_State *L, const char *buf, size_t start, size_t len,
+                     const http_limits *lim, size_t seen, int is_request,
+                     size_t *used) {
   http_head h;
   http_field stackf[FIELDS_ON_STACK];
   long r;
-  luaL_argcheck(L, init >= 1, 2, "must be >= 1");
-  read_limits(L, 3, &lim);
-  if (!is_request) lim.unfold = 1;
-  seen = (size_t)luaL_optinteger(L, 4, 0);
-  if ((size_t)init > len) { lua_pushnil(L); return 1; }
-  start = (size_t)init - 1;
+  int ud = 0;       /* stack slot of a fields array too big for the C stack */
   if (seen > start && seen <= len &&
-      http_head_incomplete(buf, start, len, seen, &lim)) {
-    lua_pushnil(L);
-    return 1;
-  }
+      http_head_incomplete(buf, start, len, seen, lim))
+    return 0;
   memset(&h, 0, sizeof h);
   h.fields = stackf;
   h.fields_cap = FIELDS_ON_STACK;
-  if (lim.max_fields > FIELDS_ON_STACK) {
-    size_t cap = lim.max_fields;
+  if (lim->max_fields > FIELDS_ON_STACK) {
+    size_t cap = lim->max_fields;
     if (cap > (len - start) / 2 + 1) cap = (len - start) / 2 + 1;
     if (cap > FIELDS_ON_STACK) {
       h.fields = lua_newuserdatauv(L, cap * sizeof(http_field), 0);
       h.fields_cap = cap;
+      ud = lua_gettop(L);
     }
   }
-  r = is_request ? http_parse_request(buf + start, len - start, &lim, &h)
-                 : http_parse_response(buf + start, len - start, &lim, &h);
-  if (r == HTTP_INCOMPLETE) { lua_pushnil(L); return 1; }
+  r = is_request ? http_parse_request(buf + start, len - start, lim, &h)
+                 : http_parse_response(buf + start, len - start, lim, &h);
+  if (r < 0 && ud) lua_pop(L, 1);
+  if (r == HTTP_INCOMPLETE) return 0;
   if (r == HTTP_ERROR) {
     lua_pushnil(L);
     lua_pushstring(L, h.err);
     lua_pushinteger(L, h.err_status);
     return 3;
   }
-  lua_pushinteger(L, r);
+  *used = (size_t)r;
   if (is_request) {
     lua_pushlstring(L, h.method, h.method_len);
     lua_pushlstring(L, h.target, h.target_len);
@@ -960,7 +960,36 @@ static int parse_head(lua_State *L, int is_request) {
     lua_pushlstring(L, h.reason, h.reason_len);
   }
   push_fields(L, h.fields, h.nfields);
-  return 5;
+  if (ud) lua_remove(L, ud);
+  return 4;
+}
+
+static int parse_head(lua_State *L, int is_request) {
+  size_t len, used = 0;
+  const char *buf = luaL_checklstring(L, 1, &len);
+  lua_Integer init = luaL_optinteger(L, 2, 1);
+  http_limits lim;
+  int n;
+  luaL_argcheck(L, init >= 1, 2, "must be >= 1");
+  read_limits(L, 3, &lim);
+  if (!is_request) lim.unfold = 1;
+  if ((size_t)init > len) { lua_pushnil(L); return 1; }
+  n = push_head(L, buf, (size_t)init - 1, len, &lim,
+                (size_t)luaL_optinteger(L, 4, 0), is_request, &used);
+  if (n == 0) { lua_pushnil(L); return 1; }
+  if (n == 4) {
+    lua_pushinteger(L, (lua_Integer)used);
+    lua_insert(L, -5);
+    return 5;
+  }
+  return n;
+}
+
+int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
+                                int limits, size_t seen, size_t *used) {
+  http_limits lim;
+  read_limits(L, limits, &lim);
+  return push_head(L, buf, 0, len, &lim, seen, 1, used);
 }
 
 static int l_parse_request(lua_State *L) { return parse_head(L, 1); }
@@ -1345,35 +1374,52 @@ static void add_fields(lua_State *L, obuf *o, int t) {
   ob_add(o, "\r\n", 2);
 }
 
-static int l_response_head(lua_State *L) {
-  lua_Integer status = luaL_checkinteger(L, 1);
-  const char *reason, *body;
-  size_t rl, bl = 0;
-  lua_Integer minor = luaL_optinteger(L, 4, 1);
+/* The head for arguments status, fields [, reason [, minor]] at arg..arg+3
+** (the stack above them is the caller's to keep), built into o. */
+static void response_head(lua_State *L, int arg, obuf *o) {
+  lua_Integer status = luaL_checkinteger(L, arg);
+  const char *reason;
+  size_t rl;
+  lua_Integer minor = luaL_optinteger(L, arg + 3, 1);
   char line[16] = "HTTP/1.x nnn ";
-  obuf o;
-  luaL_argcheck(L, status >= 100 && status <= 999, 1, "status out of range");
-  luaL_argcheck(L, minor == 0 || minor == 1, 4, "must be 0 or 1");
-  luaL_checktype(L, 2, LUA_TTABLE);
-  if (lua_isnoneornil(L, 3)) {
+  luaL_argcheck(L, status >= 100 && status <= 999, arg, "status out of range");
+  luaL_argcheck(L, minor == 0 || minor == 1, arg + 3, "must be 0 or 1");
+  luaL_checktype(L, arg + 1, LUA_TTABLE);
+  if (lua_isnoneornil(L, arg + 2)) {
     reason = status_text(status);
     if (!reason) reason = "";
     rl = strlen(reason);
   } else {
-    reason = luaL_checklstring(L, 3, &rl);
+    reason = luaL_checklstring(L, arg + 2, &rl);
     check_text(L, reason, rl, "reason phrase");
   }
-  body = luaL_optlstring(L, 5, NULL, &bl);
-  lua_settop(L, 5);
-  ob_init(L, &o);
+  ob_init(L, o);
   line[7] = (char)('0' + minor);         /* no snprintf: it showed in profiles */
   line[9] = (char)('0' + status / 100);
   line[10] = (char)('0' + status / 10 % 10);
   line[11] = (char)('0' + status % 10);
-  ob_add(&o, line, 13);
-  ob_add(&o, reason, rl);
-  ob_add(&o, "\r\n", 2);
-  add_fields(L, &o, 2);
+  ob_add(o, line, 13);
+  ob_add(o, reason, rl);
+  ob_add(o, "\r\n", 2);
+  add_fields(L, o, arg + 1);
+}
+
+void parley_http_response_head(lua_State *L, int arg,
+                               void (*emit)(void *, const char *, size_t),
+                               void *ud) {
+  obuf o;
+  response_head(L, arg, &o);
+  emit(ud, o.b, o.n);
+  lua_pop(L, 1);          /* ob_init's slot */
+}
+
+static int l_response_head(lua_State *L) {
+  const char *body;
+  size_t bl = 0;
+  obuf o;
+  body = luaL_optlstring(L, 5, NULL, &bl);
+  lua_settop(L, 5);
+  response_head(L, 1, &o);
   if (bl == 0) {
     lua_pushlstring(L, o.b, o.n);
   } else {

@@ -41,6 +41,7 @@ typedef struct stream {
   double timeout;         /* seconds per call; < 0: none */
   size_t max_line;        /* bytes, CRLF included */
   size_t scan;            /* bytes of `in` already searched for LF */
+  size_t head_scan;       /* bytes of `in` holding no whole HTTP head */
   int64_t xfer;           /* progress of the bulk call under way */
   int64_t left;           /* bytes still to move in that call; < 0: all */
   int err;                /* errno of a failed write, reported next call */
@@ -59,7 +60,8 @@ typedef struct stream {
   char tlserr[PARLEY_TLS_ERRLEN];  /* why TLS failed; "" until it does */
 } stream;
 
-enum { RECV_LINE, RECV_ALL, RECV_COUNT, RECV_SOME, RECV_UNTIL, RECV_TO };
+enum { RECV_LINE, RECV_ALL, RECV_COUNT, RECV_SOME, RECV_UNTIL, RECV_TO,
+       RECV_HEAD };
 
 static stream *check_stream(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, PARLEY_STREAM);
@@ -124,6 +126,7 @@ static void flush_cb(pollable *p) {
 static void consume(stream *s, size_t n) {
   buf_consume(&s->in, n);
   s->scan = 0;
+  s->head_scan = 0;
 }
 
 /*
@@ -400,8 +403,30 @@ static int try_to(lua_State *L, stream *s, int ended) {
 }
 
 typedef int (*tryfn)(lua_State *L, stream *s, int ended);
+/*
+** An HTTP request head, parsed where it lies in `in` (arg 2: limits):
+** the values of core.http.parse_request after its count, or false for
+** an incomplete head when arg 3 (wait for a whole one) is not true.
+*/
+static int try_head(lua_State *L, stream *s, int ended) {
+  size_t used = 0, len = buf_len(&s->in);
+  if (len > 0) {
+    int n = parley_http_receive_request(L, buf_head(&s->in), len, 2,
+                                        s->head_scan, &used);
+    if (n == 4) consume(s, used);
+    if (n) return n;
+    s->head_scan = len;
+  }
+  if (ended) return fail(L, s, "closed");
+  if (len > 0 && !lua_toboolean(L, 3)) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  return 0;
+}
+
 static const tryfn tries[] = {try_line, try_all, try_count, try_some,
-                              try_until, try_to};
+                              try_until, try_to, try_head};
 
 static size_t room_for(lua_State *L, stream *s, int mode) {
   if (mode == RECV_COUNT) {
@@ -430,7 +455,7 @@ static int wait_failed(lua_State *L, stream *s, int mode, int result) {
     s->lasterr = msg;
     return 3;
   }
-  if (mode == RECV_SOME) return fail(L, s, msg);
+  if (mode == RECV_SOME || mode == RECV_HEAD) return fail(L, s, msg);
   if (result == WAKE_CLOSED) return fail(L, s, msg);
   return fail_partial(L, s, msg, mode == RECV_UNTIL ? 0 : 3);
 }
@@ -495,6 +520,12 @@ static int s_receive_some(lua_State *L) {
   luaL_argcheck(L, max > 0, 2, "must be positive");
   lua_settop(L, 2);
   return recv_loop(L, s, RECV_SOME, parley_deadline(s->timeout));
+}
+
+static int s_receive_http_head(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  lua_settop(L, 3);
+  return recv_loop(L, s, RECV_HEAD, parley_deadline(s->timeout));
 }
 
 static int s_receive_until(lua_State *L) {
@@ -657,6 +688,47 @@ static int s_flush(lua_State *L) {
   lua_settop(L, 1);
   if (s->closed) return write_failed(L, s);
   return flush_done(L, s, drain(L, s, 0, parley_deadline(s->timeout), 0, flush_k));
+}
+
+typedef struct head_sink {
+  lua_State *L;
+  stream *s;
+} head_sink;
+
+static void append_head(void *ud, const char *p, size_t n) {
+  head_sink *h = ud;
+  if (buf_append(&h->s->out, p, n) != 0) luaL_error(h->L, "not enough memory");
+}
+
+static int response_k(lua_State *L, int status, lua_KContext ctx) {
+  stream *s = check_stream(L, 1);
+  waiter *w = parley_waited(L);
+  int r = w->result;
+  (void)status; (void)ctx;
+  if (r == WAKE_READY) r = drain(L, s, HIGH_WATER, w->deadline, 0, response_k);
+  return flush_done(L, s, r);
+}
+
+/* stream:send_http_response(status, fields [, reason [, minor [, body]]]):
+** core.http.response_head written straight into the output buffer */
+static int s_send_http_response(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  size_t bl = 0;
+  const char *body = luaL_optlstring(L, 6, NULL, &bl);
+  head_sink h;
+  lua_settop(L, 6);
+  if (s->closed || s->err) return write_failed(L, s);
+  h.L = L;
+  h.s = s;
+  parley_http_response_head(L, 2, append_head, &h);
+  if (bl > 0 && buf_append(&s->out, body, bl) != 0)
+    return luaL_error(L, "not enough memory");
+  parley_mark_dirty(&s->p);
+  if (buf_len(&s->out) > HIGH_WATER)
+    return flush_done(L, s, drain(L, s, HIGH_WATER, parley_deadline(s->timeout),
+                                  0, response_k));
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 /* ----------------------------------------------------------- sendfile */
@@ -1254,6 +1326,8 @@ int parley_open_stream(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"receive", s_receive}, {"receive_some", s_receive_some},
     {"receive_until", s_receive_until}, {"receive_to_fd", s_receive_to},
+    {"receive_http_head", s_receive_http_head},
+    {"send_http_response", s_send_http_response},
     {"send", s_send}, {"flush", s_flush}, {"sendfile", s_sendfile},
     {"close", s_close}, {"settimeout", s_settimeout},
     {"setoption", s_setoption}, {"getoption", s_getoption},

@@ -265,10 +265,9 @@ local LEN = setmetatable({}, { __index = function(t, n)
   return v
 end })
 
--- the head with the framework's fields (and `data`, a body string, after
--- it); `framing` is a length (number), "chunked", "close" or false (no body
--- fields)
-local function build_head(self, framing, data)
+-- the response's fields with the framework's added; `framing` is a length
+-- (number), "chunked", "close" or false (no body fields)
+local function head_fields(self, framing)
   local st = self._st
   -- the framework's fields go after the user's, in the same table (the
   -- response goes out once)
@@ -300,7 +299,22 @@ local function build_head(self, framing, data)
   elseif st.minor == 0 then
     h[n + 1], h[n + 2] = "Connection", "keep-alive"
   end
-  return response_head(self.status, h, self.reason, nil, data)
+  return h
+end
+
+-- the head (and `data`, a body string, after it) as one string
+local function build_head(self, framing, data)
+  return response_head(self.status, head_fields(self, framing), self.reason, nil, data)
+end
+
+-- sends the head and `data` (a small body, or nil): on a driver stream
+-- straight into its output buffer (no Lua string of the head)
+local function send_head(self, framing, data)
+  local conn = self._st.conn
+  if self._st.direct then
+    return conn:send_http_response(self.status, head_fields(self, framing), self.reason, nil, data)
+  end
+  return conn:send(build_head(self, framing, data))
 end
 
 local function start(self)
@@ -348,10 +362,10 @@ function response:send(data, status)
     local given = self:get_header("content-length")
     local framing = false
     if not given then framing = (nobody or st.minor == 1) and "chunked" or "close" end
-    local head = build_head(self, framing)   -- raises on header injection
-    self.sent = true
     send_timeout(self)
-    if not conn:send(head) then return write_failed(self, "closed") end
+    local sent_ok = send_head(self, framing)   -- raises on header injection
+    self.sent = true
+    if not sent_ok then return write_failed(self, "closed") end
     if nobody then return true end
     local sent = 0
     for _ = 1, math.huge do
@@ -385,9 +399,8 @@ function response:send(data, status)
   local len = #data
   local small = not nobody and len > 0 and len <= 16384
   -- a small body leaves in one string with its head (one C call, one copy)
-  local head = build_head(self, not (BODILESS[code] or code < 200) and len, small and data or nil)
+  local ok, err = send_head(self, not (BODILESS[code] or code < 200) and len, small and data or nil)
   self.sent = true
-  local ok, err = conn:send(head)
   if not nobody and len > 0 then
     self.bytes = len
     if ok and not small then ok, err = conn:send(data) end
@@ -448,10 +461,9 @@ function response:sendfile(path, offset, count, size)
   start(self)
   local st = self._st
   local conn = st.conn
-  local head = build_head(self, count)
-  self.sent = true
   send_timeout(self)
-  local ok, err = conn:send(head)
+  local ok, err = send_head(self, count)
+  self.sent = true
   if not ok then return write_failed(self, err) end
   if st.head or count == 0 then return true end
   local n
@@ -696,6 +708,73 @@ local function reject(self, st, status, reason, method, target, minor)
   return status
 end
 
+-- The next request head parsed from st.buf (bytes received but not
+-- consumed: the rest of a pipelined batch, or what a body reader read past
+-- its body), reading more with receive_some: method, target, minor,
+-- headers; or nil and what `handle` returns (a refusal's status, or
+-- nothing for a quiet close). For streams wrapped in Lua (a transcript).
+local function buffered_head(self, st, nreq, idle_deadline)
+  local conn, opts, limits = st.conn, st.opts, self.limits
+  local n, method, target, minor, headers
+  local buf, pos = st.buf, st.pos
+  local seen, deadline
+  while true do
+    if pos <= #buf then
+      n, method, target, minor, headers = parse_request(buf, pos, limits, seen)
+      if n then break end
+      if method then return nil, reject(self, st, target, method) end
+      -- the head is incomplete: keep it at the start of buf
+      if pos > 1 then buf, pos = sub(buf, pos), 1 end
+      seen = #buf
+      deadline = deadline or now() + opts.header_timeout
+    end
+    local wait
+    if deadline then
+      wait = deadline - now()
+    elseif nreq == 0 then
+      wait = idle_deadline - now()
+    else
+      wait = opts.keepalive_timeout
+    end
+    if wait <= 0 then
+      if deadline then return nil, reject(self, st, 408) end
+      return nil
+    end
+    timeout(st, wait)
+    local more, err = conn:receive_some(65536)
+    if not more then
+      if err == "timeout" and deadline then return nil, reject(self, st, 408) end
+      return nil   -- closed, reset, or idle too long: nothing to say
+    end
+    if pos <= #buf then buf = buf .. more else buf, pos = more, 1 end
+  end
+  st.buf, st.pos = buf, pos + n
+  return method, target, minor, headers
+end
+
+-- The same from a driver stream: the head parsed where it lies in the
+-- stream's own buffer (no Lua string of it), once st.buf is used up.
+local function stream_head(self, st, nreq, idle_deadline)
+  if st.pos <= #st.buf then return buffered_head(self, st, nreq, idle_deadline) end
+  local conn, opts = st.conn, st.opts
+  local wait = opts.keepalive_timeout
+  if nreq == 0 then
+    wait = idle_deadline - now()   -- first request: from accept
+    if wait <= 0 then return nil end
+  end
+  timeout(st, wait)
+  local method, target, minor, headers = conn:receive_http_head(self.limits)
+  if method == false then
+    -- part of a head came: the rest within header_timeout, else 408
+    timeout(st, opts.header_timeout)
+    method, target, minor, headers = conn:receive_http_head(self.limits, true)
+    if method == nil and target == "timeout" then return nil, reject(self, st, 408) end
+  end
+  if method then return method, target, minor, headers end
+  if minor then return nil, reject(self, st, minor, target) end
+  return nil   -- closed, reset, or idle too long: nothing to say
+end
+
 local function traceback(e)
   if type(e) == "string" then return debug.traceback(e, 2) end
   return e
@@ -704,50 +783,22 @@ end
 --- Serves one connection (the handler given to `parley.serve`).
 -- @tparam stream conn
 function app:handle(conn)
-  local opts, limits = self.opts, self.limits
+  local opts = self.opts
+  -- direct: a driver stream, whose buffers the codec reads and writes
+  local direct = conn.receive_http_head ~= nil
   local st = { conn = conn, buf = "", pos = 1, opts = opts, keep = true, tmo = false,
-                minor = 1, head = false, broken = false, peer = false, spare = false }
+                minor = 1, head = false, broken = false, peer = false, spare = false,
+                direct = direct }
   st.peer = conn:getpeername() or false
-  local header_timeout, keepalive_timeout = opts.header_timeout, opts.keepalive_timeout
+  local read_head = direct and stream_head or buffered_head
+  local header_timeout = opts.header_timeout
   local max_requests, max_body = opts.max_requests, opts.max_body
   local nreq = 0
   local idle_deadline = now() + header_timeout  -- first request: from accept
   while true do
     ---------------------------------------------------------------- head
-    local n, method, target, minor, headers
-    local buf, pos = st.buf, st.pos
-    local seen, deadline
-    while true do
-      if pos <= #buf then
-        n, method, target, minor, headers = parse_request(buf, pos, limits, seen)
-        if n then break end
-        if method then return reject(self, st, target, method) end
-        -- the head is incomplete: keep it at the start of buf
-        if pos > 1 then buf, pos = sub(buf, pos), 1 end
-        seen = #buf
-        deadline = deadline or now() + header_timeout
-      end
-      local wait
-      if deadline then
-        wait = deadline - now()
-      elseif nreq == 0 then
-        wait = idle_deadline - now()
-      else
-        wait = keepalive_timeout
-      end
-      if wait <= 0 then
-        if deadline then return reject(self, st, 408) end
-        return
-      end
-      timeout(st, wait)
-      local more, err = conn:receive_some(65536)
-      if not more then
-        if err == "timeout" and deadline then return reject(self, st, 408) end
-        return   -- closed, reset, or idle too long: nothing to say
-      end
-      if pos <= #buf then buf = buf .. more else buf, pos = more, 1 end
-    end
-    st.buf, st.pos = buf, pos + n
+    local method, target, minor, headers = read_head(self, st, nreq, idle_deadline)
+    if not method then return target end
     nreq = nreq + 1
     ---------------------------------------------------------------- checks
     local keep
