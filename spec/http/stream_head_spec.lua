@@ -1,0 +1,136 @@
+-- The driver's HTTP head methods (doc/driver-api.md): request heads parsed
+-- in the stream's input buffer, response heads written into its output
+-- buffer. Real loopback sockets.
+local parley = require "parley"
+local core = require "parley.core"
+local H = require "helper"
+
+-- runs fn(client, server_end) over a fresh loopback pair
+local function pair(fn)
+  H.run(function()
+    local l = assert(parley.listen("127.0.0.1:0"))
+    local c = assert(parley.connect("127.0.0.1", l:port(), { timeout = 2 }))
+    local s = assert(l:accept(2))
+    s:settimeout(2)
+    local ok, err = pcall(fn, c, s)
+    c:close(); s:close(); l:close()
+    if not ok then error(err, 0) end
+  end)
+end
+
+local function put(w, data)
+  assert(w:send(data))
+  assert(w:flush())
+end
+
+local limits = core.http.limits{ max_request_line = 64, max_head = 256, max_headers = 4 }
+
+describe("stream:receive_http_head", function()
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
+
+  it("parses pipelined heads one per call and leaves a body buffered", function()
+    pair(function(c, s)
+      put(c, "POST /a?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+             .. "GET /b HTTP/1.0\r\nX-One: 1\r\nX-One: 2\r\n\r\n")
+      local method, target, minor, headers = s:receive_http_head(limits)
+      assert.same({ "POST", "/a?x=1", 1 }, { method, target, minor })
+      assert.equal("h", headers.host)
+      assert.same({ "host", "h", "content-length", "3" }, { table.unpack(headers, 1, 4) })
+      assert.equal("abc", s:receive(3))
+      method, target, minor, headers = s:receive_http_head(limits)
+      assert.same({ "GET", "/b", 0, "1, 2" }, { method, target, minor, headers["x-one"] })
+      assert.equal(0, s:buffered())
+    end)
+  end)
+
+  it("says false for a partial head, then waits for the whole one when asked", function()
+    pair(function(c, s)
+      put(c, "GET / HTTP/1.1\r\nHo")
+      assert.is_false(s:receive_http_head(limits))
+      assert.is_false(s:receive_http_head(limits))   -- buffered: no wait
+      H.go(function()
+        for _, piece in ipairs { "st: x", "\r\n", "\r\n" } do
+          parley.sleep(0.02)
+          put(c, piece)
+        end
+      end)
+      local method, target, minor, headers = s:receive_http_head(limits, true)
+      assert.same({ "GET", "/", 1, "x" }, { method, target, minor, headers.host })
+    end)
+  end)
+
+  it("reports heads over the limits or malformed with the status to answer", function()
+    for _, case in ipairs {
+      { "GET /" .. ("a"):rep(100) .. " HTTP/1.1\r\n\r\n", 414 },
+      { "GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n", 431 },
+      { "GET / HTTP/1.1\r\nBad Name: 1\r\n\r\n", 400 },
+      { "GET / HTTP/1.1\nHost: x\n\n", 400 },
+    } do
+      pair(function(c, s)
+        put(c, case[1])
+        local method, reason, status = s:receive_http_head(limits, true)
+        assert.is_nil(method)
+        assert.is_string(reason)
+        assert.equal(case[2], status)
+      end)
+    end
+  end)
+
+  it("returns closed or timeout when no whole head comes", function()
+    pair(function(c, s)
+      s:settimeout(0.05)
+      assert.same({ nil, "timeout" }, { s:receive_http_head(limits) })
+      put(c, "GET / HTTP/1.1\r\n")
+      assert.is_false(s:receive_http_head(limits))
+      assert.same({ nil, "timeout" }, { s:receive_http_head(limits, true) })
+      c:close()
+      assert.same({ nil, "closed" }, { s:receive_http_head(limits, true) })
+    end)
+  end)
+end)
+
+describe("stream:send_http_response", function()
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
+
+  it("queues the head and body as response_head would build them", function()
+    pair(function(c, s)
+      local fields = { "Content-Type", "text/plain", "Content-Length", 5 }
+      assert.is_true(s:send_http_response(200, fields, nil, nil, "hello"))
+      assert.is_true(s:send_http_response(404, { "Content-Length", "0" }, "Gone Fishing", 0))
+      assert(s:flush())
+      local want = core.http.response_head(200, fields, nil, nil, "hello")
+                   .. core.http.response_head(404, { "Content-Length", "0" }, "Gone Fishing", 0)
+      assert.equal(want, c:receive(#want))
+    end)
+  end)
+
+  it("raises on header injection and queues nothing", function()
+    pair(function(c, s)
+      assert.has_error(function()
+        s:send_http_response(200, { "X-Evil", "a\r\nSet-Cookie: x" }, nil, nil, "body")
+      end)
+      assert.is_true(s:send_http_response(204, {}))   -- the first bytes out
+      assert(s:flush())
+      assert.equal("HTTP/1.1 204 No Content", c:receive())
+      assert.equal("", c:receive())
+    end)
+  end)
+
+  it("reports a connection the peer has reset", function()
+    pair(function(c, s)
+      c:setoption("linger", { on = true, timeout = 0 })
+      c:close()
+      parley.sleep(0.05)
+      local ok, err
+      for _ = 1, 50 do
+        ok, err = s:send_http_response(200, { "Content-Length", 65536 }, nil, nil, ("x"):rep(65536))
+        if not ok then break end
+        s:flush()
+      end
+      assert.is_nil(ok)
+      assert.is_string(err)
+    end)
+  end)
+end)
