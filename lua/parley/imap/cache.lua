@@ -97,9 +97,11 @@ function methods:put(name, header)
   end
   self.map[name] = header
   self.count = self.count + 1
-  local p, n = self.pending, self.npending + 1
-  p[n] = "H " .. name .. " " .. #header .. "\n" .. header .. "\n"
-  self.npending = n
+  -- pieces, joined once by flush
+  local p, n = self.pending, self.npending
+  p[n + 1], p[n + 2], p[n + 3], p[n + 4], p[n + 5], p[n + 6] = "H ", name, " ", #header, "\n", header
+  p[n + 7] = "\n"
+  self.npending = n + 7
 end
 
 -- rewrites the file with the live entries (`live`: name -> true)
