@@ -784,8 +784,9 @@ end
 -- @tparam stream conn
 function app:handle(conn)
   local opts = self.opts
-  -- direct: a driver stream, whose buffers the codec reads and writes
-  local direct = conn.receive_http_head ~= nil
+  -- direct: a driver stream (userdata), whose buffers the codec reads and
+  -- writes; a stream wrapped in Lua (a transcript) must see every byte
+  local direct = type(conn) == "userdata" and conn.receive_http_head ~= nil
   local st = { conn = conn, buf = "", pos = 1, opts = opts, keep = true, tmo = false,
                 minor = 1, head = false, broken = false, peer = false, spare = false,
                 direct = direct }
