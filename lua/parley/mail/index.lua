@@ -195,6 +195,24 @@ local function number(self, reset)
   end
   local present = 0
   for _ in pairs(ul.map) do present = present + 1 end
+  -- UID order: the numbered records by UID, then the new ones (above)
+  local byuid, ordered, maxold = {}, {}, 0
+  for _, r in pairs(byname) do
+    local u = r.uid
+    if u then
+      if byuid[u] then
+        -- two names share a UID (a uidlist edited by hand): start anew
+        lock:close()
+        return number(self, true)
+      end
+      byuid[u] = r
+      if u > maxold then maxold = u end
+    end
+  end
+  for uid = 1, maxold do
+    local r = byuid[uid]
+    if r then ordered[#ordered + 1] = r end
+  end
   local map, nextuid = ul.map, ul.nextuid
   local keys, bykey = {}, {}
   for i = 1, #missing do
@@ -204,22 +222,14 @@ local function number(self, reset)
     keys[i] = key
   end
   table.sort(keys)
+  local k = #ordered
   for i = 1, #keys do
     local r = bykey[keys[i]]
     r.uid = nextuid
     map[r.name] = nextuid
     nextuid = nextuid + 1
-  end
-  local byuid, ordered = {}, {}
-  for _, r in pairs(byname) do byuid[r.uid] = r end
-  for uid = 1, nextuid - 1 do
-    local r = byuid[uid]
-    if r then ordered[#ordered + 1] = r end
-  end
-  if #ordered ~= n then
-    -- two names share a UID (a uidlist edited by hand): start anew
-    lock:close()
-    return number(self, true)
+    k = k + 1
+    ordered[k] = r
   end
   if #missing > 0 or present ~= n - #missing then
     -- the file lists the messages on disk (expunged names dropped)
