@@ -263,13 +263,15 @@ local function open_maildrop(s, user)
     end
     return nil
   end
-  local msgs, serr = mb:scan()
-  if not msgs then lock:close() err(s, "[SYS/TEMP] cannot read maildrop: " .. tostring(serr)) return nil end
+  -- one listing of the Maildir: uids() scans under the uidlist lock
+  local msgs, serr
   if o.uidl ~= "name" then
-    local map, validity = mb:uids(msgs)
-    if not map then lock:close() err(s, "[SYS/TEMP] cannot read maildrop: " .. tostring(validity)) return nil end
-    s.uidvalidity = validity
+    local map, validity, _, listed = mb:uids()
+    if map then msgs, s.uidvalidity = listed, validity else serr = validity end
+  else
+    msgs, serr = mb:scan()
   end
+  if not msgs then lock:close() err(s, "[SYS/TEMP] cannot read maildrop: " .. tostring(serr)) return nil end
   s.lock, s.mb, s.msgs, s.user, s.state = lock, mb, msgs, user, "transaction"
   local total = 0
   for i = 1, #msgs do total = total + s:octets(msgs[i]) end
