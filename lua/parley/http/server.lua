@@ -780,17 +780,44 @@ local function traceback(e)
   return e
 end
 
---- Serves one connection (the handler given to `parley.serve`).
--- @tparam stream conn
-function app:handle(conn)
-  local opts = self.opts
-  -- direct: a driver stream (userdata), whose buffers the codec reads and
-  -- writes; a stream wrapped in Lua (a transcript) must see every byte
-  local direct = type(conn) == "userdata" and conn.receive_http_head ~= nil
-  local st = { conn = conn, buf = "", pos = 1, opts = opts, keep = true, tmo = false,
-                minor = 1, head = false, broken = false, peer = false, spare = false,
-                direct = direct }
-  st.peer = conn:getpeername() or false
+-- after a request: logs it; true when the connection goes on to the next
+local function finish(self, st, req, res)
+  if self.log then log_request(self, st, req, res, res.status) end
+  recycle_fields(st, res)
+  if st.broken then return false end
+  local r = req._body
+  if r and not r.done then
+    -- an unread body: skip a little of it, else close (RFC 9112 §9.3)
+    if req._continue or r.err or not r:drain(st.opts.discard_limit) then
+      st.conn:flush()
+      return false
+    end
+  end
+  if not st.keep then
+    st.conn:flush()
+    return false
+  end
+  return true
+end
+
+-- a handler raised (st.req, st.res: its request): 500 unless the head
+-- went out, and the connection closes
+local function handler_failed(self, st, err)
+  local req, res = st.req, st.res
+  local report = self.opts.on_error
+  if report then pcall(report, err, req) else parley.log("http: " .. tostring(err)) end
+  if res.sent then return end   -- cannot tell the client: cut it short
+  st.keep = false
+  res.status = 500
+  res.hdrs = false
+  res:error(500)
+  finish(self, st, req, res)
+end
+
+-- the requests of one connection, in turn
+local function serve_requests(self, st)
+  local opts, conn = self.opts, st.conn
+  local direct = st.direct
   local read_head = direct and stream_head or buffered_head
   local header_timeout = opts.header_timeout
   local max_requests, max_body = opts.max_requests, opts.max_body
@@ -859,16 +886,12 @@ function app:handle(conn)
       end
     end
     ---------------------------------------------------------------- handler
-    local ok, err = xpcall(dispatch, traceback, self, req, res)
-    if not ok then
-      local report = opts.on_error
-      if report then pcall(report, err, req) else parley.log("http: " .. tostring(err)) end
-      if res.sent then return end   -- cannot tell the client: cut it short
-      st.keep = false
-      res.status = 500
-      res.hdrs = false
-      res:error(500)
-    elseif not res.sent then
+    -- an error raised here is caught by handle's xpcall (one per
+    -- connection, not per request): st.res tells it a handler was running
+    st.req, st.res = req, res
+    dispatch(self, req, res)
+    st.res = false
+    if not res.sent then
       local r = req._body
       if r and r.err == "body too large" then
         st.keep = false
@@ -877,23 +900,25 @@ function app:handle(conn)
         res:send("")
       end
     end
-    if self.log then log_request(self, st, req, res, res.status) end
-    recycle_fields(st, res)
-    if st.broken then return end
     ---------------------------------------------------------------- next
-    local r = req._body
-    if r and not r.done then
-      -- an unread body: skip a little of it, else close (RFC 9112 §9.3)
-      if req._continue or r.err or not r:drain(opts.discard_limit) then
-        conn:flush()
-        return
-      end
-    end
-    if not st.keep then
-      conn:flush()
-      return
-    end
+    if not finish(self, st, req, res) then return end
   end
+end
+
+--- Serves one connection (the handler given to `parley.serve`).
+-- @tparam stream conn
+function app:handle(conn)
+  -- direct: a driver stream (userdata), whose buffers the codec reads and
+  -- writes; a stream wrapped in Lua (a transcript) must see every byte
+  local direct = type(conn) == "userdata" and conn.receive_http_head ~= nil
+  local st = { conn = conn, buf = "", pos = 1, opts = self.opts, keep = true, tmo = false,
+                minor = 1, head = false, broken = false, peer = false, spare = false,
+                direct = direct, req = false, res = false }
+  st.peer = conn:getpeername() or false
+  local ok, err = xpcall(serve_requests, traceback, self, st)
+  if ok then return err end
+  if not st.res then error(err, 0) end   -- the server's own failure
+  handler_failed(self, st, err)
 end
 
 --- Serves the app: `parley.serve` with this app as the handler.
