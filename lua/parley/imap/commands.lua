@@ -10,6 +10,7 @@ local F = require "parley.imap.fetch"
 local S = require "parley.imap.search"
 local mailbox = require "parley.imap.mailbox"
 local starttls = require "parley.smtp.starttls"
+local authdelay = require "parley.authdelay"
 
 local imap = core.imap
 local fs = core.fs
@@ -65,7 +66,8 @@ function M.dispatch(s, cmd)
   if st == 3 and not s.view then return s:bad(tag, name .. " needs a selected mailbox") end
   local kind, text, code = H[name](s, cmd, cmd.args, tag)
   if not kind then return end          -- the handler replied itself
-  if s.view and kind ~= "BAD" then
+  -- (no news after LOGOUT: its BYE is the last thing the client hears)
+  if s.view and kind ~= "BAD" and name ~= "LOGOUT" then
     s:sync(not NO_EXPUNGE[name] or cmd.uid)
   end
   if kind == "BAD" then return s:bad(tag, text) end
@@ -115,7 +117,7 @@ local function login(s, tag, user, password)
     s.auth_failures = s.auth_failures + 1
     if o.auth_delay > 0 then
       s.conn:flush()
-      parley.sleep(o.auth_delay)
+      authdelay.of(o):failed(s.ip, o.auth_delay)   -- grows with the address's failures
     end
     if s.auth_failures >= o.max_auth_failures then
       s:reply(tag, "NO", "authentication failed", "AUTHENTICATIONFAILED")
@@ -125,6 +127,7 @@ local function login(s, tag, user, password)
     end
     return "NO", "authentication failed", "AUTHENTICATIONFAILED"
   end
+  authdelay.of(o):succeeded(s.ip)
   s:set_state(user)
   return "OK", "logged in", "CAPABILITY " .. s:capabilities()
 end
