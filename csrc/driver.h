@@ -144,11 +144,12 @@ const char *parley_stream_tls_accept(lua_State *L, struct stream *s, int ctxidx)
 ** head's bytes), 3 (nil, reason, status) or 0 (incomplete).
 ** parley_http_response_head checks status, fields [, reason [, minor]]
 ** at arg..arg+3 as core.http.response_head does (raising on header
-** injection) and hands the head to emit.
+** injection), adds a Date field of now when `date` is set, and hands the
+** head to emit.
 */
 int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
                                 int limits, size_t seen, size_t *used);
-void parley_http_response_head(lua_State *L, int arg,
+void parley_http_response_head(lua_State *L, int arg, int date,
                                void (*emit)(void *, const char *, size_t),
                                void *ud);
 

@@ -1348,9 +1348,9 @@ static void add_field(lua_State *L, obuf *o) {
   ob_line(o, name, nl, value, vl);
 }
 
-/* Header fields of the table at index t, then the empty line: its array
-** part {name, value, ...} in order when it has one, else its string keys
-** (so a table from parse_* goes out once, in order). */
+/* Header fields of the table at index t: its array part {name, value,
+** ...} in order when it has one, else its string keys (so a table from
+** parse_* goes out once, in order).  The caller ends the head. */
 static void add_fields(lua_State *L, obuf *o, int t) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, t), i;
   luaL_checkstack(L, 8, NULL);
@@ -1371,12 +1371,43 @@ static void add_fields(lua_State *L, obuf *o, int t) {
       lua_pop(L, 3);
     }
   }
-  ob_add(o, "\r\n", 2);
+}
+
+#define DATE_MAX 64
+
+/* IMF-fixdate of t (RFC 9110 §5.6.7) into b[DATE_MAX]: its length, or 0 when
+** t is out of range */
+static int format_date(time_t t, char *b) {
+  static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri",
+                                  "Sat"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May",
+                                     "Jun", "Jul", "Aug", "Sep", "Oct",
+                                     "Nov", "Dec"};
+  struct tm tm;
+  if (!gmtime_r(&t, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
+    return 0;
+  return snprintf(b, DATE_MAX, "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                  days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
+                  tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* "Date: <now>\r\n", formatted once per second (the loop thread's) */
+static void add_date(obuf *o) {
+  static time_t sec = -1;
+  static char b[DATE_MAX];
+  static int n;
+  time_t t = time(NULL);
+  if (t != sec) {
+    n = format_date(t, b);
+    sec = t;
+  }
+  ob_line(o, "Date", 4, b, (size_t)n);
 }
 
 /* The head for arguments status, fields [, reason [, minor]] at arg..arg+3
-** (the stack above them is the caller's to keep), built into o. */
-static void response_head(lua_State *L, int arg, obuf *o) {
+** (the stack above them is the caller's to keep), built into o; a Date
+** field last when `date` is set. */
+static void response_head(lua_State *L, int arg, int date, obuf *o) {
   lua_Integer status = luaL_checkinteger(L, arg);
   const char *reason;
   size_t rl;
@@ -1402,13 +1433,15 @@ static void response_head(lua_State *L, int arg, obuf *o) {
   ob_add(o, reason, rl);
   ob_add(o, "\r\n", 2);
   add_fields(L, o, arg + 1);
+  if (date) add_date(o);
+  ob_add(o, "\r\n", 2);
 }
 
-void parley_http_response_head(lua_State *L, int arg,
+void parley_http_response_head(lua_State *L, int arg, int date,
                                void (*emit)(void *, const char *, size_t),
                                void *ud) {
   obuf o;
-  response_head(L, arg, &o);
+  response_head(L, arg, date, &o);
   emit(ud, o.b, o.n);
   lua_pop(L, 1);          /* ob_init's slot */
 }
@@ -1419,7 +1452,7 @@ static int l_response_head(lua_State *L) {
   obuf o;
   body = luaL_optlstring(L, 5, NULL, &bl);
   lua_settop(L, 5);
-  response_head(L, 1, &o);
+  response_head(L, 1, 0, &o);
   if (bl == 0) {
     lua_pushlstring(L, o.b, o.n);
   } else {
@@ -1452,33 +1485,24 @@ static int l_request_head(lua_State *L) {
   ob_add(&o, target, tl);
   ob_add(&o, minor ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n", 11);
   add_fields(L, &o, 3);
+  ob_add(&o, "\r\n", 2);
   lua_pushlstring(L, o.b, o.n);
   return 1;
 }
 
-/* IMF-fixdate, RFC 9110 §5.6.7; upvalues: last second, its string */
+/* http.date([t]); upvalues: last second, its string */
 static int l_date(lua_State *L) {
-  static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri",
-                                  "Sat"};
-  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May",
-                                     "Jun", "Jul", "Aug", "Sep", "Oct",
-                                     "Nov", "Dec"};
   lua_Integer t = lua_isnoneornil(L, 1) ? (lua_Integer)time(NULL)
                                         : luaL_checkinteger(L, 1);
-  time_t tt = (time_t)t;
-  struct tm tm;
-  char b[64];
+  char b[DATE_MAX];
   int n;
   if (lua_tointeger(L, lua_upvalueindex(1)) == t &&
       lua_type(L, lua_upvalueindex(2)) == LUA_TSTRING) {
     lua_pushvalue(L, lua_upvalueindex(2));
     return 1;
   }
-  if (!gmtime_r(&tt, &tm) || tm.tm_year + 1900 > 9999 || tm.tm_year + 1900 < 0)
-    return luaL_argerror(L, 1, "time out of range");
-  n = snprintf(b, sizeof b, "%s, %02d %s %04d %02d:%02d:%02d GMT",
-               days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
-               tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  n = format_date((time_t)t, b);
+  if (n == 0) return luaL_argerror(L, 1, "time out of range");
   lua_pushlstring(L, b, (size_t)n);
   lua_pushinteger(L, t);
   lua_replace(L, lua_upvalueindex(1));

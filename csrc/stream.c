@@ -709,18 +709,20 @@ static int response_k(lua_State *L, int status, lua_KContext ctx) {
   return flush_done(L, s, r);
 }
 
-/* stream:send_http_response(status, fields [, reason [, minor [, body]]]):
-** core.http.response_head written straight into the output buffer */
+/* stream:send_http_response(status, fields [, reason [, minor [, body
+** [, date]]]]): core.http.response_head (and a Date field when `date`)
+** written straight into the output buffer */
 static int s_send_http_response(lua_State *L) {
   stream *s = check_stream(L, 1);
   size_t bl = 0;
   const char *body = luaL_optlstring(L, 6, NULL, &bl);
   head_sink h;
+  int date = lua_toboolean(L, 7);
   lua_settop(L, 6);
   if (s->closed || s->err) return write_failed(L, s);
   h.L = L;
   h.s = s;
-  parley_http_response_head(L, 2, append_head, &h);
+  parley_http_response_head(L, 2, date, append_head, &h);
   if (bl > 0 && buf_append(&s->out, body, bl) != 0)
     return luaL_error(L, "not enough memory");
   parley_mark_dirty(&s->p);

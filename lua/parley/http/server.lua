@@ -266,8 +266,9 @@ local LEN = setmetatable({}, { __index = function(t, n)
 end })
 
 -- the response's fields with the framework's added; `framing` is a length
--- (number), "chunked", "close" or false (no body fields)
-local function head_fields(self, framing)
+-- (number), "chunked", "close" or false (no body fields); without Date
+-- when `no_date` (send_http_response adds it in C)
+local function head_fields(self, framing, no_date)
   local st = self._st
   -- the framework's fields go after the user's, in the same table (the
   -- response goes out once)
@@ -282,8 +283,10 @@ local function head_fields(self, framing)
     h[n + 1], h[n + 2] = "Server", opts.server_name
     n = n + 2
   end
-  h[n + 1], h[n + 2] = "Date", http_date()
-  n = n + 2
+  if not no_date then
+    h[n + 1], h[n + 2] = "Date", http_date()
+    n = n + 2
+  end
   if framing == "chunked" then
     h[n + 1], h[n + 2] = "Transfer-Encoding", "chunked"
     n = n + 2
@@ -312,7 +315,8 @@ end
 local function send_head(self, framing, data)
   local conn = self._st.conn
   if self._st.direct then
-    return conn:send_http_response(self.status, head_fields(self, framing), self.reason, nil, data)
+    return conn:send_http_response(self.status, head_fields(self, framing, true), self.reason, nil,
+                                   data, true)
   end
   return conn:send(build_head(self, framing, data))
 end
