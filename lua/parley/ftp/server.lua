@@ -48,6 +48,7 @@ local core = require "parley.core"
 local vfs = require "parley.ftp.vfs"
 local users_mod = require "parley.mail.users"
 local starttls = require "parley.smtp.starttls"
+local authdelay = require "parley.authdelay"
 local serving = require "parley.server"
 local ftp = core.ftp
 
@@ -558,7 +559,7 @@ function C.PASS(s, arg)
     s.failures = s.failures + 1
     s.user = nil
     s.conn:flush()
-    parley.sleep(o.login_delay)
+    authdelay.of(o):failed(s.ip, o.login_delay)   -- grows with the address's failures
     if s.failures >= o.max_login_failures then
       s:reply(421, "Too many failed logins, closing control connection.")
       s.quit = true
@@ -566,6 +567,7 @@ function C.PASS(s, arg)
     end
     return s:reply(530, "Login incorrect.")
   end
+  if not account.anonymous then authdelay.of(o):succeeded(s.ip) end
   s.account = account
   s.cwd = "/"
   s:reply(230, account.anonymous and "Anonymous access granted, restrictions apply."

@@ -78,7 +78,8 @@ end
 --- Starts the servers inside a running task (parley.run).
 -- @tparam table o parsed options: `maildir`, `users` (paths) or `store`,
 -- `users` (objects), `smtp`, `submission`, `pop3`, `imap` (addresses),
--- `domain` (array), `aliases`, `hostname`, `auth_delay`, `tls_cert` and
+-- `domain` (array), `aliases`, `hostname`, `auth_delay`, `auth_tracker`
+-- (a parley.authdelay tracker; default one shared by the servers), `tls_cert` and
 -- `tls_key` (STARTTLS/STLS on every server), `smtps`, `pop3s`, `imaps`
 -- (implicit-TLS addresses: `listen_tls` of the submission (else SMTP),
 -- POP3 and IMAP servers), `allow_plaintext_auth`, `transcript` (a
@@ -122,7 +123,9 @@ function M.start(o)
   -- options every server takes the same way
   local common = { hostname = o.hostname, store = store, users = users, auth_delay = o.auth_delay,
     signals = false, tls = tls, allow_plaintext_auth = o.allow_plaintext_auth or nil,
-    transcript = o.transcript }
+    transcript = o.transcript,
+    -- one count of failed logins per address for SMTP AUTH, POP3 and IMAP
+    auth_tracker = o.auth_tracker or require("parley.authdelay").new() }
   local function with(t, proto)
     for k, v in pairs(common) do t[k] = v end
     t.listen, t.listen_tls, t.on_start = want[proto], listen_tls[proto] or nil, announce(proto)

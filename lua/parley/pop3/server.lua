@@ -43,9 +43,9 @@
 --                                 true, text (+OK) or false, text (-ERR)
 --   on_quit(s, removed)           after the UPDATE state
 -- @module parley.pop3.server
-local parley = require "parley"
 local core = require "parley.core"
 local starttls = require "parley.smtp.starttls"
+local authdelay = require "parley.authdelay"
 local fs = core.fs
 local smtp_codec = core.smtp
 local KEEP_CR = { keep_cr = true }
@@ -286,7 +286,7 @@ local function auth_failed(s, text)
   local o = s.opts
   s.auth_failures = s.auth_failures + 1
   s.conn:flush()
-  if o.auth_delay > 0 then parley.sleep(o.auth_delay) end
+  authdelay.of(o):failed(s.ip, o.auth_delay)   -- grows with the address's failures
   if s.auth_failures >= o.max_auth_failures then
     s.conn:send("-ERR [AUTH] too many failed logins, closing connection\r\n")
     s.quit = true
@@ -311,6 +311,7 @@ local function login(s, mech, user, secret)
     end
   end
   if not r then return auth_failed(s) end
+  authdelay.of(o):succeeded(s.ip)
   local rec = o.users and o.users:get(user)
   user = rec and rec.name or user
   return open_maildrop(s, user)

@@ -37,6 +37,7 @@ local parley = require "parley"
 local core = require "parley.core"
 local sasl = require "parley.smtp.sasl"
 local starttls = require "parley.smtp.starttls"
+local authdelay = require "parley.authdelay"
 local smtp = core.smtp
 
 local M = {}
@@ -420,11 +421,12 @@ handlers.AUTH = function(s, mech, ir)
   if ok then
     s.user = user
     s.auth_failures = 0
+    authdelay.of(o):succeeded(s.ip)
     return reply(s, 235, "2.7.0", "authentication successful")
   end
   s.auth_failures = s.auth_failures + 1
   s.conn:flush()
-  if o.auth_delay > 0 then parley.sleep(o.auth_delay) end
+  authdelay.of(o):failed(s.ip, o.auth_delay)   -- grows with the address's failures
   if s.auth_failures >= o.max_auth_failures then
     reply(s, 421, "4.7.0", "too many failed authentication attempts")
     s.quit = true

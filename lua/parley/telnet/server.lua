@@ -21,6 +21,7 @@
 local parley = require "parley"
 local session = require "parley.telnet.session"
 local users_mod = require "parley.mail.users"
+local authdelay = require "parley.authdelay"
 
 local M = {}
 
@@ -84,12 +85,14 @@ local function login(sess, cfg)
       ok = cfg.users:check(name, pass)
     end
     if ok then
+      authdelay.of(cfg):succeeded(sess.conn:getpeername())
       sess.user = name
       sess.account = type(ok) == "table" and ok or (cfg.users and cfg.users:get(name)) or nil
       return name
     end
-    -- every failure costs the same time, whether the name exists or not
-    parley.sleep(cfg.login_delay)
+    -- every failure costs the same time, whether the name exists or not,
+    -- and more as failures from the address add up
+    authdelay.of(cfg):failed(sess.conn:getpeername(), cfg.login_delay)
     sess:print("Login incorrect")
     if attempt == cfg.max_login_attempts then break end
   end
