@@ -832,11 +832,22 @@ static int opt_bool(lua_State *L, int t, const char *k) {
 
 #define LIMITS "parley.http.limits"
 
+/* registry[&limits_key]: the limits metatable, found without hashing its
+** name (a server reads its limits once per request) */
+static const char limits_key = 0;
+
 static void read_limits(lua_State *L, int arg, http_limits *lim) {
   http_default_limits(lim);
   if (lua_isnoneornil(L, arg)) return;
   if (lua_type(L, arg) == LUA_TUSERDATA) {
-    *lim = *(const http_limits *)luaL_checkudata(L, arg, LIMITS);
+    int same = lua_getmetatable(L, arg);
+    if (same) {
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &limits_key);
+      same = lua_rawequal(L, -1, -2);
+      lua_pop(L, 2);
+    }
+    if (!same) luaL_typeerror(L, arg, LIMITS);
+    *lim = *(const http_limits *)lua_touserdata(L, arg);
     return;
   }
   luaL_checktype(L, arg, LUA_TTABLE);
@@ -1543,6 +1554,8 @@ int parley_open_http(lua_State *L) {
   };
   parley_newclass(L, DECODER, methods, meta);
   parley_newclass(L, LIMITS, no_methods, limits_meta);
+  luaL_getmetatable(L, LIMITS);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &limits_key);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);
   lua_pushinteger(L, -1);
