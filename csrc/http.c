@@ -1324,9 +1324,9 @@ static void ob_line(obuf *o, const char *name, size_t nl, const char *value,
   o->n += nl + vl + 4;
 }
 
-static const char *field_value(lua_State *L, int idx, size_t *vl) {
+/* the value at idx, of Lua type t (lua_rawgeti's result, so not asked again) */
+static const char *field_value(lua_State *L, int idx, int t, size_t *vl) {
   const char *v;
-  int t = lua_type(L, idx);
   if (t != LUA_TSTRING && t != LUA_TNUMBER)
     luaL_error(L, "header value must be a string or number");
   v = lua_tolstring(L, idx, vl);      /* idx is a copy: safe to convert */
@@ -1334,28 +1334,28 @@ static const char *field_value(lua_State *L, int idx, size_t *vl) {
   return v;
 }
 
-/* One field (name at -2, value at -1, both copies owned by the caller). */
-static void add_field(lua_State *L, obuf *o) {
+/* One field (name at -2, value at -1, both copies owned by the caller, of
+** Lua types nt and vt). */
+static void add_field(lua_State *L, obuf *o, int nt, int vt) {
   size_t nl, vl, i;
   const char *name, *value;
-  if (lua_type(L, -2) != LUA_TSTRING)
+  if (nt != LUA_TSTRING)
     luaL_error(L, "header name must be a string");
   name = lua_tolstring(L, -2, &nl);
   for (i = 0; i < nl; i++)
     if (!tchar[(unsigned char)name[i]]) break;
   if (nl == 0 || i < nl)
     luaL_error(L, "header injection: invalid field name");
-  if (lua_type(L, -1) == LUA_TTABLE) {      /* one line per element */
+  if (vt == LUA_TTABLE) {      /* one line per element */
     lua_Integer k, n = (lua_Integer)lua_rawlen(L, -1);
     for (k = 1; k <= n; k++) {
-      lua_rawgeti(L, -1, k);
-      value = field_value(L, -1, &vl);
+      value = field_value(L, -1, lua_rawgeti(L, -1, k), &vl);
       ob_line(o, name, nl, value, vl);
       lua_pop(L, 1);
     }
     return;
   }
-  value = field_value(L, -1, &vl);
+  value = field_value(L, -1, vt, &vl);
   ob_line(o, name, nl, value, vl);
 }
 
@@ -1368,9 +1368,8 @@ static void add_fields(lua_State *L, obuf *o, int t) {
   if (n % 2) luaL_error(L, "header array has a name without a value");
   if (n > 0) {
     for (i = 1; i < n; i += 2) {
-      lua_rawgeti(L, t, i);
-      lua_rawgeti(L, t, i + 1);
-      add_field(L, o);
+      int nt = lua_rawgeti(L, t, i);
+      add_field(L, o, nt, lua_rawgeti(L, t, i + 1));
       lua_pop(L, 2);
     }
   } else {
@@ -1378,7 +1377,7 @@ static void add_fields(lua_State *L, obuf *o, int t) {
     while (lua_next(L, t)) {
       lua_pushvalue(L, -2);
       lua_pushvalue(L, -2);
-      add_field(L, o);
+      add_field(L, o, lua_type(L, -2), lua_type(L, -1));
       lua_pop(L, 3);
     }
   }
