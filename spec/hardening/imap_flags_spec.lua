@@ -1,9 +1,8 @@
 -- Found by the IMAP race of load_spec (issue 11: "no lost flag update").
 -- Two sessions on one mailbox: A sets \Draft, B removes it, A sets \Seen.
--- The message must end with \Seen only; parley's server ends with \Seen
--- \Draft: A's STORE writes A's cached flags back (B's removal is lost).
--- Tagged #slow (make hardening) until the server is fixed, so that make
--- test stays green; remove the tag with the fix.
+-- The message must end with \Seen only; parley's server ended with \Seen
+-- \Draft: A's STORE wrote A's cached flags back (B's removal was lost).
+-- STORE now applies +FLAGS/-FLAGS to the flags the message has now.
 local lab = require "hardening.support.lab"
 
 -- a logged-in session with INBOX selected: cmd(line) -> untagged, tagged
@@ -34,7 +33,7 @@ describe("IMAP flags changed by two sessions", function()
   before_each(lab.H.fd_snapshot)
   after_each(lab.H.fd_check)
 
-  it("keeps another session's flag removal when a session adds a flag #slow", function()
+  it("keeps another session's flag removal when a session adds a flag", function()
     local dir = lab.tree()
     local srv = lab.serve_mail(dir)
     local ok, err = pcall(function()

@@ -542,12 +542,16 @@ function H.STORE(s, cmd, args)
   local failed = false
   for _, i in ipairs(seqs) do
     local m = view.msgs[i]
-    local new
-    if op == "" then new = letters
-    elseif op == "+" then new = V.letters(V.imap_flags(m.flags .. letters))
-    else new = (m.flags:gsub("[" .. (letters == "" and "%z" or letters) .. "]", "")) end
     if not m.gone then
-      local nm = view:set_flags(m, new)
+      -- +FLAGS and -FLAGS change the flags the message has now, not this
+      -- session's last look at them: another session may have changed
+      -- them meanwhile, and its change must not be undone
+      local now = view:current(m)
+      local new
+      if op == "" then new = letters
+      elseif op == "+" then new = V.letters(V.imap_flags(now.flags .. letters))
+      else new = (now.flags:gsub("[" .. (letters == "" and "%z" or letters) .. "]", "")) end
+      local nm = view:set_flags(now, new)
       if nm then m = nm else failed = true end
       if silent == "" then
         local items = { "FLAGS", V.imap_flags(m.flags, view:is_recent(m)) }

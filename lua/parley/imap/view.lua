@@ -328,6 +328,15 @@ end
 -- @tparam table m a message of `view.msgs`
 -- @return the message's new record (replacing `m` in `view.msgs`), or
 -- nil, err
+--- The message's record as the Maildir has it now (its flags may have
+-- been changed by another session or program since this view last
+-- synced), with this view's UID and sequence; `m` itself when unchanged.
+function methods:current(m)
+  local cur = self.idx:current(m.name)
+  if not cur or cur.flags == m.flags then return m end
+  return cur
+end
+
 function methods:set_flags(m, letters)
   if letters == m.flags then return m end
   local i = self:seq_of(m.uid)
