@@ -214,6 +214,30 @@ describe("smtp server faults", function()
     end)
   end)
 
+  it("ends the session without a misleading reply when the client vanishes inside AUTH", function()
+    local said = {}
+    local users = U.users{ u = { password = "pw" } }
+    with_server({ users = users, transcript = function(e) said[#said + 1] = e end },
+      function(srv)
+        local r = U.raw(srv.port):greet()
+        r:send("AUTH PLAIN\r\n")
+        assert.are.equal(334, (r:reply()))
+        r:close()
+        for _ = 1, 50 do
+          if srv:connections() == 0 then break end
+          parley.sleep(0.02)
+        end
+        assert.are.equal(0, srv:connections())
+        for _, e in ipairs(said) do
+          assert.is_nil((e.text or ""):match("^5%d%d"), "replied to a client that was gone: " .. tostring(e.text))
+        end
+        -- and the next client logs in
+        local r2 = U.raw(srv.port):greet()
+        assert.are.equal(235, (r2:cmd("AUTH PLAIN " .. require("parley.smtp.sasl").b64("\0u\0pw"))))
+        r2:close()
+      end)
+  end)
+
   it("gives a slow client 421 when the idle timeout passes", function()
     with_server({ idle_timeout = 0.3 }, function(srv)
       local r = U.raw(srv.port):greet()

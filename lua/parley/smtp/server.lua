@@ -349,6 +349,25 @@ local function read_auth_line(s)
   return line
 end
 
+-- A read in an AUTH exchange that failed: "*" cancels (RFC 4954 4), an
+-- over-long line is answered, anything else means the client is gone.
+local function auth_read_failed(s, err)
+  if err == "cancelled" then return err_reply(s, 501, "5.0.0", "authentication cancelled") end
+  if err == "line too long" then return err_reply(s, 500, "5.5.6", "authentication exchange line is too long") end
+  s.quit, s.gone = true, err
+end
+
+-- The reply to a store that failed: a full disk is 452 4.3.1 (RFC 5321
+-- 4.2.2 "insufficient system storage", RFC 3463 "mail system full"),
+-- anything else a local error; both temporary, so the client retries.
+local function store_failure(what, err)
+  err = tostring(err)
+  if err:find("no space left", 1, true) or err:find("quota", 1, true) then
+    return 452, "4.3.1", "insufficient system storage: " .. err
+  end
+  return 451, "4.3.0", what .. ": " .. err
+end
+
 local function check_credentials(s, mech, user, pass)
   local o = s.opts
   if o.on_auth then
@@ -376,10 +395,7 @@ handlers.AUTH = function(s, mech, ir)
     if not ir then
       reply(s, 334, nil, "")
       ir, err = read_auth_line(s)
-      if not ir then
-        if err == "cancelled" then return err_reply(s, 501, "5.0.0", "authentication cancelled") end
-        return err_reply(s, 500, "5.5.6", "authentication exchange line is too long")
-      end
+      if not ir then return auth_read_failed(s, err) end
     end
     local _
     _, user, pass = sasl.parse_plain(ir == "=" and "" or ir)
@@ -390,13 +406,13 @@ handlers.AUTH = function(s, mech, ir)
     else
       reply(s, 334, nil, "VXNlcm5hbWU6")
       local l, e = read_auth_line(s)
-      if not l then return err_reply(s, 501, "5.0.0", e == "cancelled" and "authentication cancelled" or "bad response") end
+      if not l then return auth_read_failed(s, e) end
       user = sasl.unb64(l)
     end
     if not user then return err_reply(s, 501, "5.5.2", "cannot decode response") end
     reply(s, 334, nil, "UGFzc3dvcmQ6")
     local l, e = read_auth_line(s)
-    if not l then return err_reply(s, 501, "5.0.0", e == "cancelled" and "authentication cancelled" or "bad response") end
+    if not l then return auth_read_failed(s, e) end
     pass = sasl.unb64(l)
     if not pass then return err_reply(s, 501, "5.5.2", "cannot decode response") end
   elseif mech == "CRAM-MD5" then
@@ -404,7 +420,7 @@ handlers.AUTH = function(s, mech, ir)
     local challenge = ("<%d.%d@%s>"):format(math.random(1, 1e9), os.time(), o.hostname)
     reply(s, 334, nil, sasl.b64(challenge))
     local l, e = read_auth_line(s)
-    if not l then return err_reply(s, 501, "5.0.0", e == "cancelled" and "authentication cancelled" or "bad response") end
+    if not l then return auth_read_failed(s, e) end
     local resp = sasl.unb64(l) or ""
     local u, digest = resp:match("^(.+) (%x+)$")
     local secret = u and o.cram_secret(u)
@@ -643,7 +659,7 @@ local function body_target(s, tx)
   end
   if o.sink then return sink_writer end
   local w, err = open_targets(s, tx)
-  if not w then return nil, 451, "4.3.0", "cannot open mailbox: " .. tostring(err) end
+  if not w then return nil, store_failure("cannot open mailbox", err) end
   return w
 end
 
@@ -667,7 +683,7 @@ local function finish_tx(s, tx, w, derr, size)
     local ok, err, hc, ht = w:commit()
     if not ok then
       w:abort()
-      code, enh, text = 451, "4.3.0", "local error in processing: " .. tostring(err)
+      code, enh, text = store_failure("local error in processing", err)
     elseif type(hc) == "number" then
       local e2, t2 = split_text(ht or "")
       code, enh, text = hc, e2 or (hc < 400 and "2.0.0" or "5.7.1"), t2 ~= "" and t2 or "OK"
@@ -736,7 +752,7 @@ handlers.DATA = function(s)
   if werr then
     w:abort()
     s.tx = nil
-    return reply(s, 451, "4.3.0", "local error in processing: " .. tostring(werr))
+    return reply(s, store_failure("local error in processing", werr))
   end
   finish_tx(s, tx, w, dec:error(), dec:size())
 end
@@ -799,7 +815,7 @@ handlers.BDAT = function(s, size, last)
   if werr then
     w:abort()
     s.tx = nil
-    return reply(s, 451, "4.3.0", "local error in processing: " .. tostring(werr))
+    return reply(s, store_failure("local error in processing", werr))
   end
   if tx.bdat.size > o.max_size then
     -- keep the transaction refusing until LAST; answer now (RFC 3030 2)
