@@ -49,9 +49,9 @@ local delivery_mt = { __name = "parley.mail.maildir.delivery", __index = deliver
 local mailbox_methods = {}
 local mailbox_mt = { __name = "parley.mail.maildir.mailbox", __index = mailbox_methods }
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Names
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 -- The Maildir spec: "/" and ":" in the host name become \057 and \072;
 -- Dovecot does the same. "," would confuse the ",S=" fields: \054.
@@ -91,13 +91,6 @@ function M.flags(flags)
   return table.concat(list)
 end
 
--- Splits a file name into the message name and its flags.
-local function split_flags(file)
-  local i = file:find(":2,", 1, true)
-  if i then return file:sub(1, i - 1), file:sub(i + 3) end
-  return file, ""
-end
-
 local function check_user(user)
   if type(user) ~= "string" then error("user must be a string", 3) end
   if user == "" or #user > 255 or user:find("[%z%c/]") or user:sub(1, 1) == "." then
@@ -126,9 +119,9 @@ local function decode_folder(dirname)
   return core.imap.utf7_decode(raw) or raw
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Store
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 --- Opens a store rooted at `root` (created, mode 0700, if missing).
 -- @tparam string root directory holding one Maildir per user
@@ -261,9 +254,9 @@ function store_methods:deliver(user, message, folder, flags)
   return d:commit(flags)
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Delivery
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 local function finish(d)
   inflight[d.base] = nil
@@ -405,9 +398,9 @@ delivery_mt.__tostring = function(d)
   return string.format("parley.mail.maildir.delivery: %s (%s)", d.tmp, d.state)
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Reading: mailboxes
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 --- A mailbox for readers (POP3, IMAP). Creates nothing: a missing Maildir
 -- reads as empty.
@@ -556,9 +549,9 @@ function mailbox_methods:path(name)
   return m.path
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- UIDs: parley-uidlist, in dovecot-uidlist version 3 format
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 local UIDLIST = "parley-uidlist"
 M.UIDLIST = UIDLIST
@@ -699,9 +692,9 @@ function mailbox_methods:uids(msgs)
   return map, list.validity, list.nextuid, msgs
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Folders (Maildir++)
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 --- The user's folders (UTF-8 names, "." between levels), sorted; the
 -- inbox is not listed.
@@ -817,9 +810,9 @@ function store_methods:rename_folder(user, old, new)
   return true
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Crash leftovers
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 local function clean_dir(tmpdir, cutoff)
   local removed = 0
