@@ -60,6 +60,10 @@
 **   (",W="), mtime (leading seconds) and key, an integer that sorts in
 **   delivery order: ((sec * 10^6 + usec) << 10 | counter & 1023) for
 **   "<sec>.M<usec>P<pid>Q<counter>." names, (sec * 10^6) << 10 else.
+** fs.maildir_sort(recs) -> a new array of recs' tables in delivery
+**   order: by their integer field key, equal keys in array order (raises
+**   if one has none).  For the first numbering of a large Maildir, where
+**   table.sort would call back into Lua for every comparison.
 ** fs.stat(path) / fs.lstat(path) -> {size=, mtime=, atime=, ctime=,
 **   mode= (permission bits), type= ("file", "directory", "link", "fifo",
 **   "socket", "char", "block"), ino=, nlink=, uid=, gid=, dev=}
@@ -718,6 +722,41 @@ static int l_maildir_list(lua_State *L) {
   return 1;
 }
 
+typedef struct {
+  lua_Integer key, pos;
+} sort_entry;
+
+static int by_key_then_pos(const void *a, const void *b) {
+  const sort_entry *x = a, *y = b;
+  if (x->key != y->key) return x->key < y->key ? -1 : 1;
+  return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static int l_maildir_sort(lua_State *L) {
+  lua_Integer n, i;
+  sort_entry *e;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, 1);
+  /* a userdata, not malloc: freed by the GC if a bad record raises */
+  e = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * sizeof *e, 0);
+  for (i = 0; i < n; i++) {
+    int ok;
+    luaL_argcheck(L, lua_rawgeti(L, 1, i + 1) == LUA_TTABLE, 1, "records expected");
+    lua_getfield(L, -1, "key");
+    e[i].key = lua_tointegerx(L, -1, &ok);
+    luaL_argcheck(L, ok, 1, "record without an integer key");
+    e[i].pos = i + 1;
+    lua_pop(L, 2);
+  }
+  qsort(e, (size_t)n, sizeof *e, by_key_then_pos);
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, 1, e[i].pos);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 static const char *type_name(mode_t m) {
   if (S_ISREG(m)) return "file";
   if (S_ISDIR(m)) return "directory";
@@ -917,6 +956,7 @@ int parley_open_fs(lua_State *L) {
     {"mkdir", l_mkdir},
     {"listdir", l_listdir},
     {"maildir_list", l_maildir_list},
+    {"maildir_sort", l_maildir_sort},
     {"stat", l_stat},
     {"lstat", l_lstat},
     {"realpath", l_realpath},

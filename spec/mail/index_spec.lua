@@ -45,6 +45,34 @@ describe("maildir index", function()
       assert.equal(s.list[2], s.byname[s.list[2].name])
     end)
 
+    it("numbers names of one microsecond by their counter, then in listing order", function()
+      local cur = mb.dir .. "/cur/"
+      for _, f in ipairs({ "1700000000.M5P9Q12.h:2,S", "1700000000.M5P9Q3.h:2,", "1699999999.x",
+                           "1700000000.M5P8Q3.h" }) do
+        T.write(cur .. f, "Subject: x\r\n\r\n")
+      end
+      local s = assert(index.new(mb):snapshot())
+      local names = {}
+      for i = 1, 4 do names[i] = s.list[i].name end
+      assert.equal("1699999999.x", names[1])
+      assert.equal("1700000000.M5P9Q12.h", names[4])
+      -- the same key (pid aside): both, in the order the directory lists them
+      local a, b = names[2], names[3]
+      assert.same({ "1700000000.M5P8Q3.h", "1700000000.M5P9Q3.h" },
+                  a < b and { a, b } or { b, a })
+      assert.equal(8, s.nextuid)   -- and the three delivered now
+    end)
+
+    it("sorts records by delivery key in C, equal keys keeping their order", function()
+      local r1, r2, r3 = { key = 5 }, { key = 1 }, { key = 5 }
+      local sorted = fs.maildir_sort({ r1, r2, r3 })
+      assert.same(3, #sorted)
+      assert.equal(r2, sorted[1]); assert.equal(r1, sorted[2]); assert.equal(r3, sorted[3])
+      assert.same({}, fs.maildir_sort({}))
+      assert.has_error(function() fs.maildir_sort({ { key = "x" } }) end)
+      assert.has_error(function() fs.maildir_sort({ 1 }) end)
+    end)
+
     it("gives the same UIDs to another process and to maildir's uids()", function()
       local s1 = assert(index.new(mb):snapshot())
       local s2 = assert(index.new(mb):snapshot())

@@ -118,8 +118,9 @@ end
 
 -- Lists new/ and cur/: records by name (first seen wins: a name in both
 -- is listed once), reusing known ones. Returns byname, count, the records
--- whose name has no UID in `umap`, and the new `known` tables.
-local function list(self, umap)
+-- whose name has no UID in `umap` (name -> UID, or name -> record when
+-- `umap_recs`), and the new `known` tables.
+local function list(self, umap, umap_recs)
   local dir, known = self.dir, self.known
   local byname, n, missing = {}, 0, {}
   local kn = {}
@@ -149,6 +150,7 @@ local function list(self, umap)
         r = r or old[f]
         if not r then r = parse(dir, which, f, pass == 1) end
         local uid = umap and umap[r.name]
+        if uid and umap_recs then uid = uid.uid end
         if uid ~= r.uid then
           if r.uid then                         -- renumbered: a new record
             r = { name = r.name, file = r.file, path = r.path, flags = r.flags,
@@ -185,7 +187,7 @@ local function number(self, reset)
   local t = now()
   local sn, sc = stamps(self.dir)
   local ul = not reset and maildir.read_uidlist(self.dir) or nil
-  local byname, n, missing, kn = list(self, ul and ul.map)
+  local byname, n, missing, kn = list(self, ul and ul.map, false)
   if not byname then lock:close(); return nil, n end
   if not ul then
     -- a lost, unreadable or inconsistent uidlist: every UID starts anew,
@@ -213,34 +215,34 @@ local function number(self, reset)
     local r = byuid[uid]
     if r then ordered[#ordered + 1] = r end
   end
-  local map, nextuid = ul.map, ul.nextuid
-  local keys, bykey = {}, {}
+  local nextuid = ul.nextuid
   for i = 1, #missing do
-    local key = missing[i].key or order_key(missing[i])
-    while bykey[key] do key = key + 1 end  -- same microsecond and counter
-    bykey[key] = missing[i]
-    keys[i] = key
+    local r = missing[i]
+    if not r.key then r.key = order_key(r) end
   end
-  table.sort(keys)
+  -- (sorted in C: table.sort calls back into Lua for every comparison)
+  missing = fs.maildir_sort(missing)
   local k = #ordered
-  for i = 1, #keys do
-    local r = bykey[keys[i]]
+  for i = 1, #missing do
+    local r = missing[i]
     r.uid = nextuid
-    map[r.name] = nextuid
     nextuid = nextuid + 1
     k = k + 1
     ordered[k] = r
   end
+  local umap, recs = ul.map, false
   if #missing > 0 or present ~= n - #missing then
-    -- the file lists the messages on disk (expunged names dropped)
+    -- the file lists the messages on disk (expunged names dropped): the
+    -- listing itself is its lookup table from now on
     local ok
     ok, err = mb:write_uidlist(ul.validity, nextuid, ordered)
     if not ok then lock:close(); return nil, err end
     ul.nextuid = nextuid
+    umap, recs = byname, true
   end
   local _, _, su = stamps(self.dir)
   lock:close()
-  self.validity, self.nextuid, self.umap = ul.validity, ul.nextuid, ul.map
+  self.validity, self.nextuid, self.umap, self.umap_recs = ul.validity, ul.nextuid, umap, recs
   return byname, n, kn, ordered, sn, sc, su, t
 end
 
@@ -288,12 +290,13 @@ function methods:snapshot()
   if su ~= self.su then
     local ul = maildir.read_uidlist(self.dir)
     self.su = su
+    self.umap_recs = false
     if ul then self.validity, self.nextuid, self.umap = ul.validity, ul.nextuid, ul.map
     else self.umap = nil end
   end
   local byname, n, missing, kn, ordered
   if self.umap then
-    byname, n, missing, kn = list(self, self.umap)
+    byname, n, missing, kn = list(self, self.umap, self.umap_recs)
     if not byname then return nil, n end
     self.known = kn
   end
