@@ -619,22 +619,44 @@ static long long field_value(const char *s, const char *end, char tag) {
   return -1;
 }
 
+/* the record fields, pushed once at stack slots 5.. by l_maildir_list
+** (set with lua_rawset: no interning of the name for every record) */
+enum { K_NAME = 5, K_FILE, K_PATH, K_FLAGS, K_NEW, K_SIZE, K_VSIZE, K_MTIME, K_KEY };
+static const char *const record_keys[] = {
+  "name", "file", "path", "flags", "new", "size", "vsize", "mtime", "key"
+};
+
+/* pops a value into field k (a K_ slot) of the record at stack slot REC */
+#define REC (K_KEY + 2)
+static void set_key(lua_State *L, int k) {
+  lua_pushvalue(L, k);
+  lua_insert(L, -2);
+  lua_rawset(L, REC);
+}
+
 static int l_maildir_list(lua_State *L) {
-  size_t dlen;
+  size_t dlen, k;
   const char *dir = luaL_checklstring(L, 1, &dlen);
   int isnew = lua_toboolean(L, 2);
   lua_Integer n;
+  char *path;
   DIR *d;
   struct dirent *de;
   luaL_checktype(L, 3, LUA_TTABLE);
   n = luaL_checkinteger(L, 4);
+  lua_settop(L, 4);
+  for (k = 0; k < sizeof record_keys / sizeof *record_keys; k++)
+    lua_pushstring(L, record_keys[k]);
+  /* "<dir>/" then each file name (d_name holds at most 255 bytes) */
+  path = lua_newuserdatauv(L, dlen + 1 + sizeof de->d_name, 0);
+  memcpy(path, dir, dlen);
+  path[dlen] = '/';
   d = opendir(dir);
   if (d == NULL) return push_errno(L, errno);
   for (;;) {
     const char *f, *end, *base_end, *p, *c;
     size_t flen;
     long long sec, usec = 0, q = 0, size, vsize;
-    luaL_Buffer b;
     errno = 0;
     de = readdir(d);
     if (de == NULL) break;
@@ -649,39 +671,36 @@ static int l_maildir_list(lua_State *L) {
         break;
       }
     }
-    lua_createtable(L, 0, 9);
+    lua_createtable(L, 0, 9);             /* at REC: the key names, then path */
     lua_pushlstring(L, f, (size_t)(base_end - f));
     if (base_end == end) {                  /* no flags: file == name */
       lua_pushvalue(L, -1);
-      lua_setfield(L, -3, "name");
+      set_key(L, K_NAME);
     } else {
-      lua_setfield(L, -2, "name");
+      set_key(L, K_NAME);
       lua_pushlstring(L, f, flen);
     }
-    lua_setfield(L, -2, "file");
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, dir, dlen);
-    luaL_addchar(&b, '/');
-    luaL_addlstring(&b, f, flen);
-    luaL_pushresult(&b);
-    lua_setfield(L, -2, "path");
+    set_key(L, K_FILE);
+    memcpy(path + dlen + 1, f, flen);
+    lua_pushlstring(L, path, dlen + 1 + flen);
+    set_key(L, K_PATH);
     if (base_end < end) {
       lua_pushlstring(L, base_end + 3, (size_t)(end - base_end - 3));
     } else {
       lua_pushliteral(L, "");
     }
-    lua_setfield(L, -2, "flags");
+    set_key(L, K_FLAGS);
     lua_pushboolean(L, isnew);
-    lua_setfield(L, -2, "new");
+    set_key(L, K_NEW);
     size = field_value(f, base_end, 'S');
     vsize = field_value(f, base_end, 'W');
     if (size >= 0) {
       lua_pushinteger(L, (lua_Integer)size);
-      lua_setfield(L, -2, "size");
+      set_key(L, K_SIZE);
     }
     if (vsize >= 0) {
       lua_pushinteger(L, (lua_Integer)vsize);
-      lua_setfield(L, -2, "vsize");
+      set_key(L, K_VSIZE);
     }
     p = f;
     sec = take_digits(&p, base_end);
@@ -706,9 +725,9 @@ static int l_maildir_list(lua_State *L) {
         }
       }
       lua_pushinteger(L, (lua_Integer)sec);
-      lua_setfield(L, -2, "mtime");
+      set_key(L, K_MTIME);
       lua_pushinteger(L, (lua_Integer)(((sec * 1000000 + usec) << 10) | (q & 1023)));
-      lua_setfield(L, -2, "key");
+      set_key(L, K_KEY);
     }
     lua_rawseti(L, 3, ++n);
   }
