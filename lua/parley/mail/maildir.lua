@@ -441,29 +441,26 @@ function mailbox_methods:scan()
       n = count
     end
   end
-  local byname, bykey, keys, nk = {}, {}, {}, 0
+  local byname, list, nk = {}, {}, 0
   for i = 1, n do
     local m = all[i]
-    local key = m.key
-    if not (m.size and key) then
+    if not (m.size and m.key) then
       local st = fs.stat(m.path)
       m.size = m.size or (st and st.size) or 0
       m.mtime = m.mtime or (st and st.mtime) or 0
-      key = key or ((m.mtime // 1) * 1000000) << 10
+      m.key = m.key or ((m.mtime // 1) * 1000000) << 10
     end
-    m.key = nil
     local name = m.name
     if not byname[name] then           -- a name in both new/ and cur/: once
       byname[name] = m
-      while bykey[key] do key = key + 1 end   -- same microsecond and counter
-      bykey[key] = m
       nk = nk + 1
-      keys[nk] = key
+      list[nk] = m
     end
   end
-  table.sort(keys)
-  local out = {}
-  for i = 1, nk do out[i] = bykey[keys[i]] end
+  -- delivery order, equal keys as listed, sorted in C (no Lua call per
+  -- comparison); the keys are the store's business, not the records'
+  local out = fs.maildir_sort(list)
+  for i = 1, nk do out[i].key = nil end
   self.index = byname
   return out
 end
