@@ -921,7 +921,9 @@ static int l_feed(lua_State *L) {
   s.send = on_send;
   s.ud = c;
   tn_feed(&c->tn, (const unsigned char *)p, n, &s);
-  if (c->one) lua_pushlstring(L, (const char *)c->one, c->one_n);
+  if (c->one == (const unsigned char *)p && c->one_n == n)
+    lua_pushvalue(L, 2);         /* all data, untouched: the same string */
+  else if (c->one) lua_pushlstring(L, (const char *)c->one, c->one_n);
   else lua_pushlstring(L, (const char *)c->data.p, c->data.n);
   lua_pushvalue(L, 3);
   lua_pushlstring(L, (const char *)c->reply.p, c->reply.n);

@@ -65,6 +65,8 @@ function M.new(conn, opts)
     buf = "",          -- data read but not consumed
     wq = "",           -- output waiting while another task writes
     writing = false,
+    closed = false,    -- present, so checks never reach the metatable
+    cache = false,     -- option states asked for, until the next negotiation
     skip_lf = false,   -- the last line ended with a lone "\r"
     ttypes = {},       -- every terminal type the client named, in order
     env = {},          -- NEW-ENVIRON variables (VAR and USERVAR together)
@@ -150,13 +152,13 @@ end
 --- Asks to enable an option on our side (`"us"`, WILL) or the client's
 -- (`"him"`, DO), RFC 1143.
 function session:enable(opt, side)
-  self.cache = nil
+  self.cache = false
   return self:_send(self.codec:enable(optnum(opt), side or "us"))
 end
 
 --- Asks to disable an option.
 function session:disable(opt, side)
-  self.cache = nil
+  self.cache = false
   return self:_send(self.codec:disable(optnum(opt), side or "us"))
 end
 
@@ -276,7 +278,7 @@ function session:fill()
   local data, events, reply = self.codec:feed(chunk)
   if reply ~= "" then self:_send(reply) end
   if events[1] then
-    self.cache = nil
+    self.cache = false
     local parts, pos = {}, 0
     for _, ev in ipairs(events) do
       local ins = self:_event(ev)
