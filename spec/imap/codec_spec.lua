@@ -6,7 +6,7 @@ local imap = core.imap
 -- Feed a whole wire text (CRLF lines and literals) the way a server or a
 -- client reads it; returns the last results of feed_line as a table.
 local function feed(p, wire)
-  local i, out = 1, nil
+  local i, out = 1
   repeat
     local e = wire:find("\r\n", i, true)
     local line = wire:sub(i, (e or #wire + 1) - 1)

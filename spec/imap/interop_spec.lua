@@ -5,12 +5,10 @@ local H = require "helper"
 local E = require "imap.support.env"
 local D = require "imap.support.dovecot"
 local T = E.T
-local maildir = require "parley.mail.maildir"
 
 local MSG = "From: Ann <ann@example.org>\r\nTo: alice@example.org\r\nSubject: known message\r\n" ..
   "\r\n\xc3\xa4 8bit line\r\n.leading dot\r\nlast line\r\n"
 
-local function hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
 local function unhex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
 
 local PY = [[

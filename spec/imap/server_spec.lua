@@ -24,10 +24,10 @@ local function setup(store)
 end
 
 describe("imap server", function()
-  local dir, store
+  local store
   before_each(function()
     H.fd_snapshot()
-    dir, store = E.store()
+    store = select(2, E.store())
     setup(store)
   end)
   after_each(function()
@@ -458,7 +458,7 @@ describe("imap server", function()
         assert.matches("^a OK %[APPENDUID %d+ 1%]", t)
         assert.equal(0, #lines)
         assert.equal(msg, io.open(store:mailbox("alice", "Sent"):scan()[1].path):read("a"))
-        _, t = c:cmd("b APPEND Nowhere {1+}\r\nx")
+        t = select(2, c:cmd("b APPEND Nowhere {1+}\r\nx"))
         assert.matches("^b NO %[TRYCREATE%]", t)
       end)
     end)

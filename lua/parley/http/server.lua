@@ -51,9 +51,9 @@ M.defaults = {
   lenient = false,           -- accept bare LF line ends in heads
 }
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Small helpers
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 -- does a comma-separated header value hold `token` (case-insensitively)?
 local function has_token(value, token)
@@ -115,9 +115,9 @@ local function log_date()
   return log_time
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Request
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 --- The request a handler gets.
 -- Fields: `method`, `target` (as sent), `path` (percent-decoded, without
@@ -206,9 +206,9 @@ function request:trailers()
   return r and r:trailers() or nil
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Response
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 --- The response a handler fills in.
 -- Fields: `status` (default 200), `sent` (true once the head went out),
@@ -492,9 +492,9 @@ function response:error(status, text)
   return self:send(("%d %s\n"):format(status, text or http.status_text(status) or ""), status)
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Routing
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 --- An application: routes plus options.
 -- @type app
@@ -668,9 +668,9 @@ local function dispatch(self, req, res)
   end
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- The connection loop
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 -- a header value for the log: quotes, backslashes, controls escaped (as nginx)
 local function log_escape(v)
@@ -828,11 +828,11 @@ local function serve_requests(self, st)
   local nreq = 0
   local idle_deadline = now() + header_timeout  -- first request: from accept
   while true do
-    ---------------------------------------------------------------- head
+    -- -------------------------------------------------------------- head
     local method, target, minor, headers = read_head(self, st, nreq, idle_deadline)
     if not method then return target end
     nreq = nreq + 1
-    ---------------------------------------------------------------- checks
+    -- -------------------------------------------------------------- checks
     local keep
     local ch = headers.connection
     if minor == 1 then
@@ -889,7 +889,7 @@ local function serve_requests(self, st)
         return reject(self, st, 417, nil, method, target, minor)
       end
     end
-    ---------------------------------------------------------------- handler
+    -- -------------------------------------------------------------- handler
     -- an error raised here is caught by handle's xpcall (one per
     -- connection, not per request): st.res tells it a handler was running
     st.req, st.res = req, res
@@ -904,7 +904,7 @@ local function serve_requests(self, st)
         res:send("")
       end
     end
-    ---------------------------------------------------------------- next
+    -- -------------------------------------------------------------- next
     if not finish(self, st, req, res) then return end
   end
 end

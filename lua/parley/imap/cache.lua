@@ -46,7 +46,7 @@ end
 -- the last whole record
 local function parse(self, text, pos)
   local map, n = self.map, self.count
-  local find, sub = string.find, string.sub
+  local sub = string.sub
   local len = #text
   while pos <= len do
     local s, e, name, size = find(text, "^H ([^ \n]+) (%d+)\n", pos)

@@ -359,9 +359,9 @@ local function flag_list(flags)
   return { list = "(" .. table.concat(flags, " ") .. ")" }
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Any state
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 --- CAPABILITY: the list of capabilities (also cached for `has`).
 function client:capability()
@@ -414,9 +414,9 @@ function client:id(fields)
   return {}
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Login
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 --- LOGIN. Not sent when the server lists LOGINDISABLED (RFC 3501
 -- §6.2.3): the password stays here.
@@ -460,9 +460,9 @@ function client:authenticate(user, password, authzid)
   return true
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Mailboxes
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 local function mailbox_info(untagged, reply)
   local box = { exists = 0, recent = 0, readonly = reply.code == "READ-ONLY" }
@@ -619,9 +619,9 @@ function client:append(name, message, opts)
   return true
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Selected
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 local function set_arg(set)
   if type(set) == "number" then set = tostring(math.tointeger(set) or error("set must be an integer", 3)) end
@@ -805,14 +805,14 @@ function client:idle(callback, timeout)
       local line = ok:gsub("\r$", "")
       conn:settimeout(self.timeout)
       local p = self.parser
-      local res, a, b = p:feed_line(line)
+      local res, a = p:feed_line(line)
       while res == "literal" do
         local data = conn:receive(a)
         if not data then return nil, "closed" end
         p:feed_literal(data)
         local l2 = conn:receive("l")
         if not l2 then return nil, "closed" end
-        res, a, b = p:feed_line(l2)
+        res, a = p:feed_line(l2)
       end
       if res ~= "done" then p:reset(); return nil, "bad response" end
       self:_untagged(a)

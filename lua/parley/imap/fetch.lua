@@ -109,9 +109,9 @@ function M.internaldate(view, m)
   return os.date("!%d-%b-%Y %H:%M:%S +0000", math.floor(t))
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- ENVELOPE and BODYSTRUCTURE
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 local function addresses(list)
   if not list or #list == 0 then return "NIL" end
@@ -189,9 +189,9 @@ function M.bodystructure(p, extended)
   return body_text(message.bodystructure(p), extended)
 end
 
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 -- Sections
----------------------------------------------------------------------------
+-- --------------------------------------------------------------------------
 
 -- The fields of a header block named in `names` (or not, with `invert`),
 -- followed by the blank line (RFC 3501 §6.4.5 HEADER.FIELDS).
