@@ -138,12 +138,8 @@ end
 function client:starttls(opts)
   opts = opts or {}
   if self.conn:tlsinfo() then return nil, "tls already active" end
-  local ctx = self.tls_ctx
-  if not ctx or opts.tls_ctx or opts.ca or opts.insecure ~= nil then
-    local err
-    ctx, err = starttls.client_context(opts)
-    if not ctx then return nil, err end
-  end
+  local ctx, cerr = starttls.context_for(self.tls_ctx, opts)
+  if not ctx then return nil, cerr end
   local u, text, reply = self:command("STARTTLS")
   if not u then
     if not reply then self.conn:close() end

@@ -274,12 +274,8 @@ end
 function client:stls(opts)
   opts = opts or {}
   if self.conn:tlsinfo() then return nil, "tls already active" end
-  local ctx = self.tls_ctx
-  if not ctx or opts.tls_ctx or opts.ca or opts.insecure ~= nil then
-    local err
-    ctx, err = starttls.client_context(opts)
-    if not ctx then return nil, err end
-  end
+  local ctx, xerr = starttls.context_for(self.tls_ctx, opts)
+  if not ctx then return nil, xerr end
   local r, err, rep = self:command("STLS")
   if not r then return nil, err, rep end
   if self.rbuf ~= "" then

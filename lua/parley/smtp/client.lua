@@ -199,12 +199,8 @@ function client:starttls(opts)
   opts = opts or {}
   if self.broken then return nil, self.broken end
   if self.conn:tlsinfo() then return nil, "tls already active" end
-  local ctx = self.tls_ctx
-  if not ctx or opts.tls_ctx or opts.ca or opts.insecure ~= nil then
-    local err
-    ctx, err = starttls.client_context(opts)
-    if not ctx then return nil, err end
-  end
+  local ctx, cerr = starttls.context_for(self.tls_ctx, opts)
+  if not ctx then return nil, cerr end
   if not self.caps.STARTTLS then
     return nil, "server does not offer STARTTLS"
   end

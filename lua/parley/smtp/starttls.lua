@@ -51,6 +51,19 @@ function M.client_context(opts)
   return tls.client(opts.insecure and true or false)
 end
 
+--- The context a client's STARTTLS/STLS uses: the one `connect` made
+-- (`current`), unless the call's `opts` ask for another (`tls_ctx`, `ca`
+-- or `insecure`).
+-- @param current the client's context, or nil
+-- @tparam table opts the call's options
+-- @return a client context, or nil, err
+function M.context_for(current, opts)
+  if current and opts.tls_ctx == nil and opts.ca == nil and opts.insecure == nil then
+    return current
+  end
+  return M.client_context(opts)
+end
+
 --- Turns a stream into TLS after the protocol's go-ahead, and records
 -- `TLS started (<version>, <cipher>)` on its transcript if it has one.
 -- (`TLS failed: <err>` when it fails). Queued output is flushed first.
