@@ -57,7 +57,9 @@ typedef struct stream {
   */
   SSL *ssl;
   int rd_wants_write, wr_wants_read;
-  char tlserr[PARLEY_TLS_ERRLEN];  /* why TLS failed; "" until it does */
+  char *tlserr;           /* why TLS failed, "" until it does: TLS streams
+                             only (PARLEY_TLS_ERRLEN bytes, freed by __gc,
+                             as lasterr may point into it) */
 } stream;
 
 enum { RECV_LINE, RECV_ALL, RECV_COUNT, RECV_SOME, RECV_UNTIL, RECV_TO,
@@ -69,7 +71,7 @@ static stream *check_stream(lua_State *L, int idx) {
 
 /* the message for a failed read or write: TLS's own reason when it has one */
 static const char *io_error(stream *s, int err) {
-  return s->tlserr[0] ? s->tlserr : parley_strerror(err);
+  return s->tlserr && s->tlserr[0] ? s->tlserr : parley_strerror(err);
 }
 
 /* ---------------------------------------------------------------- tls */
@@ -81,7 +83,7 @@ static ssize_t tls_write(stream *s, const char *p, size_t n) {
   r = SSL_write(s->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
   s->wr_wants_read = 0;
   if (r > 0) return r;
-  switch (parley_tls_result(s->ssl, r, s->tlserr, sizeof s->tlserr)) {
+  switch (parley_tls_result(s->ssl, r, s->tlserr, PARLEY_TLS_ERRLEN)) {
     case TLS_WANT_READ: s->wr_wants_read = 1; errno = EAGAIN; return -1;
     case TLS_WANT_WRITE: s->wr_wants_read = 0; errno = EAGAIN; return -1;
     case TLS_EOF: errno = EPIPE; return -1;
@@ -156,7 +158,7 @@ static int tls_fill(stream *s) {
       got += (size_t)n;
       continue;
     }
-    switch (parley_tls_result(s->ssl, n, s->tlserr, sizeof s->tlserr)) {
+    switch (parley_tls_result(s->ssl, n, s->tlserr, PARLEY_TLS_ERRLEN)) {
       case TLS_WANT_READ:
         if (!s->p.hup) s->p.rd_ready = 0;
         return got ? 1 : -1;
@@ -925,6 +927,9 @@ static int s_gc(lua_State *L) {
     parley_forget(&s->p);
     release(s);
   }
+  free(s->tlserr);
+  s->tlserr = NULL;
+  s->lasterr = NULL;
   return 0;
 }
 
@@ -946,7 +951,7 @@ static int handshake_loop(lua_State *L, stream *s, double deadline) {
       lua_pushboolean(L, 1);
       return 1;
     }
-    switch (parley_tls_result(s->ssl, r, s->tlserr, sizeof s->tlserr)) {
+    switch (parley_tls_result(s->ssl, r, s->tlserr, PARLEY_TLS_ERRLEN)) {
       case TLS_WANT_READ:
         if (!s->p.hup) s->p.rd_ready = 0;
         break;
@@ -954,7 +959,7 @@ static int handshake_loop(lua_State *L, stream *s, double deadline) {
         dir = P_WRITE;
         break;
       case TLS_EOF:
-        snprintf(s->tlserr, sizeof s->tlserr, "closed");
+        snprintf(s->tlserr, PARLEY_TLS_ERRLEN, "closed");
         return fail(L, s, s->tlserr);
       default:
         return fail(L, s, s->tlserr);
@@ -985,9 +990,10 @@ static const char *tls_attach(lua_State *L, stream *s, int ctxidx,
                               const char *servername, SSL_SESSION *sess,
                               char *msg, size_t msglen) {
   ctxidx = lua_absindex(L, ctxidx);
+  if (!s->tlserr && !(s->tlserr = malloc(PARLEY_TLS_ERRLEN))) return "out of memory";
+  s->tlserr[0] = 0;
   s->ssl = parley_tls_new(L, ctxidx, s->p.fd, servername, sess, msg, msglen);
   if (!s->ssl) return msg;
-  s->tlserr[0] = 0;
   /* the stream is on top of the stack: keep its context alive with it */
   lua_pushvalue(L, ctxidx);
   lua_setiuservalue(L, -2, 1);

