@@ -11,11 +11,12 @@
 -- @module parley.check.imap
 local parley = require "parley"
 local client = require "parley.imap.client"
+local pop3 = require "parley.check.pop3"   -- options, count and subject results shared
 
 local M = { LABEL = "IMAP", PORT = 143, TLS_PORT = 993, STARTTLS = true }
 
 --- The options this check takes (those of the POP3 check).
-M.OPTIONS = require("parley.check.pop3").OPTIONS
+M.OPTIONS = pop3.OPTIONS
 
 --- Seconds between two NOOPs while waiting on a server without IDLE.
 M.POLL = 1
@@ -24,7 +25,7 @@ M.POLL = 1
 M.IDLE_SLICE = 5
 
 --- Refuses options that cannot work (UNKNOWN before connecting).
-M.validate = require("parley.check.pop3").validate
+M.validate = pop3.validate
 
 --- The mailbox a URL names (INBOX by default).
 function M.mailbox(u)
@@ -104,12 +105,8 @@ function M.check(ctx)
   local count = box.exists or 0
   ctx:perf("messages", count, nil, { min = 0 })
   local summary = ("%s %s: %d messages"):format(u.address, M.mailbox(u), count)
-  local state = "OK"
-  if o.min_messages and count < o.min_messages then
-    state, summary = "CRITICAL", ("%s, fewer than %d"):format(summary, o.min_messages)
-  elseif o.max_messages and count > o.max_messages then
-    state, summary = "CRITICAL", ("%s, more than %d"):format(summary, o.max_messages)
-  end
+  local state
+  state, summary = pop3.count_state(o, count, summary)
   if o.subject then
     local wait, t0 = o.wait or 0, parley.now()
     local uids, err = M.wait_for(ctx, c, o.subject, t0 + wait)
@@ -117,11 +114,7 @@ function M.check(ctx)
     local waited = parley.now() - t0
     ctx:phase("logout")
     c:logout()
-    if #uids == 0 then
-      return "CRITICAL", ("%s; no message with %q in its Subject after %g s"):format(summary, o.subject, wait)
-    end
-    ctx:perf("wait", waited, "s", { min = 0 })
-    return state, ("%s; Subject %q found after %.3f s"):format(summary, o.subject, waited)
+    return pop3.subject_result(ctx, state, summary, #uids > 0 and waited)
   end
   ctx:phase("logout")
   c:logout()

@@ -32,6 +32,31 @@ function M.validate(u, opts)
   end
 end
 
+--- The state a message count gives (shared with the IMAP check):
+-- CRITICAL outside `min_messages` / `max_messages`, said in the summary.
+-- @return state, summary
+function M.count_state(o, count, summary)
+  if o.min_messages and count < o.min_messages then
+    return "CRITICAL", ("%s, fewer than %d"):format(summary, o.min_messages)
+  elseif o.max_messages and count > o.max_messages then
+    return "CRITICAL", ("%s, more than %d"):format(summary, o.max_messages)
+  end
+  return "OK", summary
+end
+
+--- The result of waiting for `ctx.opts.subject` (shared with the IMAP
+-- check): CRITICAL when `waited` (seconds) is false, else `state` with
+-- the wait in the summary and the perfdata.
+-- @return state, summary
+function M.subject_result(ctx, state, summary, waited)
+  local o = ctx.opts
+  if not waited then
+    return "CRITICAL", ("%s; no message with %q in its Subject after %g s"):format(summary, o.subject, o.wait or 0)
+  end
+  ctx:perf("wait", waited, "s", { min = 0 })
+  return state, ("%s; Subject %q found after %.3f s"):format(summary, o.subject, waited)
+end
+
 --- Connects and logs in.
 -- @return the client, or nil, err
 function M.open(ctx, u)
@@ -128,22 +153,14 @@ function M.check(ctx)
   ctx:perf("messages", count, nil, { min = 0 })
   ctx:perf("size", octets, "B", { min = 0 })
   local summary = ("%s %d messages (%d bytes)"):format(u.address, count, octets)
-  local state = "OK"
-  if o.min_messages and count < o.min_messages then
-    state, summary = "CRITICAL", ("%s, fewer than %d"):format(summary, o.min_messages)
-  elseif o.max_messages and count > o.max_messages then
-    state, summary = "CRITICAL", ("%s, more than %d"):format(summary, o.max_messages)
-  end
+  local state
+  state, summary = M.count_state(o, count, summary)
   if o.subject then
     local wait = o.wait or 0
     local waited
     waited, err = M.wait_for(ctx, u, o.subject, parley.now() + wait, M.POLL, false, c)
     if waited == nil then return ctx:critical(err) end
-    if not waited then
-      return "CRITICAL", ("%s; no message with %q in its Subject after %g s"):format(summary, o.subject, wait)
-    end
-    ctx:perf("wait", waited, "s", { min = 0 })
-    return state, ("%s; Subject %q found after %.3f s"):format(summary, o.subject, waited)
+    return M.subject_result(ctx, state, summary, waited)
   end
   ctx:phase("quit")
   c:quit()
