@@ -77,10 +77,16 @@
 **   d:done() -> boolean
 **
 ** http.chunk(data) -> one chunk ("" gives the last-chunk "0\r\n\r\n")
-** http.response_head(status, headers [, reason [, minor [, body]]]) -> string
+** http.response_head(status, headers [, reason [, minor [, body [, date
+**                    [, server [, length [, connection]]]]]]]) -> string
 **   "HTTP/1.<minor> <status> <reason>\r\n" fields "\r\n"; minor defaults
 **   to 1, reason to http.status_text(status) or "".  A body string is
-**   appended (a small reply leaves as one string, built with one copy).  headers: either an
+**   appended (a small reply leaves as one string, built with one copy).
+**   After the headers come the server's own fields, each when given:
+**   "Server: <server>", "Content-Length: <length>" (an integer) or
+**   "Transfer-Encoding: chunked" (length "chunked"), "Connection:
+**   <connection>", and a Date field of now when `date` is true.  headers
+**   (nil or false: none): either an
 **   array {name1, value1, name2, value2 ...} sent in order (a table from
 **   parse_* goes out once: its index keys are then ignored), or a map
 **   {["Content-Type"] = "text/plain"} (pairs order); a value may be a
@@ -1414,9 +1420,52 @@ static void add_date(obuf *o) {
   ob_line(o, "Date", 4, b, (size_t)n);
 }
 
+/* "Content-Length: n\r\n" without snprintf */
+static void add_length(lua_State *L, obuf *o, lua_Integer n) {
+  char d[24];
+  int k = (int)sizeof d;
+  if (n < 0) luaL_error(L, "negative content length");
+  do { d[--k] = (char)('0' + n % 10); n /= 10; } while (n);
+  ob_line(o, "Content-Length", 14, d + k, sizeof d - (size_t)k);
+}
+
+/*
+** The server's own fields from arg (server), arg+1 (length), arg+2
+** (connection), each left out when nil or false: "Server: <server>",
+** "Content-Length: <length>" (an integer) or "Transfer-Encoding: chunked"
+** (length "chunked"), "Connection: <connection>".  Given as values, not
+** table slots, so a reply costs no Lua work to frame.
+*/
+static void add_own_fields(lua_State *L, obuf *o, int arg) {
+  size_t n;
+  const char *v;
+  if (lua_toboolean(L, arg)) {
+    v = luaL_checklstring(L, arg, &n);
+    check_text(L, v, n, "server name");
+    ob_line(o, "Server", 6, v, n);
+  }
+  if (lua_type(L, arg + 1) == LUA_TNUMBER) {
+    int isint;
+    lua_Integer len = lua_tointegerx(L, arg + 1, &isint);
+    luaL_argcheck(L, isint, arg + 1, "length must be an integer");
+    add_length(L, o, len);
+  } else if (lua_toboolean(L, arg + 1)) {
+    v = luaL_checklstring(L, arg + 1, &n);
+    luaL_argcheck(L, n == 7 && memcmp(v, "chunked", 7) == 0, arg + 1,
+                  "a length or \"chunked\"");
+    ob_line(o, "Transfer-Encoding", 17, "chunked", 7);
+  }
+  if (lua_toboolean(L, arg + 2)) {
+    v = luaL_checklstring(L, arg + 2, &n);
+    check_text(L, v, n, "connection option");
+    ob_line(o, "Connection", 10, v, n);
+  }
+}
+
 /* The head for arguments status, fields [, reason [, minor]] at arg..arg+3
-** (the stack above them is the caller's to keep), built into o; a Date
-** field last when `date` is set. */
+** (fields: a table, or nil/false for none; the stack above them is the
+** caller's to keep), built into o; then the server's own fields from
+** arg+6..arg+8 (add_own_fields) and a Date field when `date` is set. */
 static void response_head(lua_State *L, int arg, int date, obuf *o) {
   lua_Integer status = luaL_checkinteger(L, arg);
   const char *reason;
@@ -1425,7 +1474,7 @@ static void response_head(lua_State *L, int arg, int date, obuf *o) {
   char line[16] = "HTTP/1.x nnn ";
   luaL_argcheck(L, status >= 100 && status <= 999, arg, "status out of range");
   luaL_argcheck(L, minor == 0 || minor == 1, arg + 3, "must be 0 or 1");
-  luaL_checktype(L, arg + 1, LUA_TTABLE);
+  if (lua_toboolean(L, arg + 1)) luaL_checktype(L, arg + 1, LUA_TTABLE);
   if (lua_isnoneornil(L, arg + 2)) {
     reason = status_text(status);
     if (!reason) reason = "";
@@ -1442,7 +1491,8 @@ static void response_head(lua_State *L, int arg, int date, obuf *o) {
   ob_add(o, line, 13);
   ob_add(o, reason, rl);
   ob_add(o, "\r\n", 2);
-  add_fields(L, o, arg + 1);
+  if (lua_toboolean(L, arg + 1)) add_fields(L, o, arg + 1);
+  add_own_fields(L, o, arg + 6);
   if (date) add_date(o);
   ob_add(o, "\r\n", 2);
 }
@@ -1461,8 +1511,8 @@ static int l_response_head(lua_State *L) {
   size_t bl = 0;
   obuf o;
   body = luaL_optlstring(L, 5, NULL, &bl);
-  lua_settop(L, 5);
-  response_head(L, 1, 0, &o);
+  lua_settop(L, 9);
+  response_head(L, 1, lua_toboolean(L, 6), &o);
   if (bl == 0) {
     lua_pushlstring(L, o.b, o.n);
   } else {

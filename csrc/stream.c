@@ -712,15 +712,16 @@ static int response_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 /* stream:send_http_response(status, fields [, reason [, minor [, body
-** [, date]]]]): core.http.response_head (and a Date field when `date`)
-** written straight into the output buffer */
+** [, date [, server [, length [, connection]]]]]]]): the head of
+** core.http.response_head with the same arguments, and the body, written
+** straight into the output buffer */
 static int s_send_http_response(lua_State *L) {
   stream *s = check_stream(L, 1);
   size_t bl = 0;
   const char *body = luaL_optlstring(L, 6, NULL, &bl);
   head_sink h;
   int date = lua_toboolean(L, 7);
-  lua_settop(L, 6);
+  lua_settop(L, 10);
   if (s->closed || s->err) return write_failed(L, s);
   h.L = L;
   h.s = s;

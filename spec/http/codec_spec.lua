@@ -803,6 +803,26 @@ describe("http.response_head", function()
     assert.are.equal("HTTP/1.1 204 No Content\r\n\r\n", http.response_head(204, {}, nil, nil, ""))
   end)
 
+  it("adds the server's own fields after the headers when given", function()
+    assert.are.equal("HTTP/1.1 200 OK\r\nA: 1\r\nServer: parley\r\nContent-Length: 2\r\n"
+      .. "Connection: close\r\n\r\nhi",
+      http.response_head(200, { "A", 1 }, nil, nil, "hi", false, "parley", 2, "close"))
+    assert.are.equal("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
+      http.response_head(200, nil, nil, 0, nil, nil, false, "chunked", "keep-alive"))
+    assert.are.equal("HTTP/1.1 304 Not Modified\r\nContent-Length: 0\r\n\r\n",
+      http.response_head(304, false, nil, nil, nil, nil, nil, 0))
+    local head = http.response_head(200, nil, nil, nil, nil, true, nil, 12345678901)
+    assert.matches("^HTTP/1.1 200 OK\r\nContent%-Length: 12345678901\r\nDate: %a%a%a, .* GMT\r\n\r\n$", head)
+  end)
+
+  it("refuses a bad server name, length or connection option", function()
+    assert.has_error(function() http.response_head(200, nil, nil, nil, nil, nil, "x\r\ny: z") end)
+    assert.has_error(function() http.response_head(200, nil, nil, nil, nil, nil, nil, -1) end)
+    assert.has_error(function() http.response_head(200, nil, nil, nil, nil, nil, nil, 1.5) end)
+    assert.has_error(function() http.response_head(200, nil, nil, nil, nil, nil, nil, "gzip") end)
+    assert.has_error(function() http.response_head(200, nil, nil, nil, nil, nil, nil, nil, "a\nb") end)
+  end)
+
   it("sends a parsed headers table once, in order", function()
     local _, _, _, _, h = http.parse_response("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nA: 3\r\n\r\n")
     assert.are.equal("HTTP/1.1 200 OK\r\na: 1\r\nb: 2\r\na: 3\r\n\r\n", http.response_head(200, h))

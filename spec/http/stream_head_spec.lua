@@ -106,6 +106,17 @@ describe("stream:send_http_response", function()
     end)
   end)
 
+  it("adds the server's own fields as response_head does", function()
+    pair(function(c, s)
+      assert.is_true(s:send_http_response(200, false, nil, 0, "ok", false, "parley", 2, "keep-alive"))
+      assert(s:flush())
+      local want = core.http.response_head(200, nil, nil, 0, "ok", false, "parley", 2, "keep-alive")
+      assert.equal("HTTP/1.0 200 OK\r\nServer: parley\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",
+                   want)
+      assert.equal(want, c:receive(#want))
+    end)
+  end)
+
   it("adds a Date field of now, last, when asked", function()
     pair(function(c, s)
       assert.is_true(s:send_http_response(200, { "Content-Length", 2 }, nil, nil, "ok", true))

@@ -82,8 +82,7 @@ M.html_escape = html_escape
 local BODILESS = { [204] = true, [304] = true }
 
 -- a response's field array {name, value, ...}: the connection's spare one
--- (handed back after each request, see `recycle_fields`) or a new one with
--- room for the framework's fields too (build_head appends them)
+-- (handed back after each request, see `recycle_fields`) or a new one
 local function fields_table(st, name, value)
   local h = st.spare
   if h then
@@ -91,7 +90,7 @@ local function fields_table(st, name, value)
     h[1], h[2] = name, value
     return h
   end
-  return { name, value, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil }
+  return { name, value, nil, nil }
 end
 
 -- after a request: the response's field array becomes the spare (the
@@ -258,67 +257,28 @@ function response:get_header(name)
   return nil
 end
 
--- decimal strings of small lengths, made once (tostring goes via snprintf)
-local LEN = setmetatable({}, { __index = function(t, n)
-  local v = string.format("%d", n)
-  if n <= 16384 then t[n] = v end
-  return v
-end })
-
--- the response's fields with the framework's added; `framing` is a length
--- (number), "chunked", "close" or false (no body fields); without Date
--- when `no_date` (send_http_response adds it in C)
-local function head_fields(self, framing, no_date)
-  local st = self._st
-  -- the framework's fields go after the user's, in the same table (the
-  -- response goes out once)
-  local h = self.hdrs
-  local n
-  if h then n = #h else
-    h, n = fields_table(st), 0
-    self.hdrs = h
-  end
-  local opts = st.opts
-  if opts.server_name then
-    h[n + 1], h[n + 2] = "Server", opts.server_name
-    n = n + 2
-  end
-  if not no_date then
-    h[n + 1], h[n + 2] = "Date", http_date()
-    n = n + 2
-  end
-  if framing == "chunked" then
-    h[n + 1], h[n + 2] = "Transfer-Encoding", "chunked"
-    n = n + 2
-  elseif framing == "close" then
-    self.close = true
-  elseif framing then
-    h[n + 1], h[n + 2] = "Content-Length", LEN[framing]
-    n = n + 2
-  end
-  if self.close or not st.keep then
-    st.keep = false
-    h[n + 1], h[n + 2] = "Connection", "close"
-  elseif st.minor == 0 then
-    h[n + 1], h[n + 2] = "Connection", "keep-alive"
-  end
-  return h
-end
-
--- the head (and `data`, a body string, after it) as one string
-local function build_head(self, framing, data)
-  return response_head(self.status, head_fields(self, framing), self.reason, nil, data)
-end
-
 -- sends the head and `data` (a small body, or nil): on a driver stream
--- straight into its output buffer (no Lua string of the head)
+-- straight into its output buffer (no Lua string of the head). The
+-- server's own fields (Server, Content-Length or Transfer-Encoding,
+-- Connection, Date) are added in C; `framing` is a length (number),
+-- "chunked", "close" or false (no body fields).
 local function send_head(self, framing, data)
-  local conn = self._st.conn
-  if self._st.direct then
-    return conn:send_http_response(self.status, head_fields(self, framing, true), self.reason, nil,
-                                   data, true)
+  local st = self._st
+  if framing == "close" then
+    self.close, framing = true, false
   end
-  return conn:send(build_head(self, framing, data))
+  local connection
+  if self.close or not st.keep then
+    st.keep, connection = false, "close"
+  elseif st.minor == 0 then
+    connection = "keep-alive"
+  end
+  if st.direct then
+    return st.conn:send_http_response(self.status, self.hdrs, self.reason, nil, data, true,
+                                      st.server, framing, connection)
+  end
+  return st.conn:send(response_head(self.status, self.hdrs, self.reason, nil, data, true,
+                                    st.server, framing, connection))
 end
 
 local function start(self)
@@ -432,10 +392,7 @@ function response:send_memo(memo, fields, data)
   end
   local date, wire = http_date(), memo.wire
   if not wire or memo.date ~= date or memo.opts ~= st.opts then
-    local h = fields_table(st)
-    for i = 1, #fields do h[i] = fields[i] end
-    self.hdrs = h
-    wire = build_head(self, #data, data)
+    wire = response_head(200, fields, nil, nil, data, true, st.server, #data)
     memo.wire, memo.date, memo.opts = wire, date, st.opts
   end
   self.sent = true
@@ -699,9 +656,8 @@ local function reject(self, st, status, reason, method, target, minor)
   local conn = st.conn
   local text = ("%d %s\n"):format(status, http.status_text(status) or reason or "")
   timeout(st, st.opts.send_timeout)
-  conn:send(response_head(status, {
-    "Date", http_date(), "Content-Type", "text/plain; charset=utf-8",
-    "Content-Length", #text, "Connection", "close" }) .. text)
+  conn:send(response_head(status, { "Content-Type", "text/plain; charset=utf-8" }, nil, nil,
+                          text, true, nil, #text, "close"))
   conn:flush()
   -- linger a little: closing with unread input would send a reset that
   -- can destroy the reply before the client reads it (RFC 9112 §9.6)
@@ -917,7 +873,7 @@ function app:handle(conn)
   local direct = type(conn) == "userdata" and conn.receive_http_head ~= nil
   local st = { conn = conn, buf = "", pos = 1, opts = self.opts, keep = true, tmo = false,
                 minor = 1, head = false, broken = false, peer = false, spare = false,
-                direct = direct, req = false, res = false }
+                direct = direct, req = false, res = false, server = self.opts.server_name }
   st.peer = conn:getpeername() or false
   local ok, err = xpcall(serve_requests, traceback, self, st)
   if ok then return err end
