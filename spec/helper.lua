@@ -153,6 +153,20 @@ function H.run(fn, limit)
   end)
 end
 
+--- A scripted server for client specs (a fake, or one that misbehaves):
+-- `script(conn)` runs once per connection; `fn(srv)` runs in a task
+-- with the server listening, and the server is closed after it, even
+-- when it fails.
+function H.fake_server(script, fn, limit)
+  H.run(function()
+    local srv = assert(parley.serve{ listen = "127.0.0.1:0", signals = false, timeout = 5,
+      handler = script })
+    local ok, err = pcall(fn, srv)
+    srv:close(0)
+    if not ok then error(err, 0) end
+  end, limit or 30)
+end
+
 --- Seconds `fn(...)` took, then its results.
 function H.timed(fn, ...)
   local t0 = parley.now()

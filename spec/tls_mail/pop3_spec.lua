@@ -34,15 +34,7 @@ local function with_server(extra, fn)
   U.rmrf(root)
 end
 
-local function fake(script, fn)
-  H.run(function()
-    local srv = assert(parley.serve{ listen = "127.0.0.1:0", signals = false, timeout = 5,
-      handler = script })
-    local ok, err = pcall(fn, srv)
-    srv:close(0)
-    if not ok then error(err, 0) end
-  end, 30)
-end
+local fake = H.fake_server
 
 local function capa(r)
   assert.matches("^%+OK", r:cmd("CAPA"))

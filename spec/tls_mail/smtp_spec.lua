@@ -29,16 +29,7 @@ local function tls_server(extra, fn)
   U.with_server(o, fn)
 end
 
--- a fake server: `script(conn)` runs once per connection
-local function fake(script, fn)
-  H.run(function()
-    local srv = assert(parley.serve{ listen = "127.0.0.1:0", signals = false, timeout = 5,
-      handler = script })
-    local ok, err = pcall(fn, srv)
-    srv:close(0)
-    if not ok then error(err, 0) end
-  end, 30)
-end
+local fake = H.fake_server
 
 local function send_to(port, o)
   local m = { server = "127.0.0.1:" .. port, from = "bob@example.org", to = "alice@example.org",
