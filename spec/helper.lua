@@ -301,12 +301,25 @@ end
 -- Files
 ---------------------------------------------------------------------------
 
---- A fresh temporary directory; remove it with H.rmdir.
-function H.tmpdir()
+--- A fresh temporary directory, its name ending in `-suffix` when given
+-- (which spec made it); remove it with H.rmdir.
+function H.tmpdir(suffix)
   local name = os.tmpname()
   os.remove(name)
+  if suffix then name = name .. "-" .. suffix end
   assert(lfs.mkdir(name))
   return name
+end
+
+--- The names in `dir` (without "." and ".."), sorted; `{}` when it is missing.
+function H.names(dir)
+  local out = {}
+  if not lfs.attributes(dir) then return out end
+  for n in lfs.dir(dir) do
+    if n ~= "." and n ~= ".." then out[#out + 1] = n end
+  end
+  table.sort(out)
+  return out
 end
 
 function H.rmdir(dir)

@@ -2,19 +2,12 @@
 -- client that speaks bytes, child-process servers (spec/support/child.lua),
 -- shell commands.
 local parley = require "parley"
-local lfs = require "lfs"
 local H = require "helper"
 local child = require "support.child"
 
 local U = { H = H }
 
-function U.tmpdir(tag)
-  local p = os.tmpname()
-  os.remove(p)
-  p = p .. "-pop3-" .. (tag or "x")
-  assert(lfs.mkdir(p))
-  return p
-end
+function U.tmpdir(tag) return H.tmpdir("pop3-" .. (tag or "x")) end
 
 U.rmrf = H.rmdir
 
@@ -22,15 +15,7 @@ function U.slurp(path) return (assert(H.read(path), "cannot read " .. path)) end
 U.write = H.write
 
 -- file names in dir, sorted ({} when missing)
-function U.files(dir)
-  local out = {}
-  if not lfs.attributes(dir) then return out end
-  for n in lfs.dir(dir) do
-    if n ~= "." and n ~= ".." then out[#out + 1] = n end
-  end
-  table.sort(out)
-  return out
-end
+U.files = H.names
 
 function U.store(root)
   return assert(require("parley.mail.maildir").open(root, { fsync = false }))

@@ -1,19 +1,12 @@
 -- Helpers for the SMTP specs: temp dirs, an in-process server, a raw
 -- client that speaks bytes, child-process servers, Maildir readers.
 local parley = require "parley"
-local lfs = require "lfs"
 local H = require "helper"
 local child = require "support.child"
 
 local U = { H = H }
 
-function U.tmpdir(tag)
-  local p = os.tmpname()
-  os.remove(p)
-  p = p .. "-smtp-" .. (tag or "x")
-  assert(lfs.mkdir(p))
-  return p
-end
+function U.tmpdir(tag) return H.tmpdir("smtp-" .. (tag or "x")) end
 
 U.rmrf = H.rmdir
 
@@ -22,12 +15,8 @@ U.write = H.write
 
 -- files (full paths) in dir, sorted; [] when dir is missing
 function U.files(dir)
-  local out = {}
-  if not lfs.attributes(dir) then return out end
-  for n in lfs.dir(dir) do
-    if n ~= "." and n ~= ".." then out[#out + 1] = dir .. "/" .. n end
-  end
-  table.sort(out)
+  local out = H.names(dir)
+  for i, n in ipairs(out) do out[i] = dir .. "/" .. n end
   return out
 end
 
