@@ -6,22 +6,14 @@ local H = U.H
 local parley = require "parley"
 
 describe("pop3 server bad input", function()
-  local srv, store, root
-  before_each(function() H.fd_snapshot() end)
-  after_each(function()
-    U.rmrf(root)
-    H.fd_check()
-  end)
+  local srv, store
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
 
+  -- a server over a fresh Maildir with these messages for alice
   local function with_server(fn, opts)
-    H.run(function()
-      srv, store, root = U.server(opts)
-      store:deliver("alice", "Subject: one\r\n\r\n1\r\n")
-      store:deliver("alice", "Subject: two\r\n\r\n2\r\n")
-      local ok, err = pcall(fn)
-      srv:close(0)
-      if not ok then error(err, 0) end
-    end, 30)
+    U.serving({ "Subject: one\r\n\r\n1\r\n", "Subject: two\r\n\r\n2\r\n" }, opts,
+      function(s, st) srv, store = s, st fn() end)
   end
 
   it("refuses transaction commands before login", function()

@@ -8,21 +8,13 @@ local client = require "parley.pop3.client"
 
 describe("pop3 client", function()
   local srv, store, root
-  before_each(function() H.fd_snapshot() end)
-  after_each(function()
-    U.rmrf(root)
-    H.fd_check()
-  end)
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
 
+  -- a server over a fresh Maildir with these messages for alice
   local function with_server(fn, opts)
-    H.run(function()
-      srv, store, root = U.server(opts)
-      store:deliver("alice", "Subject: a\r\n\r\n.hidden\r\n..two\r\nend\r\n")
-      store:deliver("alice", "Subject: b\n\nbody b\n")
-      local ok, err = pcall(fn)
-      srv:close(0)
-      if not ok then error(err, 0) end
-    end, 30)
+    U.serving({ "Subject: a\r\n\r\n.hidden\r\n..two\r\nend\r\n", "Subject: b\n\nbody b\n" }, opts,
+      function(...) srv, store, root = ... fn() end)
   end
 
   local function connect()

@@ -12,24 +12,14 @@ local M2 = "Subject: two\r\n\r\nbody\r\n"
 local M3 = "no newline at end"
 
 describe("pop3 server", function()
-  local srv, store, root
-  before_each(function() H.fd_snapshot() end)
-  after_each(function()
-    U.rmrf(root)
-    H.fd_check()
-  end)
+  local srv, store
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
 
-  -- starts a server over a fresh Maildir with M1..M3 for alice, runs fn
+  -- a server over a fresh Maildir with these messages for alice
   local function with_server(fn, opts)
-    H.run(function()
-      srv, store, root = U.server(opts)
-      store:deliver("alice", M1)
-      store:deliver("alice", M2)
-      store:deliver("alice", M3)
-      local ok, err = pcall(fn)
-      srv:close(0)
-      if not ok then error(err, 0) end
-    end, 30)
+    U.serving({ M1, M2, M3 }, opts,
+      function(s, st) srv, store = s, st fn() end)
   end
 
   describe("greeting and CAPA", function()

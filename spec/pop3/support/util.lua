@@ -37,6 +37,22 @@ function U.server(opts)
   return srv, store, root
 end
 
+-- Runs fn(srv, store, root) in a task beside a server (U.server(opts))
+-- whose Maildir holds `messages` for alice; the server is closed and the
+-- Maildir removed afterwards, even when fn fails.
+function U.serving(messages, opts, fn)
+  local root
+  H.run(function()
+    local srv, store
+    srv, store, root = U.server(opts)
+    for _, m in ipairs(messages) do store:deliver("alice", m) end
+    local ok, err = pcall(fn, srv, store, root)
+    srv:close(0)
+    if not ok then error(err, 0) end
+  end, 30)
+  if not (opts and opts.root) then U.rmrf(root) end
+end
+
 -- A raw client: bytes out, status lines and multi-line bodies in.
 local Raw = {}
 Raw.__index = Raw
