@@ -64,6 +64,10 @@
 **   order: by their integer field key, equal keys in array order (raises
 **   if one has none).  For the first numbering of a large Maildir, where
 **   table.sort would call back into Lua for every comparison.
+** fs.maildir_uidlist(header, recs) -> string   the text of a uidlist
+**   (dovecot-uidlist version 3): header, then "<uid> :<name>\n" for each
+**   record of the array recs (integer field uid, string field name), in
+**   array order.  One buffer, no string per number.
 ** fs.stat(path) / fs.lstat(path) -> {size=, mtime=, atime=, ctime=,
 **   mode= (permission bits), type= ("file", "directory", "link", "fifo",
 **   "socket", "char", "block"), ino=, nlink=, uid=, gid=, dev=}
@@ -776,6 +780,46 @@ static int l_maildir_sort(lua_State *L) {
   return 1;
 }
 
+static int l_maildir_uidlist(lua_State *L) {
+  lua_Integer n, i;
+  luaL_Buffer b;
+  luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  lua_settop(L, 2);
+  lua_pushliteral(L, "uid");                /* 3 */
+  lua_pushliteral(L, "name");               /* 4 */
+  luaL_buffinit(L, &b);
+  lua_pushvalue(L, 1);
+  luaL_addvalue(&b);
+  for (i = 1; i <= n; i++) {
+    char num[24], *d = num + sizeof num;
+    const char *name;
+    size_t len;
+    lua_Integer uid;
+    int ok;
+    luaL_argcheck(L, lua_rawgeti(L, 2, i) == LUA_TTABLE, 2, "records expected");
+    lua_pushvalue(L, 3);
+    lua_rawget(L, -2);
+    uid = lua_tointegerx(L, -1, &ok);
+    luaL_argcheck(L, ok && uid > 0, 2, "record without a positive integer uid");
+    lua_pushvalue(L, 4);
+    lua_rawget(L, -3);
+    name = lua_tolstring(L, -1, &len);
+    luaL_argcheck(L, name != NULL && lua_type(L, -1) == LUA_TSTRING, 2, "record without a name");
+    /* the buffer wants the stack as it left it; recs keeps name alive */
+    lua_pop(L, 3);
+    *--d = ' ';
+    do { *--d = (char)('0' + uid % 10); uid /= 10; } while (uid > 0);
+    luaL_addlstring(&b, d, (size_t)(num + sizeof num - d));
+    luaL_addchar(&b, ':');
+    luaL_addlstring(&b, name, len);
+    luaL_addchar(&b, '\n');
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
 static const char *type_name(mode_t m) {
   if (S_ISREG(m)) return "file";
   if (S_ISDIR(m)) return "directory";
@@ -976,6 +1020,7 @@ int parley_open_fs(lua_State *L) {
     {"listdir", l_listdir},
     {"maildir_list", l_maildir_list},
     {"maildir_sort", l_maildir_sort},
+    {"maildir_uidlist", l_maildir_uidlist},
     {"stat", l_stat},
     {"lstat", l_lstat},
     {"realpath", l_realpath},

@@ -111,15 +111,16 @@ function M.open(store, user, folder, readonly)
   local mb, err = store:mailbox(user, folder)
   if not mb then return nil, err end
   local idx = index.of(mb)
-  local snap
-  snap, err = idx:snapshot()
-  if not snap then return nil, err end
+  -- read-write: what the index lists in new/ for the first time it moves
+  -- to cur/ itself, before any other session can see it
+  local snap, claimed, nrecent = idx:snapshot(not readonly)
+  if not snap then return nil, claimed end
   local self = setmetatable({ mb = mb, idx = idx, dir = mb.dir, store = store, user = user,
-    folder = folder, readonly = readonly, snap = snap, msgs = snap.list, recent = {} }, mt)
+    folder = folder, readonly = readonly, snap = snap, msgs = snap.list,
+    recent = claimed or {} }, mt)
   idx.users = idx.users + 1
   self.shared = share(mb.dir)
   self.shared.users = self.shared.users + 1
-  local nrecent = 0
   if snap.nnew > 0 then
     -- messages in new/ are \Recent for this session only
     local msgs = not readonly and self:writable()

@@ -119,10 +119,11 @@ end
 -- Lists new/ and cur/: records by name (first seen wins: a name in both
 -- is listed once), reusing known ones. Returns byname, count, the records
 -- whose name has no UID in `umap` (name -> UID, or name -> record when
--- `umap_recs`), and the new `known` tables.
+-- `umap_recs`), the new `known` tables, and the records of new/ made by
+-- this listing (no snapshot holds them yet).
 local function list(self, umap, umap_recs)
   local dir, known = self.dir, self.known
-  local byname, n, missing = {}, 0, {}
+  local byname, n, missing, fresh = {}, 0, {}, {}
   local kn = {}
   for pass = 1, 2 do
     local which = pass == 1 and "new" or "cur"
@@ -147,8 +148,9 @@ local function list(self, umap, umap_recs)
       local r
       if recs then r = f; f = r.file end
       if byte(f, 1) ~= 46 then                -- not a dot file (the C listing skips them)
+        local made = r ~= nil
         r = r or old[f]
-        if not r then r = parse(dir, which, f, pass == 1) end
+        if not r then r = parse(dir, which, f, pass == 1); made = true end
         local uid = umap and umap[r.name]
         if uid and umap_recs then uid = uid.uid end
         if uid ~= r.uid then
@@ -163,18 +165,20 @@ local function list(self, umap, umap_recs)
           byname[r.name] = r
           n = n + 1
           if not uid then missing[#missing + 1] = r end
+          if made and pass == 1 then fresh[#fresh + 1] = r end
         end
       end
     end
   end
-  return byname, n, missing, kn
+  return byname, n, missing, kn, fresh
 end
 
 -- Gives UIDs to the records that have none, in delivery order, under the
 -- lock and listing under it (`reset`: ignore the uidlist, start anew).
--- Returns as `list` does, every record numbered, then the records in UID
--- order, the directory stamps taken before the listing, the uidlist's
--- after writing it, and the time of the stamps.
+-- Returns byname, count and the `known` tables as `list` does, every
+-- record numbered, then the records in UID order, the directory stamps
+-- taken before the listing, the uidlist's after writing it, the time of
+-- the stamps, and `list`'s fresh records of new/.
 local function number(self, reset)
   local mb = self.mb
   if not mb:exists() then
@@ -187,7 +191,7 @@ local function number(self, reset)
   local t = now()
   local sn, sc = stamps(self.dir)
   local ul = not reset and maildir.read_uidlist(self.dir) or nil
-  local byname, n, missing, kn = list(self, ul and ul.map, false)
+  local byname, n, missing, kn, fresh = list(self, ul and ul.map, false)
   if not byname then lock:close(); return nil, n end
   if not ul then
     -- a lost, unreadable or inconsistent uidlist: every UID starts anew,
@@ -243,7 +247,7 @@ local function number(self, reset)
   local _, _, su = stamps(self.dir)
   lock:close()
   self.validity, self.nextuid, self.umap, self.umap_recs = ul.validity, ul.nextuid, umap, recs
-  return byname, n, kn, ordered, sn, sc, su, t
+  return byname, n, kn, ordered, sn, sc, su, t, fresh
 end
 
 -- Builds a snapshot from byname (every record numbered; `ordered`, when
@@ -277,16 +281,48 @@ local function build(self, byname, n, ordered)
            nnew = nnew, unseen = unseen, first_unseen = first }
 end
 
+-- Moves the fresh records of new/ to cur/ (`<name>:2,<flags>`) before
+-- their snapshot is published, changing them in place (no copies: no one
+-- holds them yet). Returns the set of their UIDs and how many moved; a
+-- record whose file is gone stays as it was.
+local function claim(self, fresh, s)
+  local knew, kcur, cur = self.known.new, self.known.cur, self.cur
+  local rename = fs.rename
+  local recent, moved = {}, 0
+  for i = 1, #fresh do
+    local r = fresh[i]
+    local file = r.name .. ":2," .. r.flags
+    local path = cur .. file
+    if rename(r.path, path) then
+      knew[r.file] = nil
+      kcur[file] = r
+      r.file, r.path, r.new = file, path, false
+      recent[r.uid] = true
+      moved = moved + 1
+    end
+  end
+  s.nnew = s.nnew - moved
+  return recent, moved
+end
+
 --- The current snapshot: `{list=, byname=, validity=, nextuid=, nnew=,
 -- unseen=, first_unseen=}` (`list` sorted by UID, `nnew` messages in
 -- `new/`, `first_unseen` an index into `list`). The same table as last
 -- time when nothing changed on disk; never modify it.
--- @return snapshot, or nil, err
-function methods:snapshot()
+--
+-- `claim_new` (IMAP SELECT, read-write): the messages of `new/` this call
+-- lists for the first time are moved to `cur/` before anyone sees them
+-- (RFC 3501 §2.3.2: \Recent for one session only); they are returned as
+-- a set of UIDs with their count. Messages of `new/` an earlier snapshot
+-- already holds stay there (`nnew`): the caller moves them itself.
+-- @tparam[opt] boolean claim_new
+-- @return snapshot (and with `claim_new`: set of moved UIDs or nil, count),
+-- or nil, err
+function methods:snapshot(claim_new)
   local t = now()
   local sn, sc, su = stamps(self.dir)
   local s = self.snap
-  if s and s.trusted and s.sn == sn and s.sc == sc and s.su == su then return s end
+  if s and s.trusted and s.sn == sn and s.sc == sc and s.su == su then return s, nil, 0 end
   if su ~= self.su then
     local ul = maildir.read_uidlist(self.dir)
     self.su = su
@@ -294,17 +330,23 @@ function methods:snapshot()
     if ul then self.validity, self.nextuid, self.umap = ul.validity, ul.nextuid, ul.map
     else self.umap = nil end
   end
-  local byname, n, missing, kn, ordered
+  local byname, n, missing, kn, ordered, fresh
   if self.umap then
-    byname, n, missing, kn = list(self, self.umap, self.umap_recs)
+    byname, n, missing, kn, fresh = list(self, self.umap, self.umap_recs)
     if not byname then return nil, n end
     self.known = kn
   end
   if not self.umap or #missing > 0 then
     -- (no uidlist yet: list once, under the lock)
-    byname, n, kn, ordered, sn, sc, su, t = number(self)
+    local fresh0 = fresh
+    byname, n, kn, ordered, sn, sc, su, t, fresh = number(self)
     if not byname then return nil, n end
     self.known, self.su = kn, su
+    -- records the first listing made are known now, yet still unpublished
+    for i = 1, fresh0 and #fresh0 or 0 do
+      local r = fresh0[i]
+      if byname[r.name] == r and r.new then fresh[#fresh + 1] = r end
+    end
   end
   local reuse = s and s.validity == self.validity and s.nextuid == self.nextuid and #s.list == n
   if reuse then
@@ -315,16 +357,18 @@ function methods:snapshot()
   if not reuse then
     s = build(self, byname, n, ordered)
     if not s then
-      byname, n, kn, ordered, sn, sc, su, t = number(self, true)
+      byname, n, kn, ordered, sn, sc, su, t, fresh = number(self, true)
       if not byname then return nil, n end
       self.known, self.su = kn, su
       s = assert(build(self, byname, n, ordered))
     end
   end
+  local recent, moved
+  if claim_new and not reuse and #fresh > 0 then recent, moved = claim(self, fresh, s) end
   s.sn, s.sc, s.su = sn, sc, su
   s.trusted = trusted(sn, t) and trusted(sc, t)
   self.snap = s
-  return s
+  return s, recent, moved or 0
 end
 
 --- The current record of a message (after its file moved), or nil.

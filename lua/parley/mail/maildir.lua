@@ -603,18 +603,14 @@ end
 -- @return true, or nil, err
 function mailbox_methods:write_uidlist(validity, nextuid, msgs)
   local store, dir = self.store, self.dir
-  local out, n = { string.format("3 V%d N%d\n", validity, nextuid) }, 1
-  for i = 1, #msgs do
-    local m = msgs[i]
-    out[n + 1], out[n + 2], out[n + 3], out[n + 4] = m.uid, " :", m.name, "\n"
-    n = n + 4
-  end
+  -- (the text is built in C: one buffer, no string per UID)
+  local text = fs.maildir_uidlist(string.format("3 V%d N%d\n", validity, nextuid), msgs)
   local path = dir .. "/" .. UIDLIST
   local tmp = path .. ".tmp"
   fs.unlink(tmp)
   local f, err = fs.open(tmp, "wcx", store.file_mode)
   local ok = f ~= nil
-  if ok then ok, err = f:write(table.concat(out)) end
+  if ok then ok, err = f:write(text) end
   if ok and store.fsync then ok, err = f:fsync() end
   if f then
     local cok, cerr = f:close()
