@@ -141,14 +141,18 @@ const char *parley_stream_tls_accept(lua_State *L, struct stream *s, int ctxidx)
 ** the limits at stack index `limits` (a table, core.http.limits
 ** userdata or nil) and pushes what core.http.parse_request returns after
 ** its byte count: 4 values (method, target, minor, headers; *used = the
-** head's bytes), 3 (nil, reason, status) or 0 (incomplete).
+** head's bytes), 3 (nil, reason, status) or 0 (incomplete).  With `obj`
+** (stack index of a request metatable, the peer and the connection after
+** it) a parsed head gives the server's request object instead (4 or 5
+** values, see push_request in http.c; *used set).
 ** parley_http_response_head checks status, fields [, reason [, minor]]
 ** at arg..arg+3 as core.http.response_head does (raising on header
 ** injection), adds a Date field of now when `date` is set, and hands the
 ** head to emit.
 */
 int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
-                                int limits, size_t seen, size_t *used);
+                                int limits, size_t seen, size_t *used,
+                                int obj);
 void parley_http_response_head(lua_State *L, int arg, int date,
                                void (*emit)(void *, const char *, size_t),
                                void *ud);

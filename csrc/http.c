@@ -28,6 +28,21 @@
 **   completes (the 414 and the max_head 431 still come at once).
 **   Without it every call parses from init (errors are seen early).
 **
+** http.parse_request(buf, init, limits, seen, mt, peer, conn)
+**   A server's form: a parsed head gives n, req, keep, kind, len [, status]
+**   where req = setmetatable({method, target, minor, headers, path,
+**   [query], peer, conn [, _continue = true]}, mt): path is the target
+**   without its query, scheme and authority (absolute-form), %XX decoded;
+**   query the raw text after "?".  keep: the connection may stay open
+**   (HTTP/1.1 without Connection: close, HTTP/1.0 with keep-alive; RFC
+**   9112 §9.3).  kind, len: as http.body_framing(headers, true), or nil,
+**   reason, status for bad framing.  status (the head is to be refused):
+**   400 for no Host or more than one in HTTP/1.1 (RFC 9112 §3.2), 417 for
+**   an Expect other than 100-continue (RFC 9110 §10.1.1); _continue marks
+**   an Expect: 100-continue with a body.  Incomplete and malformed heads
+**   give what the plain form gives.  stream:receive_http_head(limits,
+**   wait, mt, peer) returns the same after n, with conn the stream.
+**
 ** http.parse_response(buf [, init [, limits [, seen]]])
 **   -> n, minor, status, reason, headers | nil | nil, reason, 502
 **   The status line needs 3 digits (100..999); a missing reason phrase
@@ -927,6 +942,203 @@ static void push_fields(lua_State *L, const http_field *f, size_t n) {
   }
 }
 
+/* ---- the request object of a server ---- */
+
+/* the fields a server decides on before a handler runs: first of each
+** and how many there were */
+typedef struct req_facts {
+  const http_field *conn, *host, *expect, *cl, *te;
+  int nhost, nexpect, ncl, nte;
+} req_facts;
+
+static void find_facts(const http_field *f, size_t n, req_facts *r) {
+  size_t i;
+  memset(r, 0, sizeof *r);
+  for (i = 0; i < n; i++) {
+    const char *nm = f[i].name;
+    switch (f[i].name_len) {
+    case 4:
+      if (ieq(nm, 4, "host")) { if (!r->nhost++) r->host = &f[i]; }
+      break;
+    case 6:
+      if (ieq(nm, 6, "expect")) { if (!r->nexpect++) r->expect = &f[i]; }
+      break;
+    case 10:
+      if (ieq(nm, 10, "connection") && !r->conn) r->conn = &f[i];
+      break;
+    case 14:
+      if (ieq(nm, 14, "content-length")) { if (!r->ncl++) r->cl = &f[i]; }
+      break;
+    case 17:
+      if (ieq(nm, 17, "transfer-encoding")) { if (!r->nte++) r->te = &f[i]; }
+      break;
+    default:
+      break;
+    }
+  }
+}
+
+/* does any Connection field of f[0, n) list `token` (RFC 9110 §7.6.1:
+** comma-separated, case-insensitive)? */
+static int has_connection_option(const http_field *f, size_t n,
+                                 const char *token, size_t tl) {
+  size_t i;
+  for (i = 0; i < n; i++) {
+    const char *p = f[i].value, *end = p + f[i].value_len;
+    if (f[i].name_len != 10 || !ieq(f[i].name, 10, "connection")) continue;
+    while (p < end) {
+      const char *t;
+      while (p < end && (*p == ',' || *p == ' ' || *p == '\t')) p++;
+      t = p;
+      while (p < end && *p != ',' && *p != ' ' && *p != '\t') p++;
+      if ((size_t)(p - t) == tl && ieq(t, tl, token)) return 1;
+    }
+  }
+  return 0;
+}
+
+/* the value of a field that may be repeated: the one field's own bytes,
+** or the combined value from the headers table at t (RFC 9110 §5.3) */
+static const char *fact_value(lua_State *L, int t, const http_field *f,
+                              int count, const char *name, size_t *n) {
+  if (!f) { *n = 0; return NULL; }
+  if (count == 1) { *n = f->value_len; return f->value; }
+  lua_getfield(L, t, name);
+  return lua_tolstring(L, -1, n);   /* stays on the stack: the caller pops */
+}
+
+/*
+** The path of a request target (RFC 9112 §3.2): without the query, the
+** scheme and authority of the absolute-form removed, %XX decoded.
+*/
+static void push_path(lua_State *L, const char *t, size_t tl, int target) {
+  const char *p = t, *q = memchr(t, '?', tl);
+  size_t pl = q ? (size_t)(q - t) : tl, k = 0, i;
+  luaL_Buffer lb;
+  char *b;
+  if (pl > 0 && p[0] != '/' && pl >= 7 && ieq(p, 4, "http")) {
+    k = 4;
+    if ((p[k] | 0x20) == 's') k++;
+    if (pl - k >= 3 && memcmp(p + k, "://", 3) == 0) {
+      k += 3;
+      while (k < pl && p[k] != '/') k++;
+      p += k;
+      pl -= k;
+      if (pl == 0) { p = "/"; pl = 1; }
+    }
+  }
+  if (!memchr(p, '%', pl)) {
+    if (p == t && pl == tl) lua_pushvalue(L, target);
+    else lua_pushlstring(L, p, pl);
+    return;
+  }
+  b = luaL_buffinitsize(L, &lb, pl);
+  for (i = k = 0; i < pl; i++) {
+    int hi, lo;
+    if (p[i] == '%' && i + 2 < pl &&
+        (hi = hexval((unsigned char)p[i + 1])) >= 0 &&
+        (lo = hexval((unsigned char)p[i + 2])) >= 0) {
+      b[k++] = (char)(hi * 16 + lo);
+      i += 2;
+    } else {
+      b[k++] = p[i];
+    }
+  }
+  luaL_pushresultsize(&lb, k);
+}
+
+static const char *const kind_names[] = {"none", "length", "chunked", "close",
+                                         "tunnel"};
+
+/*
+** A parsed request as the server's object (obj: stack index of its
+** metatable, then the peer and the connection, set as its fields) and
+** what the server decides from its fields before a handler runs; the
+** headers table is on top of the stack (popped).  Pushes
+**   req, keep, kind, len [, status]         or req, keep, nil, reason, status
+** keep: the connection may stay open (RFC 9112 §9.3); kind and len as
+** http.body_framing gives them, or nil, reason, status for bad framing;
+** status 400 for no Host or more than one in HTTP/1.1 (RFC 9112 §3.2), 417
+** for an Expect other than 100-continue (RFC 9110 §10.1.1).  req gets
+** _continue = true for an Expect: 100-continue with a body.
+*/
+static int push_request(lua_State *L, const http_head *h, int obj) {
+  req_facts r;
+  const char *te, *cl, *err = NULL;
+  size_t te_len, cl_len;
+  int64_t n = 0;
+  int kind, st = 0, refuse = 0, keep, req, headers = lua_gettop(L);
+  find_facts(h->fields, h->nfields, &r);
+  lua_createtable(L, 0, 8);
+  req = lua_gettop(L);
+  lua_pushvalue(L, headers);
+  lua_setfield(L, req, "headers");
+  lua_pushlstring(L, h->method, h->method_len);
+  lua_setfield(L, req, "method");
+  lua_pushlstring(L, h->target, h->target_len);
+  push_path(L, h->target, h->target_len, lua_gettop(L));
+  lua_setfield(L, req, "path");
+  lua_setfield(L, req, "target");
+  lua_pushinteger(L, h->minor);
+  lua_setfield(L, req, "minor");
+  {
+    const char *q = memchr(h->target, '?', h->target_len);
+    if (q) {
+      lua_pushlstring(L, q + 1, h->target_len - (size_t)(q + 1 - h->target));
+      lua_setfield(L, req, "query");
+    }
+  }
+  lua_pushvalue(L, obj + 1);
+  lua_setfield(L, req, "peer");
+  lua_pushvalue(L, obj + 2);
+  lua_setfield(L, req, "conn");
+  lua_pushvalue(L, obj);
+  lua_setmetatable(L, req);
+  if (h->minor == 1)
+    keep = !r.conn || !has_connection_option(h->fields, h->nfields, "close", 5);
+  else
+    keep = r.conn && has_connection_option(h->fields, h->nfields,
+                                           "keep-alive", 10);
+  kind = HTTP_BODY_NONE;
+  if (r.cl || r.te) {
+    te = fact_value(L, headers, r.te, r.nte, "transfer-encoding", &te_len);
+    cl = fact_value(L, headers, r.cl, r.ncl, "content-length", &cl_len);
+    kind = http_body_framing(te, te_len, cl, cl_len, 1, NULL, 0, h->minor,
+                             &n, &err, &st);
+  }
+  if (kind != HTTP_BODY_ERROR) {
+    if (h->minor == 1 &&
+        (r.nhost != 1 || memchr(r.host->value, ',', r.host->value_len)))
+      refuse = 400;
+    else if (r.expect) {
+      if (h->minor == 1 && r.nexpect == 1 &&
+          ieq(r.expect->value, r.expect->value_len, "100-continue")) {
+        if (kind != HTTP_BODY_NONE) {
+          lua_pushboolean(L, 1);
+          lua_setfield(L, req, "_continue");
+        }
+      } else {
+        refuse = 417;
+      }
+    }
+  }
+  lua_settop(L, req);
+  lua_remove(L, headers);
+  lua_pushboolean(L, keep);
+  if (kind == HTTP_BODY_ERROR) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    lua_pushinteger(L, st);
+    return 5;
+  }
+  lua_pushstring(L, kind_names[kind]);
+  if (kind == HTTP_BODY_LENGTH) lua_pushinteger(L, (lua_Integer)n);
+  else lua_pushnil(L);
+  if (!refuse) return 4;
+  lua_pushinteger(L, refuse);
+  return 5;
+}
+
 /*
 ** Parses a head from buf[start, len) and pushes method, target, minor,
 ** headers (a request) or minor, status, reason, headers (a response):
@@ -936,11 +1148,11 @@ static void push_fields(lua_State *L, const http_field *f, size_t n) {
 */
 static int push_head(lua_State *L, const char *buf, size_t start, size_t len,
                      const http_limits *lim, size_t seen, int is_request,
-                     size_t *used) {
+                     size_t *used, int obj) {
   http_head h;
   http_field stackf[FIELDS_ON_STACK];
   long r;
-  int ud = 0;       /* stack slot of a fields array too big for the C stack */
+  int n, ud = 0;    /* ud: stack slot of a fields array too big for the C stack */
   if (seen > start && seen <= len &&
       http_head_incomplete(buf, start, len, seen, lim))
     return 0;
@@ -967,6 +1179,12 @@ static int push_head(lua_State *L, const char *buf, size_t start, size_t len,
     return 3;
   }
   *used = (size_t)r;
+  if (obj) {
+    push_fields(L, h.fields, h.nfields);
+    n = push_request(L, &h, obj);
+    if (ud) lua_remove(L, ud);
+    return n;
+  }
   if (is_request) {
     lua_pushlstring(L, h.method, h.method_len);
     lua_pushlstring(L, h.target, h.target_len);
@@ -986,27 +1204,33 @@ static int parse_head(lua_State *L, int is_request) {
   const char *buf = luaL_checklstring(L, 1, &len);
   lua_Integer init = luaL_optinteger(L, 2, 1);
   http_limits lim;
-  int n;
+  int n, obj = 0;
   luaL_argcheck(L, init >= 1, 2, "must be >= 1");
   read_limits(L, 3, &lim);
   if (!is_request) lim.unfold = 1;
+  if (is_request && !lua_isnoneornil(L, 5)) {
+    luaL_checktype(L, 5, LUA_TTABLE);
+    lua_settop(L, 7);
+    obj = 5;
+  }
   if ((size_t)init > len) { lua_pushnil(L); return 1; }
   n = push_head(L, buf, (size_t)init - 1, len, &lim,
-                (size_t)luaL_optinteger(L, 4, 0), is_request, &used);
+                (size_t)luaL_optinteger(L, 4, 0), is_request, &used, obj);
   if (n == 0) { lua_pushnil(L); return 1; }
-  if (n == 4) {
+  if (used > 0) {
     lua_pushinteger(L, (lua_Integer)used);
-    lua_insert(L, -5);
-    return 5;
+    lua_insert(L, -(n + 1));
+    return n + 1;
   }
   return n;
 }
 
 int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
-                                int limits, size_t seen, size_t *used) {
+                                int limits, size_t seen, size_t *used,
+                                int obj) {
   http_limits lim;
   read_limits(L, limits, &lim);
-  return push_head(L, buf, 0, len, &lim, seen, 1, used);
+  return push_head(L, buf, 0, len, &lim, seen, 1, used, obj);
 }
 
 static int l_parse_request(lua_State *L) { return parse_head(L, 1); }

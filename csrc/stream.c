@@ -407,15 +407,18 @@ static int try_to(lua_State *L, stream *s, int ended) {
 typedef int (*tryfn)(lua_State *L, stream *s, int ended);
 /*
 ** An HTTP request head, parsed where it lies in `in` (arg 2: limits):
-** the values of core.http.parse_request after its count, or false for
-** an incomplete head when arg 3 (wait for a whole one) is not true.
+** the values of core.http.parse_request after its count (the request
+** object's form when arg 4 is its metatable: args 4, 5, 6 are the
+** metatable, the peer and the stream), or false for an incomplete head
+** when arg 3 (wait for a whole one) is not true.
 */
 static int try_head(lua_State *L, stream *s, int ended) {
   size_t used = 0, len = buf_len(&s->in);
   if (len > 0) {
+    int obj = lua_type(L, 4) == LUA_TTABLE ? 4 : 0;
     int n = parley_http_receive_request(L, buf_head(&s->in), len, 2,
-                                        s->head_scan, &used);
-    if (n == 4) consume(s, used);
+                                        s->head_scan, &used, obj);
+    if (used > 0) consume(s, used);
     if (n) return n;
     s->head_scan = len;
   }
@@ -526,7 +529,13 @@ static int s_receive_some(lua_State *L) {
 
 static int s_receive_http_head(lua_State *L) {
   stream *s = check_stream(L, 1);
-  lua_settop(L, 3);
+  if (lua_isnoneornil(L, 4)) {
+    lua_settop(L, 3);
+  } else {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 5);
+    lua_pushvalue(L, 1);   /* the request's conn, after its peer */
+  }
   return recv_loop(L, s, RECV_HEAD, parley_deadline(s->timeout));
 }
 

@@ -26,11 +26,10 @@ local body = require "parley.http.body"
 local http = core.http
 local parse_request = http.parse_request
 local response_head = http.response_head
-local body_framing = http.body_framing
 local http_date = http.date
 local chunk = http.chunk
 local now = core.now
-local find, sub, lower, byte, match = string.find, string.sub, string.lower, string.byte, string.match
+local find, sub, lower, match = string.find, string.sub, string.lower, string.match
 local concat = table.concat
 
 local M = {}
@@ -216,6 +215,7 @@ end
 local response = {}
 response.__index = response
 response.__name = "parley.http.response"
+response.bytes = 0   -- body bytes sent (for the access log)
 
 --- Sets a response header, replacing one of the same name.
 -- A value may be an array of values (one field line each).
@@ -647,12 +647,10 @@ local function log_request(self, st, req, res, status)
   self.log(line)
 end
 
--- answers a request we could not take and closes: status, short text
-local function reject(self, st, status, reason, method, target, minor)
-  if self.log then
-    log_request(self, st, method and { method = method, target = target, minor = minor, headers = {} },
-                nil, status)
-  end
+-- answers a request we could not take (`req`: its head, when it parsed)
+-- and closes: status, short text
+local function reject(self, st, status, reason, req)
+  if self.log then log_request(self, st, req, nil, status) end
   local conn = st.conn
   local text = ("%d %s\n"):format(status, http.status_text(status) or reason or "")
   timeout(st, st.opts.send_timeout)
@@ -668,21 +666,22 @@ local function reject(self, st, status, reason, method, target, minor)
   return status
 end
 
--- The next request head parsed from st.buf (bytes received but not
--- consumed: the rest of a pipelined batch, or what a body reader read past
--- its body), reading more with receive_some: method, target, minor,
--- headers; or nil and what `handle` returns (a refusal's status, or
--- nothing for a quiet close). For streams wrapped in Lua (a transcript).
+-- The next request parsed from st.buf (bytes received but not consumed:
+-- what a body reader read past its body), reading more with receive_some:
+-- the request object and what the server decides from its head (req,
+-- keep, kind, len, refuse: see core.http.parse_request with a metatable);
+-- or nil and what `handle` returns (a refusal's status, or nothing for a
+-- quiet close). For streams wrapped in Lua (a transcript).
 local function buffered_head(self, st, nreq, idle_deadline)
   local conn, opts, limits = st.conn, st.opts, self.limits
-  local n, method, target, minor, headers
+  local n, req, keep, kind, len, refuse
   local buf, pos = st.buf, st.pos
   local seen, deadline
   while true do
     if pos <= #buf then
-      n, method, target, minor, headers = parse_request(buf, pos, limits, seen)
+      n, req, keep, kind, len, refuse = parse_request(buf, pos, limits, seen, request, st.peer, conn)
       if n then break end
-      if method then return nil, reject(self, st, target, method) end
+      if req then return nil, reject(self, st, keep, req) end   -- nil, reason, status
       -- the head is incomplete: keep it at the start of buf
       if pos > 1 then buf, pos = sub(buf, pos), 1 end
       seen = #buf
@@ -709,7 +708,7 @@ local function buffered_head(self, st, nreq, idle_deadline)
     if pos <= #buf then buf = buf .. more else buf, pos = more, 1 end
   end
   st.buf, st.pos = buf, pos + n
-  return method, target, minor, headers
+  return req, keep, kind, len, refuse
 end
 
 -- The same from a driver stream: the head parsed where it lies in the
@@ -723,15 +722,15 @@ local function stream_head(self, st, nreq, idle_deadline)
     if wait <= 0 then return nil end
   end
   timeout(st, wait)
-  local method, target, minor, headers = conn:receive_http_head(self.limits)
-  if method == false then
+  local req, keep, kind, len, refuse = conn:receive_http_head(self.limits, nil, request, st.peer)
+  if req == false then
     -- part of a head came: the rest within header_timeout, else 408
     timeout(st, opts.header_timeout)
-    method, target, minor, headers = conn:receive_http_head(self.limits, true)
-    if method == nil and target == "timeout" then return nil, reject(self, st, 408) end
+    req, keep, kind, len, refuse = conn:receive_http_head(self.limits, true, request, st.peer)
+    if req == nil and keep == "timeout" then return nil, reject(self, st, 408) end
   end
-  if method then return method, target, minor, headers end
-  if minor then return nil, reject(self, st, minor, target) end
+  if req then return req, keep, kind, len, refuse end
+  if kind then return nil, reject(self, st, kind, keep) end   -- nil, reason, status
   return nil   -- closed, reset, or idle too long: nothing to say
 end
 
@@ -776,7 +775,7 @@ end
 
 -- the requests of one connection, in turn
 local function serve_requests(self, st)
-  local opts, conn = self.opts, st.conn
+  local opts = self.opts
   local direct = st.direct
   local read_head = direct and stream_head or buffered_head
   local header_timeout = opts.header_timeout
@@ -785,65 +784,24 @@ local function serve_requests(self, st)
   local idle_deadline = now() + header_timeout  -- first request: from accept
   while true do
     -- -------------------------------------------------------------- head
-    local method, target, minor, headers = read_head(self, st, nreq, idle_deadline)
-    if not method then return target end
+    -- parsed, and checked for keep-alive, framing, Host and Expect, in C
+    local req, keep, kind, len, refuse = read_head(self, st, nreq, idle_deadline)
+    if not req then return keep end
     nreq = nreq + 1
-    -- -------------------------------------------------------------- checks
-    local keep
-    local ch = headers.connection
-    if minor == 1 then
-      keep = not (ch and has_token(ch, "close"))
-    else
-      keep = ch ~= nil and has_token(ch, "keep-alive")
-    end
     if nreq >= max_requests then keep = false end
-    st.keep, st.minor = keep, minor
-    st.head = method == "HEAD"
-    local kind, len
-    if headers["content-length"] == nil and headers["transfer-encoding"] == nil then
-      kind = "none"
-    else
-      local status
-      kind, len, status = body_framing(headers, true)
-      if not kind then
-        -- RFC 9112 §6.1: bad framing -> answer and close
-        return reject(self, st, status, len, method, target, minor)
-      end
-      if kind == "length" and len > max_body then
-        return reject(self, st, 413, nil, method, target, minor)
-      end
+    st.keep, st.minor, st.head = keep, req.minor, req.method == "HEAD"
+    if kind ~= "none" then
+      -- RFC 9112 §6.1: bad framing -> answer and close
+      if not kind then return reject(self, st, refuse, len, req) end
+      if kind == "length" and len > max_body then return reject(self, st, 413, nil, req) end
     end
-    local host = headers.host
-    if minor == 1 and (host == nil or find(host, ",", 1, true)) then
-      return reject(self, st, 400, nil, method, target, minor)   -- RFC 9112 §3.2: exactly one Host in 1.1
-    end
-    local q = find(target, "?", 1, true)
-    local path = q and sub(target, 1, q - 1) or target
-    if byte(path, 1) ~= 47 then -- not "/": absolute-form or "*"
-      local p = path:match("^[hH][tT][tT][pP][sS]?://[^/]*(.*)$")
-      if p then path = p ~= "" and p or "/" end
-    end
-    if find(path, "%", 1, true) then path = path:gsub("%%(%x%x)", unhex) end
-    -- every field in the constructor: no rehash as fields are added; a
-    -- request without a query or body keeps 8 (params, _body and
-    -- _continue default through the metatable)
-    local res = setmetatable({ status = 200, _st = st, hdrs = false, sent = false,
-                               bytes = 0, close = false }, response)
-    local req = setmetatable({
-      method = method, target = target, minor = minor, headers = headers,
-      conn = conn, peer = st.peer, path = path, _res = res,
-    }, request)
-    if q then req.query = sub(target, q + 1) end
+    if refuse then return reject(self, st, refuse, nil, req) end   -- Host 400, Expect 417
+    -- every field in the constructor: no rehash as fields are added
+    local res = setmetatable({ status = 200, _st = st, hdrs = false, sent = false, close = false },
+                             response)
     if kind ~= "none" then
       req._body = body.reader(st, kind, len, self.body_opts)
-    end
-    local expect = headers.expect
-    if expect then
-      if minor == 1 and lower(expect) == "100-continue" then
-        if kind ~= "none" then req._continue = true end
-      else
-        return reject(self, st, 417, nil, method, target, minor)
-      end
+      if req._continue then req._res = res end
     end
     -- -------------------------------------------------------------- handler
     -- an error raised here is caught by handle's xpcall (one per
