@@ -630,13 +630,11 @@ static const char *const record_keys[] = {
   "name", "file", "path", "flags", "new", "size", "vsize", "mtime", "key"
 };
 
-/* pops a value into field k (a K_ slot) of the record at stack slot REC */
+/* field k (a K_ slot) of the record at stack slot REC: push the key,
+** then the value, then SET (no stack rotation per field) */
 #define REC (K_KEY + 2)
-static void set_key(lua_State *L, int k) {
-  lua_pushvalue(L, k);
-  lua_insert(L, -2);
-  lua_rawset(L, REC);
-}
+#define KEY(k) lua_pushvalue(L, (k))
+#define SET() lua_rawset(L, REC)
 
 static int l_maildir_list(lua_State *L) {
   size_t dlen, k;
@@ -676,35 +674,42 @@ static int l_maildir_list(lua_State *L) {
       }
     }
     lua_createtable(L, 0, 9);             /* at REC: the key names, then path */
+    KEY(K_NAME);
     lua_pushlstring(L, f, (size_t)(base_end - f));
+    SET();
+    KEY(K_FILE);
     if (base_end == end) {                  /* no flags: file == name */
-      lua_pushvalue(L, -1);
-      set_key(L, K_NAME);
+      KEY(K_NAME);
+      lua_rawget(L, REC);
     } else {
-      set_key(L, K_NAME);
       lua_pushlstring(L, f, flen);
     }
-    set_key(L, K_FILE);
+    SET();
+    KEY(K_PATH);
     memcpy(path + dlen + 1, f, flen);
     lua_pushlstring(L, path, dlen + 1 + flen);
-    set_key(L, K_PATH);
+    SET();
+    KEY(K_FLAGS);
     if (base_end < end) {
       lua_pushlstring(L, base_end + 3, (size_t)(end - base_end - 3));
     } else {
       lua_pushliteral(L, "");
     }
-    set_key(L, K_FLAGS);
+    SET();
+    KEY(K_NEW);
     lua_pushboolean(L, isnew);
-    set_key(L, K_NEW);
+    SET();
     size = field_value(f, base_end, 'S');
     vsize = field_value(f, base_end, 'W');
     if (size >= 0) {
+      KEY(K_SIZE);
       lua_pushinteger(L, (lua_Integer)size);
-      set_key(L, K_SIZE);
+      SET();
     }
     if (vsize >= 0) {
+      KEY(K_VSIZE);
       lua_pushinteger(L, (lua_Integer)vsize);
-      set_key(L, K_VSIZE);
+      SET();
     }
     p = f;
     sec = take_digits(&p, base_end);
@@ -728,10 +733,12 @@ static int l_maildir_list(lua_State *L) {
           }
         }
       }
+      KEY(K_MTIME);
       lua_pushinteger(L, (lua_Integer)sec);
-      set_key(L, K_MTIME);
+      SET();
+      KEY(K_KEY);
       lua_pushinteger(L, (lua_Integer)(((sec * 1000000 + usec) << 10) | (q & 1023)));
-      set_key(L, K_KEY);
+      SET();
     }
     lua_rawseti(L, 3, ++n);
   }
@@ -744,6 +751,9 @@ static int l_maildir_list(lua_State *L) {
   lua_pushinteger(L, n);
   return 1;
 }
+#undef KEY
+#undef SET
+#undef REC
 
 typedef struct {
   lua_Integer key, pos;
