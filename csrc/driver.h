@@ -157,4 +157,23 @@ void parley_http_response_head(lua_State *L, int arg, int date,
                                void (*emit)(void *, const char *, size_t),
                                void *ud);
 
+/*
+** Telnet lines straight from and into a stream's buffers (telnet.c), for
+** stream:receive_telnet_line and stream:send_telnet.  The codec is the
+** core.telnet codec (a PARLEY_TELNET_CODEC userdata, checked by the
+** caller) at stack index `codec`.
+** parley_telnet_line pushes the line at the head of buf[0, len) and sets
+** *used to its bytes with its end, when the codec is between sequences in
+** NVT line mode and the line is whole, at most `max` bytes and holds no
+** IAC and no ^C; else it pushes false (*used = 0): the caller feeds the
+** codec instead.  parley_telnet_escape writes text escaped as
+** codec:escape(p, eol) does into out, which has room for 2 n + 2 bytes,
+** and returns the bytes written.
+*/
+#define PARLEY_TELNET_CODEC "parley.telnet.codec"
+int parley_telnet_line(lua_State *L, int codec, const char *buf, size_t len,
+                       size_t max, size_t *used);
+size_t parley_telnet_escape(lua_State *L, int codec, const char *p, size_t n,
+                            int eol, char *out);
+
 #endif

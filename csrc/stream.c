@@ -63,7 +63,7 @@ typedef struct stream {
 } stream;
 
 enum { RECV_LINE, RECV_ALL, RECV_COUNT, RECV_SOME, RECV_UNTIL, RECV_TO,
-       RECV_HEAD };
+       RECV_HEAD, RECV_TELNET };
 
 static stream *check_stream(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, PARLEY_STREAM);
@@ -430,8 +430,25 @@ static int try_head(lua_State *L, stream *s, int ended) {
   return 0;
 }
 
+/*
+** A Telnet line taken where it lies in `in` when it needs nothing of the
+** codec's state machine (arg 2: max, arg 3: the codec), else false so the
+** caller feeds the codec; waits for input only when none is buffered.
+*/
+static int try_telnet_line(lua_State *L, stream *s, int ended) {
+  size_t used = 0, len = buf_len(&s->in);
+  if (len > 0) {
+    parley_telnet_line(L, 3, buf_head(&s->in), len,
+                       (size_t)lua_tointeger(L, 2), &used);
+    if (used) consume(s, used);
+    return 1;
+  }
+  if (ended) return fail(L, s, "closed");
+  return 0;
+}
+
 static const tryfn tries[] = {try_line, try_all, try_count, try_some,
-                              try_until, try_to, try_head};
+                              try_until, try_to, try_head, try_telnet_line};
 
 static size_t room_for(lua_State *L, stream *s, int mode) {
   if (mode == RECV_COUNT) {
@@ -562,6 +579,18 @@ static int s_receive_to(lua_State *L) {
   s->xfer = 0;
   s->left = count;
   return recv_loop(L, s, RECV_TO, parley_deadline(s->timeout));
+}
+
+/* receive_telnet_line(codec, max): max goes to index 2 and the codec to
+** 3, where a failed wait looks for a string prefix */
+static int s_receive_telnet_line(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  lua_Integer max = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, max >= 0, 3, "negative length");
+  luaL_checkudata(L, 2, PARLEY_TELNET_CODEC);
+  lua_settop(L, 3);
+  lua_insert(L, 2);
+  return recv_loop(L, s, RECV_TELNET, parley_deadline(s->timeout));
 }
 
 /* ------------------------------------------------------------ writing */
@@ -699,6 +728,37 @@ static int s_flush(lua_State *L) {
   lua_settop(L, 1);
   if (s->closed) return write_failed(L, s);
   return flush_done(L, s, drain(L, s, 0, parley_deadline(s->timeout), 0, flush_k));
+}
+
+static int send_telnet_k(lua_State *L, int status, lua_KContext ctx) {
+  stream *s = check_stream(L, 1);
+  waiter *w = parley_waited(L);
+  int r = w->result;
+  (void)status; (void)ctx;
+  if (r == WAKE_READY) r = drain(L, s, HIGH_WATER, w->deadline, 0, send_telnet_k);
+  return flush_done(L, s, r);
+}
+
+/* send_telnet(codec, text [, eol]): codec:escape(text, eol) queued as
+** send queues it, escaped straight into the output buffer */
+static int s_send_telnet(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  size_t n;
+  const char *text = luaL_checklstring(L, 3, &n);
+  int eol = lua_toboolean(L, 4);
+  size_t w;
+  luaL_checkudata(L, 2, PARLEY_TELNET_CODEC);
+  lua_settop(L, 4);
+  if (s->closed || s->err) return write_failed(L, s);
+  if (n > ((size_t)-1 - 2) / 2 || buf_reserve(&s->out, 2 * n + 2) != 0) {
+    return luaL_error(L, "not enough memory");
+  }
+  w = parley_telnet_escape(L, 2, text, n, eol, buf_tail(&s->out));
+  s->out.end += w;
+  if (w) parley_mark_dirty(&s->p);
+  if (buf_len(&s->out) <= HIGH_WATER) return flush_done(L, s, WAKE_READY);
+  return flush_done(L, s, drain(L, s, HIGH_WATER, parley_deadline(s->timeout),
+                                0, send_telnet_k));
 }
 
 typedef struct head_sink {
@@ -1345,6 +1405,8 @@ int parley_open_stream(lua_State *L) {
     {"receive", s_receive}, {"receive_some", s_receive_some},
     {"receive_until", s_receive_until}, {"receive_to_fd", s_receive_to},
     {"receive_http_head", s_receive_http_head},
+    {"receive_telnet_line", s_receive_telnet_line},
+    {"send_telnet", s_send_telnet},
     {"send_http_response", s_send_http_response},
     {"send", s_send}, {"flush", s_flush}, {"sendfile", s_sendfile},
     {"close", s_close}, {"settimeout", s_settimeout},

@@ -69,8 +69,9 @@
 **   "wantno-opposite", "wantyes-opposite" (queue bit set)
 ** codec:enabled(opt, "us"|"him") -> bool    state is "yes"
 ** codec:escape(data [, eol]) -> bytes   telnet.escape with binary = our
-**   BINARY is enabled; eol true appends CR LF (saves the caller a
-**   concatenation per printed line).
+**   BINARY is enabled; eol true makes data a printed line: CR LF is
+**   appended (saving the caller a concatenation per line) and a "\n"
+**   inside goes out as CR LF even under BINARY.
 **
 ** telnet.escape(data [, binary]) -> bytes   doubles IAC; unless binary,
 **   a bare "\n" becomes CR LF and a "\r" not followed by "\n" becomes
@@ -93,6 +94,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "driver.h"
 #include "parley.h"
 #include "telnet.h"
 
@@ -603,43 +605,49 @@ void tn_feed(tn_t *t, const unsigned char *p, size_t n, const tn_sink *s) {
   }
 }
 
-/* bytes that escaping changes: IAC always, CR and LF under NVT rules */
+/* bytes that escaping changes: IAC always, CR and LF under NVT rules;
+** under BINARY with line ends (binary 2) IAC and LF */
 static const unsigned char nvt_special[256] = {
   ['\r'] = 1, ['\n'] = 1, [TN_IAC] = 1
+};
+static const unsigned char lines_special[256] = {
+  ['\n'] = 1, [TN_IAC] = 1
 };
 
 size_t tn_escape(const unsigned char *p, size_t n, int binary,
                  unsigned char *out) {
+  const unsigned char *special = binary ? lines_special : nvt_special;
   size_t i = 0, w = 0;
   while (i < n) {
     /* copy the run of bytes that need no change */
-    size_t j = i;
-    unsigned char c;
-    if (binary) {
+    size_t j = i, k = 2;
+    unsigned char c, e[2];
+    if (binary == 1) {
       const unsigned char *iac = memchr(p + i, TN_IAC, n - i);
       j = iac ? (size_t)(iac - p) : n;
     } else {
-      while (j < n && !nvt_special[p[j]]) j++;
+      while (j < n && !special[p[j]]) j++;
     }
     if (out && j > i) memcpy(out + w, p + i, j - i);
     w += j - i;
     if (j == n) break;
     c = p[j];
     i = j + 1;
-    if (out) {
-      if (c == TN_IAC) {
-        out[w] = TN_IAC; out[w + 1] = TN_IAC;
-      } else if (c == '\n') {
-        out[w] = '\r'; out[w + 1] = '\n';
-      } else if (i < n && p[i] == '\n') {      /* CR LF stays */
-        out[w] = '\r'; out[w + 1] = '\n';
-      } else {
-        /* RFC 854 p.11: a CR not followed by LF is sent as CR NUL */
-        out[w] = '\r'; out[w + 1] = 0;
-      }
+    if (c == TN_IAC) {
+      e[0] = TN_IAC; e[1] = TN_IAC;
+    } else if (c == '\n') {
+      e[0] = '\r'; e[1] = '\n';
+      /* binary 2: the CR of a CR LF went out with the run */
+      if (binary && j > 0 && p[j - 1] == '\r') { e[0] = '\n'; k = 1; }
+    } else if (i < n && p[i] == '\n') {      /* CR LF stays */
+      e[0] = '\r'; e[1] = '\n';
+      i++;
+    } else {
+      /* RFC 854 p.11: a CR not followed by LF is sent as CR NUL */
+      e[0] = '\r'; e[1] = 0;
     }
-    if (c == '\r' && i < n && p[i] == '\n') i++;
-    w += 2;
+    if (out) memcpy(out + w, e, k);
+    w += k;
   }
   return w;
 }
@@ -648,7 +656,7 @@ size_t tn_escape(const unsigned char *p, size_t n, int binary,
 ** Lua binding
 ** =================================================================== */
 
-#define CODEC "parley.telnet.codec"
+#define CODEC PARLEY_TELNET_CODEC
 #define MAX_SUBNEG_LIMIT ((lua_Integer)1 << 30)
 #define KEEP_SCRATCH 65536      /* scratch buffers above this are freed */
 
@@ -989,10 +997,67 @@ static int push_escaped(lua_State *L, int idx, int binary, int eol) {
   return 1;
 }
 
+/* tn_escape's binary argument for text to the codec's peer */
+static int escape_mode(const ltn *c, int eol) {
+  if (!tn_enabled(&c->tn, TN_OPT_BINARY, TN_US)) return 0;
+  return eol ? 2 : 1;
+}
+
 static int l_codec_escape(lua_State *L) {
   ltn *c = check_codec(L);
-  return push_escaped(L, 2, tn_enabled(&c->tn, TN_OPT_BINARY, TN_US),
-                      lua_toboolean(L, 3));
+  int eol = lua_toboolean(L, 3);
+  return push_escaped(L, 2, escape_mode(c, eol), eol);
+}
+
+/* ---- straight from and into a stream's buffers (driver.h) ---- */
+
+/* bytes that end the plain part of a line: its end, IAC, and ^C (an
+** interrupt the session handles) */
+static const unsigned char line_stop[256] = {
+  [3] = 1, ['\n'] = 1, ['\r'] = 1, [TN_IAC] = 1
+};
+
+int parley_telnet_line(lua_State *L, int codec, const char *buf, size_t len,
+                       size_t max, size_t *used) {
+  const tn_t *t = &((ltn *)lua_touserdata(L, codec))->tn;
+  const unsigned char *p = (const unsigned char *)buf;
+  size_t i = 0, end;
+  *used = 0;
+  /* between sequences, NVT input, line mode (no ECHO of ours) */
+  if (t->state != S_DATA || t->raw_in || tn_enabled(t, TN_OPT_BINARY, TN_HIM)
+      || tn_enabled(t, TN_OPT_ECHO, TN_US)) {
+    goto general;
+  }
+  while (i < len && !line_stop[p[i]]) i++;
+  if (i == len || i > max) goto general;
+  /*
+  ** RFC 854 p.11 as the codec and session:read_line read it: CR LF and
+  ** LF end a line; CR NUL is a CR, which ends the line and takes an LF
+  ** right after it along; a bare CR ends the line, what follows is data.
+  ** A CR (or CR NUL) whose follower has not come yet waits for the
+  ** general path, as do IAC and ^C.
+  */
+  if (p[i] == '\n') end = i + 1;
+  else if (p[i] != '\r' || i + 1 == len) goto general;
+  else if (p[i + 1] == '\n') end = i + 2;
+  else if (p[i + 1] != 0) end = i + 1;
+  else if (i + 2 == len) goto general;
+  else end = p[i + 2] == '\n' ? i + 3 : i + 2;
+  lua_pushlstring(L, buf, i);
+  *used = end;
+  return 1;
+general:
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+size_t parley_telnet_escape(lua_State *L, int codec, const char *p, size_t n,
+                            int eol, char *out) {
+  const ltn *c = lua_touserdata(L, codec);
+  unsigned char *o = (unsigned char *)out;
+  size_t w = tn_escape((const unsigned char *)p, n, escape_mode(c, eol), o);
+  if (eol) { o[w++] = '\r'; o[w++] = '\n'; }
+  return w;
 }
 
 static int l_gc(lua_State *L) {

@@ -97,7 +97,12 @@ void tn_allow(tn_t *t, int opt, int side, int yes);
 int tn_allowed(const tn_t *t, int opt, int side);
 int tn_state(const tn_t *t, int opt, int side);   /* TN_NO.. | TN_QUEUED */
 int tn_enabled(const tn_t *t, int opt, int side);
-/* NVT (binary 0) or BINARY escaping; out NULL only counts; returns size */
+/*
+** NVT (binary 0) or BINARY (1) escaping; binary 2 is BINARY for a printed
+** line, where "\n" still goes out as CR LF.  out NULL only counts (every
+** change grows the data, so the size is n exactly when nothing changes);
+** returns the size.
+*/
 size_t tn_escape(const unsigned char *p, size_t n, int binary,
                  unsigned char *out);
 

@@ -873,6 +873,14 @@ describe("telnet escape", function()
     assert.equal("\r\n", t:escape("", true))
   end)
 
+  it("still sends a line's LF as CR LF under BINARY when codec:escape is asked for a line end", function()
+    local t = telnet.new{us = {binary = true}}
+    t:feed(neg(DO, 0))
+    assert.equal("a\r\nb\r\nc\r" .. B(255, 255) .. "\r\n", t:escape("a\nb\r\nc\r" .. B(255), true))
+    assert.equal("\r\r\n\r\n\r\n", t:escape("\r\r\n\n", true))
+    assert.equal("a\nb\r", t:escape("a\nb\r"))
+  end)
+
   it("returns one shared read-only events table from feeds without events", function()
     local t = telnet.new()
     local _, e1 = t:feed("abc")

@@ -74,6 +74,9 @@ function M.new(conn, opts)
     on_ttype = opts.on_ttype,
     on_cmd = opts.on_cmd,
     errors = 0,        -- protocol errors the peer caused
+    -- parley's own stream (not a transcript's wrapper): common lines go
+    -- straight from its input buffer and into its output buffer in C
+    direct = type(conn) == "userdata" and conn.receive_telnet_line ~= nil,
   }, session)
   self.codec = telnet.new{
     us = { "echo", "sga", "binary" },
@@ -88,10 +91,16 @@ end
 -- ---------------------------------------------------------------------
 -- Output
 
--- Sends bytes on the stream.  A task that finds another one writing
--- (blocked on a slow peer) queues its bytes for that task to send.
-function session:_send(bytes)
-  if bytes == "" then return true end
+-- Sends bytes on the stream as they are or, when `eol` is not nil, text
+-- escaped as `codec:escape(text, eol)` does (in C, straight into the
+-- stream's output buffer, when the stream is direct).  A task that finds
+-- another one writing (blocked on a slow peer) queues its bytes for that
+-- task to send.
+function session:_send(bytes, eol)
+  if eol ~= nil and (self.writing or not self.direct) then
+    bytes, eol = self.codec:escape(bytes, eol), nil
+  end
+  if bytes == "" and not eol then return true end
   if self.closed then return nil, "closed" end
   if self.writing then
     if #self.wq + #bytes > self.max_queue then
@@ -102,7 +111,12 @@ function session:_send(bytes)
     return true
   end
   self.writing = true
-  local ok, err = self.conn:send(bytes)
+  local ok, err
+  if eol == nil then
+    ok, err = self.conn:send(bytes)
+  else
+    ok, err = self.conn:send_telnet(self.codec, bytes, eol)
+  end
   while ok and self.wq ~= "" do
     local q = self.wq
     self.wq = ""
@@ -118,15 +132,14 @@ end
 -- @tparam string text
 -- @return true, or `nil, err`
 function session:write(text)
-  return self:_send(self.codec:escape(text))
+  return self:_send(text, false)
 end
 
 --- Writes text followed by a line end; "\n" inside becomes CR LF even in
 -- BINARY mode.
 function session:print(text)
   if type(text) ~= "string" then text = tostring(text or "") end
-  if find(text, "\n", 1, true) then text = text:gsub("\r?\n", "\r\n") end
-  return self:_send(self.codec:escape(text, true))
+  return self:_send(text, true)
 end
 
 --- Sends queued output now.
@@ -390,6 +403,13 @@ end
 function session:read_line(opts)
   opts = opts or NOOPTS
   local max = opts.max or self.max_line
+  if self.direct and self.buf == "" and not self.skip_lf then
+    -- the common case: a plain line waiting in the stream's buffer, taken
+    -- there in C; false: it needs the codec (or more input), read below
+    local line, err = self.conn:receive_telnet_line(self.codec, max)
+    if line then return line end
+    if line == nil then return nil, err end
+  end
   local acc
   local len, toolong = 0, false
   while true do
