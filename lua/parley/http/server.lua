@@ -81,7 +81,7 @@ M.html_escape = html_escape
 local BODILESS = { [204] = true, [304] = true }
 
 -- a response's field array {name, value, ...}: the connection's spare one
--- (handed back after each request, see `recycle_fields`) or a new one
+-- (handed back after each request, see `finish`) or a new one
 local function fields_table(st, name, value)
   local h = st.spare
   if h then
@@ -90,17 +90,6 @@ local function fields_table(st, name, value)
     return h
   end
   return { name, value, nil, nil }
-end
-
--- after a request: the response's field array becomes the spare (the
--- response forgets it, so a late res:header cannot touch the next reply)
-local function recycle_fields(st, res)
-  local h = res.hdrs
-  if h then
-    res.hdrs = false
-    for i = #h, 1, -1 do h[i] = nil end
-    st.spare = h
-  end
 end
 
 -- access log time, cached per second
@@ -316,13 +305,14 @@ end
 -- @tparam[opt] integer status sets `res.status` first
 -- @return true, or `nil, err` when the client went away
 function response:send(data, status)
-  start(self)
+  if self.sent then error("response already sent", 2) end
   if status then self.status = status end
   local st = self._st
   local conn = st.conn
   local code = self.status
   local nobody = st.head or BODILESS[code] or code < 200
-  if type(data) == "function" then
+  local t = type(data)
+  if t == "function" then
     local given = self:get_header("content-length")
     local framing = false
     if not given then framing = (nobody or st.minor == 1) and "chunked" or "close" end
@@ -355,9 +345,9 @@ function response:send(data, status)
     end
     return true
   end
-  data = data or ""
-  if type(data) ~= "string" then
-    if type(data) == "number" then data = tostring(data)
+  if t ~= "string" then
+    if data == nil then data = ""
+    elseif t == "number" then data = tostring(data)
     else error("response body must be a string or an ltn12 source", 2) end
   end
   local len = #data
@@ -603,7 +593,10 @@ local function lookup(self, method, path)
 end
 
 local function dispatch(self, req, res)
-  local fn, params = lookup(self, req.method, req.path)
+  local method, path = req.method, req.path
+  local t = self.exact[method]
+  local fn, params = t and t[path], NOPARAMS
+  if not fn then fn, params = lookup(self, method, path) end
   if not fn then
     if params then
       res:header("Allow", params)
@@ -721,7 +714,7 @@ local function stream_head(self, st, nreq, idle_deadline)
     wait = idle_deadline - now()   -- first request: from accept
     if wait <= 0 then return nil end
   end
-  timeout(st, wait)
+  if st.tmo ~= wait then timeout(st, wait) end
   local req, keep, kind, len, refuse = conn:receive_http_head(self.limits, nil, request, st.peer)
   if req == false then
     -- part of a head came: the rest within header_timeout, else 408
@@ -742,7 +735,14 @@ end
 -- after a request: logs it; true when the connection goes on to the next
 local function finish(self, st, req, res)
   if self.log then log_request(self, st, req, res, res.status) end
-  recycle_fields(st, res)
+  -- the response's field array becomes the spare (the response forgets
+  -- it, so a late res:header cannot touch the next reply)
+  local h = res.hdrs
+  if h then
+    res.hdrs = false
+    for i = #h, 1, -1 do h[i] = nil end
+    st.spare = h
+  end
   if st.broken then return false end
   local r = req._body
   if r and not r.done then
