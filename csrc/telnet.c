@@ -620,8 +620,8 @@ size_t tn_escape(const unsigned char *p, size_t n, int binary,
   size_t i = 0, w = 0;
   while (i < n) {
     /* copy the run of bytes that need no change */
-    size_t j = i, k = 2;
-    unsigned char c, e[2];
+    size_t j = i;
+    unsigned char c;
     if (binary == 1) {
       const unsigned char *iac = memchr(p + i, TN_IAC, n - i);
       j = iac ? (size_t)(iac - p) : n;
@@ -633,21 +633,25 @@ size_t tn_escape(const unsigned char *p, size_t n, int binary,
     if (j == n) break;
     c = p[j];
     i = j + 1;
-    if (c == TN_IAC) {
-      e[0] = TN_IAC; e[1] = TN_IAC;
-    } else if (c == '\n') {
-      e[0] = '\r'; e[1] = '\n';
-      /* binary 2: the CR of a CR LF went out with the run */
-      if (binary && j > 0 && p[j - 1] == '\r') { e[0] = '\n'; k = 1; }
-    } else if (i < n && p[i] == '\n') {      /* CR LF stays */
-      e[0] = '\r'; e[1] = '\n';
-      i++;
-    } else {
-      /* RFC 854 p.11: a CR not followed by LF is sent as CR NUL */
-      e[0] = '\r'; e[1] = 0;
+    if (c == '\n' && binary && j > 0 && p[j - 1] == '\r') {
+      if (out) out[w] = '\n';          /* binary 2: its CR went with the run */
+      w++;
+      continue;
     }
-    if (out) memcpy(out + w, e, k);
-    w += k;
+    if (out) {
+      if (c == TN_IAC) {
+        out[w] = TN_IAC; out[w + 1] = TN_IAC;
+      } else if (c == '\n') {
+        out[w] = '\r'; out[w + 1] = '\n';
+      } else if (i < n && p[i] == '\n') {      /* CR LF stays */
+        out[w] = '\r'; out[w + 1] = '\n';
+      } else {
+        /* RFC 854 p.11: a CR not followed by LF is sent as CR NUL */
+        out[w] = '\r'; out[w + 1] = 0;
+      }
+    }
+    if (c == '\r' && i < n && p[i] == '\n') i++;
+    w += 2;
   }
   return w;
 }

@@ -96,7 +96,7 @@ end
 -- stream's output buffer, when the stream is direct).  A task that finds
 -- another one writing (blocked on a slow peer) queues its bytes for that
 -- task to send.
-function session:_send(bytes, eol)
+local function send(self, bytes, eol)
   if eol ~= nil and (self.writing or not self.direct) then
     bytes, eol = self.codec:escape(bytes, eol), nil
   end
@@ -132,14 +132,14 @@ end
 -- @tparam string text
 -- @return true, or `nil, err`
 function session:write(text)
-  return self:_send(text, false)
+  return send(self, text, false)
 end
 
 --- Writes text followed by a line end; "\n" inside becomes CR LF even in
 -- BINARY mode.
 function session:print(text)
   if type(text) ~= "string" then text = tostring(text or "") end
-  return self:_send(text, true)
+  return send(self, text, true)
 end
 
 --- Sends queued output now.
@@ -151,7 +151,7 @@ end
 
 --- Sends raw protocol bytes (already escaped), e.g. a `core.telnet` builder's.
 function session:send_raw(bytes)
-  return self:_send(bytes)
+  return send(self, bytes)
 end
 
 -- ---------------------------------------------------------------------
@@ -166,13 +166,13 @@ end
 -- (`"him"`, DO), RFC 1143.
 function session:enable(opt, side)
   self.cache = false
-  return self:_send(self.codec:enable(optnum(opt), side or "us"))
+  return send(self, self.codec:enable(optnum(opt), side or "us"))
 end
 
 --- Asks to disable an option.
 function session:disable(opt, side)
   self.cache = false
-  return self:_send(self.codec:disable(optnum(opt), side or "us"))
+  return send(self, self.codec:disable(optnum(opt), side or "us"))
 end
 
 --- Whether an option is on: `sess:enabled("naws", "him")`.
@@ -243,9 +243,9 @@ function session:_event(ev)
   if t == "enabled" then
     if ev.side == "him" then
       if ev.option == OPT.ttype then
-        self:_send(telnet.ttype_send())
+        send(self, telnet.ttype_send())
       elseif ev.option == OPT.new_environ then
-        self:_send(telnet.environ_send())
+        send(self, telnet.environ_send())
       end
     end
   elseif t == "naws" then
@@ -259,7 +259,7 @@ function session:_event(ev)
     self.ttype = self.ttype or ev.name
     if ev.index == 1 then self.ttype = ev.name end
     if not ev.last then
-      self:_send(telnet.ttype_send())   -- RFC 1091: cycle to the next name
+      send(self, telnet.ttype_send())   -- RFC 1091: cycle to the next name
     else
       self.ttypes_done = true
       fire(self, "on_ttype", self.ttype, self.ttypes)
@@ -270,7 +270,7 @@ function session:_event(ev)
   elseif t == "cmd" then
     if self.on_cmd and self:on_cmd(ev.name) == false then return nil end
     if ev.name == "ayt" then
-      self:_send(telnet.escape("\r\n[parley: yes]\r\n"))
+      send(self, telnet.escape("\r\n[parley: yes]\r\n"))
     else
       return CMD_KEYS[ev.name]
     end
@@ -289,7 +289,7 @@ function session:fill()
   local chunk, err = self.conn:receive_some()
   if not chunk then return nil, err end
   local data, events, reply = self.codec:feed(chunk)
-  if reply ~= "" then self:_send(reply) end
+  if reply ~= "" then send(self, reply) end
   if events[1] then
     self.cache = false
     local parts, pos = {}, 0
@@ -461,7 +461,7 @@ function session:read_line(opts)
           self.skip_lf = c == 13
           self.buf = buf:sub(i + 1)
           out[#out + 1] = "\r\n"
-          self:_send(telnet.escape(table.concat(out)))
+          send(self, telnet.escape(table.concat(out)))
           skip_lf(self)
           if toolong then return nil, "line too long" end
           return table.concat(acc)
@@ -475,11 +475,11 @@ function session:read_line(opts)
           acc = {}
         elseif c == 3 then
           self.buf = buf:sub(i + 1)
-          self:_send(telnet.escape(table.concat(out) .. "^C\r\n"))
+          send(self, telnet.escape(table.concat(out) .. "^C\r\n"))
           return nil, "interrupted"
         elseif c == 4 and #acc == 0 then
           self.buf = buf:sub(i + 1)
-          self:_send(telnet.escape(table.concat(out)))
+          send(self, telnet.escape(table.concat(out)))
           return nil, "eof"
         elseif c == 27 then
           local s, e = buf:find("^\27[%[O][%d;]*[%a~]", i)
@@ -495,7 +495,7 @@ function session:read_line(opts)
         i = i + 1
       end
       self.buf = ""
-      if #out > 0 then self:_send(telnet.escape(table.concat(out))) end
+      if #out > 0 then send(self, telnet.escape(table.concat(out))) end
     end
   end
 end
