@@ -17,6 +17,9 @@
 void parley_newclass(lua_State *L, const char *name,
                      const luaL_Reg *methods, const luaL_Reg *meta);
 
+/* the userdata at idx when it is of the running method's class, or NULL */
+void *parley_isclass(lua_State *L, int idx);
+
 /* __tostring shared by the handle types: "<name>: 0x..." plus a detail */
 int parley_tostring(lua_State *L, const char *detail);
 

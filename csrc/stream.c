@@ -66,7 +66,8 @@ enum { RECV_LINE, RECV_ALL, RECV_COUNT, RECV_SOME, RECV_UNTIL, RECV_TO,
        RECV_HEAD, RECV_TELNET };
 
 static stream *check_stream(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, PARLEY_STREAM);
+  stream *s = parley_isclass(L, idx);   /* the usual case, made cheap */
+  return s ? s : luaL_checkudata(L, idx, PARLEY_STREAM);
 }
 
 /* the message for a failed read or write: TLS's own reason when it has one */
