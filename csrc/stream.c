@@ -586,10 +586,13 @@ static int s_receive_to(lua_State *L) {
 ** 3, where a failed wait looks for a string prefix */
 static int s_receive_telnet_line(lua_State *L) {
   stream *s = check_stream(L, 1);
-  lua_Integer max = luaL_checkinteger(L, 3);
+  lua_Number max = luaL_checknumber(L, 3);     /* math.huge: no limit */
   luaL_argcheck(L, max >= 0, 3, "negative length");
   luaL_checkudata(L, 2, PARLEY_TELNET_CODEC);
   lua_settop(L, 3);
+  lua_pushinteger(L, max < (lua_Number)LUA_MAXINTEGER ? (lua_Integer)max
+                                                       : LUA_MAXINTEGER);
+  lua_replace(L, 3);
   lua_insert(L, 2);
   return recv_loop(L, s, RECV_TELNET, parley_deadline(s->timeout));
 }

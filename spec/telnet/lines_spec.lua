@@ -95,6 +95,11 @@ describe("telnet session lines taken from the stream's buffer", function()
     reads({ "abc\3three\r\n", T.IAC .. "\244two\r\n" }, { "!interrupted", "three", "!interrupted", "two", "!closed" })
   end)
 
+  it("reads lines of any length when max_line is math.huge", function()
+    local long = ("x"):rep(70000)
+    reads({ long .. "\r\n", "short\r\n" }, { long, "short", "!closed" }, { negotiate = false, max_line = math.huge })
+  end)
+
   it("reports a timeout the same way", function()
     for _, direct in ipairs{ true, false } do
       H.run(function()
@@ -142,6 +147,21 @@ describe("telnet session output written into the stream's buffer", function()
     local want = "a\r\nb\r\nc\r\0d\255\255\r\n" .. "e\r\nf\r\0" .. "42\r\n"
     assert.equal(want, wire(true, ""))
     assert.equal(want, wire(false, ""))
+  end)
+
+  it("raises on a write of a table and goes on writing after it", function()
+    for _, direct in ipairs{ true, false } do
+      H.run(function()
+        local c, s = H.pair()
+        local sess = session.new(direct and s or wrapped(s), { negotiate = false })
+        assert.has_error(function() sess:write({}) end)
+        assert.truthy(sess:print("still here"))
+        sess:flush()
+        assert.equal("still here\r\n", T.read_until(c, "\r\n"))
+        c:close()
+        sess:close()
+      end)
+    end
   end)
 
   it("under our BINARY still ends printed lines with CR LF", function()

@@ -132,6 +132,9 @@ end
 -- @tparam string text
 -- @return true, or `nil, err`
 function session:write(text)
+  local t = type(text)
+  -- checked before send marks the session as writing
+  if t ~= "string" and t ~= "number" then error("bad argument #1 to 'write' (string expected, got " .. t .. ")", 2) end
   return send(self, text, false)
 end
 
