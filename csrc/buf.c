@@ -19,7 +19,21 @@
 typedef struct pool { char *blk[POOL_KEEP]; int n; } pool;
 static __thread pool pools[2];   /* [0]: 4 KiB, [1]: 16 KiB */
 
+/* AddressSanitizer builds skip the lists: a reused block would hide a
+   use after free from it */
+#if defined(__SANITIZE_ADDRESS__)
+#define POOLING 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOLING 0
+#endif
+#endif
+#ifndef POOLING
+#define POOLING 1
+#endif
+
 static pool *pool_of(size_t cap) {
+  if (!POOLING) return NULL;
   return cap == 4096 ? &pools[0] : cap == 16384 ? &pools[1] : NULL;
 }
 
