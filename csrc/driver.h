@@ -147,8 +147,9 @@ const char *parley_stream_tls_accept(lua_State *L, struct stream *s, int ctxidx)
 ** values, see push_request in http.c; *used set).
 ** parley_http_response_head checks status, fields [, reason [, minor]]
 ** at arg..arg+3 as core.http.response_head does (raising on header
-** injection), adds a Date field of now when `date` is set, and hands the
-** head to emit.
+** injection), adds the server's own fields from server, length and
+** connection at arg+6..arg+8 and a Date field of now when `date` is set,
+** and hands the head to emit.
 */
 int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
                                 int limits, size_t seen, size_t *used,

@@ -776,13 +776,13 @@ end)
 
 describe("http.parse_request with a request metatable", function()
   local mt = { __name = "test.request" }
-  local function req(head, peer, conn)
+  local function parse_obj(head, peer, conn)
     return http.parse_request(head, 1, nil, nil, mt, peer or "10.0.0.1", conn or "conn")
   end
 
   it("builds the request object a server hands its handler", function()
     local head = "GET /a%20b/c?x=1&y=%41 HTTP/1.1\r\nHost: h\r\nUser-Agent: t\r\n\r\n"
-    local n, r, keep, kind, len, refuse = req(head)
+    local n, r, keep, kind, len, refuse = parse_obj(head)
     assert.are.equal(#head, n)
     assert.are.equal(mt, getmetatable(r))
     assert.are.same({ "GET", "/a%20b/c?x=1&y=%41", 1, "/a b/c", "x=1&y=%41", "10.0.0.1", "conn" },
@@ -795,18 +795,18 @@ describe("http.parse_request with a request metatable", function()
   end)
 
   it("takes the path of an absolute-form target", function()
-    local _, r = req("GET HTTPS://example.com:8443/p%2fq?z HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    local _, r = parse_obj("GET HTTPS://example.com:8443/p%2fq?z HTTP/1.1\r\nHost: example.com\r\n\r\n")
     assert.are.same({ "/p/q", "z" }, { r.path, r.query })
-    _, r = req("GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    _, r = parse_obj("GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n")
     assert.are.equal("/", r.path)
-    _, r = req("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+    _, r = parse_obj("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
     assert.are.equal("*", r.path)
-    _, r = req("GET /100%25%zz%4 HTTP/1.1\r\nHost: x\r\n\r\n")
+    _, r = parse_obj("GET /100%25%zz%4 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert.are.equal("/100%%zz%4", r.path)
   end)
 
   it("says whether the connection stays open", function()
-    local function keep(head) return select(3, req(head)) end
+    local function keep(head) return select(3, parse_obj(head)) end
     assert.is_true(keep("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
     assert.is_false(keep("GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, CLOSE\r\n\r\n"))
     assert.is_false(keep("GET / HTTP/1.1\r\nHost: x\r\nConnection: a\r\nConnection: close\r\n\r\n"))
@@ -816,14 +816,14 @@ describe("http.parse_request with a request metatable", function()
   end)
 
   it("gives the body's framing, or why it is refused", function()
-    local _, _, _, kind, len = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
+    local _, _, _, kind, len = parse_obj("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n")
     assert.are.same({ "length", 5 }, { kind, len })
-    _, _, _, kind, len = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
+    _, _, _, kind, len = parse_obj("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n")
     assert.are.same({ "length", 5 }, { kind, len })
-    _, _, _, kind = req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    _, _, _, kind = parse_obj("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
     assert.are.equal("chunked", kind)
     local n, r, keep, reason, status
-    n, r, keep, kind, reason, status = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+    n, r, keep, kind, reason, status = parse_obj("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
       .. "Content-Length: 6\r\n\r\n")
     assert.is_number(n)
     assert.are.equal("POST", r.method)
@@ -834,29 +834,29 @@ describe("http.parse_request with a request metatable", function()
   end)
 
   it("refuses a missing or repeated Host in HTTP/1.1 and an unknown Expect", function()
-    assert.are.equal(400, select(6, req("GET / HTTP/1.1\r\n\r\n")))
-    assert.are.equal(400, select(6, req("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")))
-    assert.are.equal(400, select(6, req("GET / HTTP/1.1\r\nHost: a,b\r\n\r\n")))
-    assert.is_nil((select(6, req("GET / HTTP/1.0\r\n\r\n"))))
-    assert.are.equal(417, select(6, req("GET / HTTP/1.1\r\nHost: a\r\nExpect: x\r\n\r\n")))
-    assert.are.equal(417, select(6, req("POST / HTTP/1.0\r\nExpect: 100-continue\r\n"
+    assert.are.equal(400, select(6, parse_obj("GET / HTTP/1.1\r\n\r\n")))
+    assert.are.equal(400, select(6, parse_obj("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")))
+    assert.are.equal(400, select(6, parse_obj("GET / HTTP/1.1\r\nHost: a,b\r\n\r\n")))
+    assert.is_nil((select(6, parse_obj("GET / HTTP/1.0\r\n\r\n"))))
+    assert.are.equal(417, select(6, parse_obj("GET / HTTP/1.1\r\nHost: a\r\nExpect: x\r\n\r\n")))
+    assert.are.equal(417, select(6, parse_obj("POST / HTTP/1.0\r\nExpect: 100-continue\r\n"
       .. "Content-Length: 1\r\n\r\n")))
   end)
 
   it("marks an Expect: 100-continue that comes with a body", function()
-    local _, r, _, _, _, refuse = req("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n"
+    local _, r, _, _, _, refuse = parse_obj("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n"
       .. "Content-Length: 1\r\n\r\n")
     assert.is_true(rawget(r, "_continue"))
     assert.is_nil(refuse)
-    _, r, _, _, _, refuse = req("GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
+    _, r, _, _, _, refuse = parse_obj("GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
     assert.is_nil(rawget(r, "_continue"))
     assert.is_nil(refuse)
   end)
 
   it("gives what the plain form gives for incomplete and malformed heads", function()
-    assert.is_nil(req("GET / HTTP/1.1\r\nHost: a\r\n"))
-    assert.are.same({ http.parse_request("GET\r\n\r\n") }, { req("GET\r\n\r\n") })
-    assert.are.equal(400, select(3, req("GET\r\n\r\n")))
+    assert.is_nil(parse_obj("GET / HTTP/1.1\r\nHost: a\r\n"))
+    assert.are.same({ http.parse_request("GET\r\n\r\n") }, { parse_obj("GET\r\n\r\n") })
+    assert.are.equal(400, select(3, parse_obj("GET\r\n\r\n")))
   end)
 end)
 
