@@ -64,6 +64,13 @@
 **   order: by their integer field key, equal keys in array order (raises
 **   if one has none).  For the first numbering of a large Maildir, where
 **   table.sort would call back into Lua for every comparison.
+** fs.maildir_claim(dir, recs, known_new, known_cur, uids) -> count
+**   Moves the records' files from <dir>/new/ to <dir>/cur/ as
+**   "<name>:2,<flags>" (renameat on the two directories: no path walk per
+**   file), and for each one moved sets its file, path and new (false) in
+**   place, drops known_new[old file], sets known_cur[new file] = record
+**   and uids[record.uid] = true.  A file that is gone is skipped.  Returns
+**   how many moved, or nil, err, errno if a directory cannot be opened.
 ** fs.maildir_uidlist(header, recs) -> string   the text of a uidlist
 **   (dovecot-uidlist version 3): header, then "<uid> :<name>\n" for each
 **   record of the array recs (integer field uid, string field name), in
@@ -790,6 +797,95 @@ static int l_maildir_sort(lua_State *L) {
   return 1;
 }
 
+static int l_maildir_claim(lua_State *L) {
+  size_t dlen;
+  const char *dir = luaL_checklstring(L, 1, &dlen);
+  lua_Integer n, i, moved = 0;
+  int newfd, curfd;
+  char *buf, *file;
+  size_t cap;
+  int k;
+  for (k = 2; k <= 5; k++) luaL_checktype(L, k, LUA_TTABLE);
+  lua_settop(L, 5);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  lua_pushliteral(L, "name");               /* 6 */
+  lua_pushliteral(L, "file");               /* 7 */
+  lua_pushliteral(L, "path");               /* 8 */
+  lua_pushliteral(L, "flags");              /* 9 */
+  lua_pushliteral(L, "new");                /* 10 */
+  lua_pushliteral(L, "uid");                /* 11 */
+  /* "<dir>/cur/" then the new file name (at most 255 bytes) */
+  cap = dlen + 5 + 256;
+  buf = lua_newuserdatauv(L, cap, 0);       /* 12 */
+  memcpy(buf, dir, dlen);
+  memcpy(buf + dlen, "/new", 5);
+  newfd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (newfd < 0) return push_errno(L, errno);
+  memcpy(buf + dlen, "/cur", 5);
+  curfd = open(buf, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (curfd < 0) {
+    int e = errno;
+    close(newfd);
+    return push_errno(L, e);
+  }
+  buf[dlen + 4] = '/';
+  file = buf + dlen + 5;
+  for (i = 1; i <= n; i++) {
+    const char *name, *old, *flags;
+    size_t nlen, flen;
+    if (lua_rawgeti(L, 2, i) != LUA_TTABLE) { lua_pop(L, 1); continue; }   /* 13 */
+    lua_pushvalue(L, 6);
+    lua_rawget(L, 13);                      /* 14 name */
+    lua_pushvalue(L, 7);
+    lua_rawget(L, 13);                      /* 15 old file */
+    lua_pushvalue(L, 9);
+    lua_rawget(L, 13);                      /* 16 flags */
+    lua_pushvalue(L, 11);
+    lua_rawget(L, 13);                      /* 17 uid */
+    name = lua_tolstring(L, 14, &nlen);
+    old = lua_tostring(L, 15);
+    flags = lua_tolstring(L, 16, &flen);
+    if (name == NULL || old == NULL || flags == NULL || nlen + 3 + flen > 255 ||
+        lua_type(L, 14) != LUA_TSTRING || lua_type(L, 15) != LUA_TSTRING ||
+        lua_isnil(L, 17)) {
+      close(newfd);
+      close(curfd);
+      return luaL_argerror(L, 2, "records with name, file, flags and uid expected");
+    }
+    memcpy(file, name, nlen);
+    memcpy(file + nlen, ":2,", 3);
+    memcpy(file + nlen + 3, flags, flen);
+    file[nlen + 3 + flen] = '\0';
+    if (renameat(newfd, old, curfd, file) == 0) {
+      lua_pushlstring(L, file, nlen + 3 + flen);   /* 18 new file */
+      lua_pushvalue(L, 15);
+      lua_pushnil(L);
+      lua_rawset(L, 3);                     /* known_new[old] = nil */
+      lua_pushvalue(L, 7);
+      lua_pushvalue(L, 18);
+      lua_rawset(L, 13);                    /* rec.file */
+      lua_pushvalue(L, 18);
+      lua_pushvalue(L, 13);
+      lua_rawset(L, 4);                     /* known_cur[file] = rec */
+      lua_pushvalue(L, 8);
+      lua_pushlstring(L, buf, dlen + 5 + nlen + 3 + flen);
+      lua_rawset(L, 13);                    /* rec.path */
+      lua_pushvalue(L, 10);
+      lua_pushboolean(L, 0);
+      lua_rawset(L, 13);                    /* rec.new */
+      lua_pushvalue(L, 17);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, 5);                     /* uids[rec.uid] = true */
+      moved++;
+    }
+    lua_settop(L, 12);
+  }
+  close(newfd);
+  close(curfd);
+  lua_pushinteger(L, moved);
+  return 1;
+}
+
 static int l_maildir_uidlist(lua_State *L) {
   lua_Integer n, i;
   luaL_Buffer b;
@@ -1031,6 +1127,7 @@ int parley_open_fs(lua_State *L) {
     {"maildir_list", l_maildir_list},
     {"maildir_sort", l_maildir_sort},
     {"maildir_uidlist", l_maildir_uidlist},
+    {"maildir_claim", l_maildir_claim},
     {"stat", l_stat},
     {"lstat", l_lstat},
     {"realpath", l_realpath},

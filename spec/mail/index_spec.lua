@@ -277,6 +277,29 @@ describe("maildir index", function()
       assert.equal(1, other.nnew)
     end)
 
+    it("claims files in C by name, flags and UID, skipping a file that is gone", function()
+      local d = mb.dir
+      for _, f in ipairs(fs.listdir(d .. "/new")) do os.remove(d .. "/new/" .. f) end
+      local long, short = "1700000000.M1P1Q1.a-long-host-name,S=4", "1700000000.M2P1Q2.h"
+      T.write(d .. "/new/" .. long, "x\n"); T.write(d .. "/new/" .. short, "y\n")
+      local r1 = { name = long, file = long, flags = "", uid = 7, path = d .. "/new/" .. long }
+      local r2 = { name = short, file = short, flags = "S", uid = 9, path = d .. "/new/" .. short }
+      local r3 = { name = "gone", file = "gone", flags = "", uid = 11 }
+      local knew, kcur, uids = { [long] = r1, [short] = r2 }, {}, {}
+      assert.equal(2, fs.maildir_claim(d, { r1, r2, r3 }, knew, kcur, uids))
+      local cur = fs.listdir(d .. "/cur")
+      table.sort(cur)
+      assert.same({ long .. ":2,", short .. ":2,S" }, cur)
+      assert.same({ [7] = true, [9] = true }, uids)
+      assert.same({}, knew)
+      assert.equal(r2, kcur[short .. ":2,S"])
+      assert.equal(d .. "/cur/" .. short .. ":2,S", r2.path)
+      assert.is_false(r1.new)
+      assert.equal("gone", r3.file)
+      assert.has_error(function() fs.maildir_claim(d, { { name = "x" } }, {}, {}, {}) end)
+      assert.is_nil(fs.maildir_claim(d .. "/nowhere", {}, {}, {}, {}))
+    end)
+
     it("shares one index per Maildir in a process", function()
       assert.equal(index.of(mb), index.of(store:mailbox("alice")))
       assert.are_not.equal(index.of(mb), index.new(mb))

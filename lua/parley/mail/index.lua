@@ -283,24 +283,13 @@ end
 
 -- Moves the fresh records of new/ to cur/ (`<name>:2,<flags>`) before
 -- their snapshot is published, changing them in place (no copies: no one
--- holds them yet). Returns the set of their UIDs and how many moved; a
--- record whose file is gone stays as it was.
+-- holds them yet; in C, renameat on the two directories). Returns the set
+-- of their UIDs and how many moved; a record whose file is gone stays as
+-- it was.
 local function claim(self, fresh, s)
-  local knew, kcur, cur = self.known.new, self.known.cur, self.cur
-  local rename = fs.rename
-  local recent, moved = {}, 0
-  for i = 1, #fresh do
-    local r = fresh[i]
-    local file = r.name .. ":2," .. r.flags
-    local path = cur .. file
-    if rename(r.path, path) then
-      knew[r.file] = nil
-      kcur[file] = r
-      r.file, r.path, r.new = file, path, false
-      recent[r.uid] = true
-      moved = moved + 1
-    end
-  end
+  local recent = {}
+  local moved = fs.maildir_claim(self.dir, fresh, self.known.new, self.known.cur, recent)
+  if not moved then return nil, 0 end   -- (new/ or cur/ gone: nothing moved)
   s.nnew = s.nnew - moved
   return recent, moved
 end
