@@ -126,6 +126,27 @@ describe("http client", function()
     end)
   end)
 
+  it("keeps credentials given as an ordered header list from another origin on a redirect", function()
+    U.with_app(function(a)
+      a:get("/seen", function(req)
+        return 200, (req.headers.authorization or "-") .. " " .. (req.headers.cookie or "-")
+          .. " " .. (req.headers["x-keep"] or "-")
+      end)
+    end, function(other)
+      U.with_app(function(a)
+        a:get("/away", function(_, res) return res:redirect("http://127.0.0.1:" .. other.port .. "/seen") end)
+      end, function(srv)
+        for _, headers in ipairs{
+          { "Authorization", "Bearer secret", "Cookie", "c=1", "X-Keep", "yes" },
+          { Authorization = "Bearer secret", cookie = "c=1", ["X-Keep"] = "yes" } } do
+          local r = assert(client.request{ url = "http://127.0.0.1:" .. srv.port .. "/away",
+            headers = headers })
+          assert.equal("- - yes", r.body)
+        end
+      end)
+    end)
+  end)
+
   it("turns a POST into a GET after 303", function()
     U.with_app(app, function(srv)
       local r = assert(client.request{ url = "http://127.0.0.1:" .. srv.port .. "/see-other", body = "x" })

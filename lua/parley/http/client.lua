@@ -347,6 +347,26 @@ local function build_headers(o, ep, data, method)
   return h, framing
 end
 
+local CREDENTIALS = { authorization = true, cookie = true, ["proxy-authorization"] = true }
+
+-- request headers (map or ordered array) minus the credentials, which
+-- stay with their origin when a redirect leaves it
+local function without_credentials(given)
+  local copy = {}
+  if given[1] then
+    for i = 1, #given, 2 do
+      if not CREDENTIALS[lower(given[i])] then
+        copy[#copy + 1], copy[#copy + 2] = given[i], given[i + 1]
+      end
+    end
+  else
+    for k, v in pairs(given) do
+      if not CREDENTIALS[lower(k)] then copy[k] = v end
+    end
+  end
+  return copy
+end
+
 local function resolve(base, loc)
   return url.absolute(base, loc)
 end
@@ -460,11 +480,7 @@ function M.request(o)
       return res   -- a consumed stream cannot be sent again
     end
     if nep.key ~= ep.key and o.headers then
-      -- credentials stay with their host
-      local copy = {}
-      for k, v in pairs(o.headers) do copy[k] = v end
-      copy.Authorization, copy.authorization, copy.Cookie, copy.cookie = nil, nil, nil, nil
-      o = setmetatable({ headers = copy }, { __index = o })
+      o = setmetatable({ headers = without_credentials(o.headers) }, { __index = o })
     end
     u = nu
   end
