@@ -6,6 +6,7 @@ local parley = require "parley"
 local core = require "parley.core"
 local V = require "parley.imap.view"
 local index = require "parley.mail.index"
+local maildir = require "parley.mail.maildir"
 local F = require "parley.imap.fetch"
 local S = require "parley.imap.search"
 local mailbox = require "parley.imap.mailbox"
@@ -209,8 +210,9 @@ local function select(s, cmd, args, tag, readonly)
   if not view then return "NO", "cannot open mailbox: " .. tostring(err) end
   s.view = view
   local recent, first = view:counts()
-  s:send("* FLAGS " .. V.FLAGS .. "\r\n")
-  s:send("* OK [PERMANENTFLAGS " .. (readonly and "()" or V.PERMANENTFLAGS) .. "] flags permitted\r\n")
+  local flags, permanent = V.flag_lists(view.kw)
+  s:send("* FLAGS " .. flags .. "\r\n")
+  s:send("* OK [PERMANENTFLAGS " .. (readonly and "()" or permanent) .. "] flags permitted\r\n")
   s:send("* " .. view:count() .. " EXISTS\r\n")
   s:send("* " .. recent .. " RECENT\r\n")
   if first then s:send("* OK [UNSEEN " .. first .. "] first unseen\r\n") end
@@ -367,7 +369,11 @@ function H.APPEND(s, cmd, args)
         return "BAD", "invalid flag"
       end
     end
-    letters = V.letters(flags)
+    local sys, kws = V.letters(flags)
+    if not sys then return "BAD", kws end
+    -- keywords: the target mailbox's letters (made there if new)
+    letters, err = V.mailbox_letters(s.store:mailbox(s.user, name), flags)
+    if not letters then return "NO", "cannot store keywords: " .. tostring(err), "LIMIT" end
   end
   local d
   d, err = s.store:delivery(s.user, name)
@@ -538,7 +544,15 @@ function H.STORE(s, cmd, args)
   end
   local view = s.view
   if view.readonly then return "NO", "mailbox is read-only" end
-  local letters = V.letters(list)
+  local sys, kws = V.letters(list)
+  if not sys then return "BAD", kws end
+  -- (-FLAGS of a keyword the mailbox never named removes nothing)
+  local letters, kerr = V.mailbox_letters(view.mb, list, op == "-")
+  if not letters then
+    -- RFC 3501 §7.1: without \* in PERMANENTFLAGS no new keyword is kept
+    return "NO", "cannot store keywords: " .. tostring(kerr), "LIMIT"
+  end
+  if kws and op ~= "-" then view:sync_keywords(function(l) s:send(l) end) end
   local failed = false
   for _, i in ipairs(seqs) do
     local m = view.msgs[i]
@@ -549,12 +563,12 @@ function H.STORE(s, cmd, args)
       local now = view:current(m)
       local new
       if op == "" then new = letters
-      elseif op == "+" then new = V.letters(V.imap_flags(now.flags .. letters))
+      elseif op == "+" then new = maildir.flags(now.flags .. letters)
       else new = (now.flags:gsub("[" .. (letters == "" and "%z" or letters) .. "]", "")) end
       local nm = view:set_flags(now, new)
       if nm then m = nm else failed = true end
       if silent == "" then
-        local items = { "FLAGS", V.imap_flags(m.flags, view:is_recent(m)) }
+        local items = { "FLAGS", V.imap_flags(m.flags, view:is_recent(m), view.kw) }
         if cmd.uid then items[3], items[4] = "UID", m.uid end
         s:send(imap.fetch_response(i, items))
       end
@@ -592,8 +606,8 @@ local function copy_or_move(s, cmd, args, move)
   if not mailbox.exists(s, name) then return "NO", "no such mailbox", "TRYCREATE" end
   local view = s.view
   if move and view.readonly then return "NO", "mailbox is read-only" end
-  local res, rerr = mailbox.copy(s, seqs, name, move)
-  if not res then return "NO", rerr end
+  local res, rerr, rcode = mailbox.copy(s, seqs, name, move)
+  if not res then return "NO", rerr, rcode end
   local code
   if #res.src > 0 then
     code = "COPYUID " .. res.validity .. " " .. table.concat(res.src, ",") .. " " .. table.concat(res.dst, ",")

@@ -10,6 +10,7 @@
 local core = require "parley.core"
 local message = require "parley.mail.message"
 local V = require "parley.imap.view"
+local maildir = require "parley.mail.maildir"
 
 local imap = core.imap
 local quote = imap.quote
@@ -260,14 +261,17 @@ end
 
 local RFC822_ATT, HEADER_ATT, TEXT_ATT = {}, { text = "HEADER" }, { text = "TEXT" }
 
--- "(\\Seen \\Recent)" for Maildir letters, memoised
-local flag_texts = {}
-local function flags_text(letters, recent)
+-- "(\\Seen \\Recent)" for Maildir letters, memoised per keyword table
+local flag_texts = setmetatable({}, { __mode = "k" })
+local NO_KEYWORDS = {}
+local function flags_text(letters, recent, kw)
+  local memo = flag_texts[kw or NO_KEYWORDS]
+  if not memo then memo = {}; flag_texts[kw or NO_KEYWORDS] = memo end
   local k = recent and letters .. "+" or letters
-  local t = flag_texts[k]
+  local t = memo[k]
   if not t then
-    t = "(" .. concat(V.imap_flags(letters, recent), " ") .. ")"
-    flag_texts[k] = t
+    t = "(" .. concat(V.imap_flags(letters, recent, kw), " ") .. ")"
+    memo[k] = t
   end
   return t
 end
@@ -317,7 +321,7 @@ function M.run(s, seqs, atts, uid)
     ctx.raw, ctx.head, ctx.parsed = nil, nil, nil
     local flags_changed = false
     if sets_seen and not find(m.flags, "S", 1, true) then
-      local letters = V.letters(V.imap_flags(m.flags .. "S"))
+      local letters = maildir.flags(m.flags .. "S")
       local nm = view:set_flags(m, letters)
       if nm then m = nm; flags_changed = true end
     end
@@ -330,7 +334,7 @@ function M.run(s, seqs, atts, uid)
       if name == "UID" then
         -- written first
       elseif name == "FLAGS" then
-        n = add(out, n, "FLAGS", flags_text(m.flags, recent[m.uid]))
+        n = add(out, n, "FLAGS", flags_text(m.flags, recent[m.uid], view.kw))
       elseif name == "RFC822.SIZE" then
         n = add(out, n, "RFC822.SIZE", M.size(view, m))
       elseif name == "INTERNALDATE" then
@@ -362,7 +366,7 @@ function M.run(s, seqs, atts, uid)
       end
     end
     if ok then
-      if flags_changed and not want_flags then n = add(out, n, "FLAGS", flags_text(m.flags, recent[m.uid])) end
+      if flags_changed and not want_flags then n = add(out, n, "FLAGS", flags_text(m.flags, recent[m.uid], view.kw)) end
       n = n + 1; out[n] = ")\r\n"
       conn:send(concat(out, "", 1, n))
     else

@@ -12,6 +12,7 @@ local index = require "parley.mail.index"
 
 local imap = core.imap
 local fs = core.fs
+local find = string.find
 
 local M = {}
 
@@ -218,10 +219,21 @@ end
 
 -- COPY / MOVE ------------------------------------------------------------
 
+-- The Maildir letters of `letters` (the source view's) in `target`:
+-- each mailbox numbers its keywords itself (its own dovecot-keywords).
+local function remap(view, target, letters)
+  if not find(letters, "%l") then return letters end
+  if view.dir == target.dir then return letters end
+  local list = V.imap_flags(letters, false, view.mb:keywords())
+  return V.mailbox_letters(target, list)
+end
+
 --- Copies (or moves) messages of the selected mailbox into `name`.
 -- COPY writes each message anew (a store delivery, fsync'ed); MOVE renames
 -- the file into the target's `cur/` (atomic, same file system) and marks
--- it gone in the view. @return {validity=, src={uids}, dst={uids}}, or nil, err
+-- it gone in the view. Keywords keep their names (letters are the target
+-- mailbox's). @return {validity=, src={uids}, dst={uids}}, or nil, err
+-- (code "LIMIT" when the target cannot name one more keyword)
 function M.copy(s, seqs, name, move)
   local view = s.view
   local target, err = s.store:mailbox(s.user, name)
@@ -229,6 +241,17 @@ function M.copy(s, seqs, name, move)
   if not target:exists() then
     local _, e = target:uids()   -- makes the Maildir
     if e and not target:exists() then return nil, e end
+  end
+  -- every keyword the messages carry gets its letter in the target first:
+  -- a full target refuses the whole command before anything is copied
+  local flags = {}
+  for _, i in ipairs(seqs) do
+    local m = view.msgs[i]
+    if not m.gone and not flags[m.flags] then
+      local l, kerr = remap(view, target, m.flags)
+      if not l then return nil, "cannot copy keywords: " .. tostring(kerr), "LIMIT" end
+      flags[m.flags] = l
+    end
   end
   local names, src = {}, {}
   local failed
@@ -239,7 +262,7 @@ function M.copy(s, seqs, name, move)
         local path = view:path(m)
         local ok, rerr
         if path then
-          ok, rerr = fs.rename(path, target.dir .. "/cur/" .. m.name .. ":2," .. m.flags, true)
+          ok, rerr = fs.rename(path, target.dir .. "/cur/" .. m.name .. ":2," .. flags[m.flags], true)
         end
         if ok then
           view:mark_gone(i)
@@ -255,7 +278,7 @@ function M.copy(s, seqs, name, move)
         if raw then
           local path0 = view:path(m)
           local st = path0 and fs.stat(path0)
-          local newname, path = s.store:deliver(s.user, raw, name, m.flags)
+          local newname, path = s.store:deliver(s.user, raw, name, flags[m.flags])
           if newname then
             if st then fs.utime(path, st.mtime, st.mtime) end
             names[#names + 1] = newname

@@ -123,9 +123,10 @@ local function key(args, i, view, depth)
   elseif k == "KEYWORD" or k == "UNKEYWORD" then
     local kw = arg(1)
     if not kw then return nil, k .. " needs a flag" end
-    -- keywords are not stored (PERMANENTFLAGS has no \*): none has one,
-    -- but the system flags named as keywords still work
+    -- the mailbox's keyword letter (a name it never knew: no message has
+    -- it); the system flags named as keywords work too
     local letter = require("parley.imap.view").TO_LETTER[kw:upper()]
+      or view.kw and view.kw.letter[kw:lower()]
     if letter then return select(1, flag(letter, k == "KEYWORD")), i + 2 end
     return function() return k == "UNKEYWORD" end, i + 2
   elseif k == "LARGER" or k == "SMALLER" then

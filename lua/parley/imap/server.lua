@@ -10,8 +10,15 @@
 -- NAMESPACE (2342), ENABLE (5161), SPECIAL-USE (6154), UNSELECT (3691),
 -- CHILDREN (3348), ID (2971), SASL-IR (4959), AUTH=PLAIN (4616),
 -- STARTTLS (3501 §6.2.1, 2595) with a certificate, LOGINDISABLED.
--- Not implemented: CONDSTORE/QRESYNC, IMAP4rev2, keywords (PERMANENTFLAGS
--- lists the five system flags only, without `\*`).
+-- Not implemented: CONDSTORE/QRESYNC, IMAP4rev2.
+--
+-- Keywords are stored as Dovecot stores them, so both read the same
+-- Maildir: the letters `a`-`z` after the `:2,` system-flag letters, named
+-- in each mailbox's `dovecot-keywords` (`<n> <name>` lines, written whole
+-- under Dovecot's `dovecot-keywords.lock`). FLAGS and PERMANENTFLAGS list
+-- the mailbox's keywords and `\*`; a 27th keyword is refused with
+-- `NO [LIMIT]` (and `\*` is no longer offered, RFC 3501 §7.1). COPY and
+-- MOVE carry keywords by name (each mailbox numbers its own).
 --
 -- Passwords (LOGIN, AUTHENTICATE PLAIN) cross a cleartext connection only
 -- as `allow_plaintext_auth` says (default: from loopback peers); otherwise

@@ -23,9 +23,15 @@
 -- `new/` when this session first saw them (a read-write SELECT moves them
 -- to `cur/`, as Dovecot does, so the next session does not see them as
 -- recent), kept as a set of UIDs (`is_recent`).
+--
+-- Keywords are Dovecot's: the letters `a`-`z` after the system letters,
+-- named in the Maildir's `dovecot-keywords` (`maildir` keeps that file);
+-- the view holds the names as it last read them (`kw`) and announces new
+-- ones with `* FLAGS` and `PERMANENTFLAGS` at the next sync.
 -- @module parley.imap.view
 local core = require "parley.core"
 local index = require "parley.mail.index"
+local maildir = require "parley.mail.maildir"
 
 local find = string.find
 
@@ -37,8 +43,22 @@ local FROM_LETTER = { S = "\\Seen", R = "\\Answered", F = "\\Flagged", T = "\\De
 -- the order FLAGS lists them in
 local ORDER = { "R", "F", "T", "S", "D" }
 M.TO_LETTER, M.FROM_LETTER = TO_LETTER, FROM_LETTER
-M.FLAGS = "(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
-M.PERMANENTFLAGS = "(\\Answered \\Flagged \\Deleted \\Seen \\Draft)"
+local SYSTEM = "\\Answered \\Flagged \\Deleted \\Seen \\Draft"
+
+--- The FLAGS and PERMANENTFLAGS lists of a mailbox with keywords `kw`
+-- (`maildir` mailbox:keywords()): the system flags, the keywords, and
+-- `\*` (new keywords can be made) while fewer than 26 are named.
+-- @treturn string "(\\Answered ... Junk)"
+-- @treturn string "(\\Answered ... Junk \\*)"
+function M.flag_lists(kw)
+  local t = { SYSTEM }
+  for i = 1, 26 do
+    if kw and kw.names[i] then t[#t + 1] = kw.names[i] end
+  end
+  local flags = "(" .. table.concat(t, " ") .. ")"
+  if not kw or kw.count < 26 then t[#t + 1] = "\\*" end
+  return flags, "(" .. table.concat(t, " ") .. ")"
+end
 
 -- Per-process sharing: dir -> { gen = n, cond = parley.cond }
 local shared = {}
@@ -73,29 +93,56 @@ local function own(m)
   return c
 end
 
---- IMAP flag atoms for a Maildir flag string (and \Recent).
+--- IMAP flag atoms for a Maildir flag string (and \Recent): the system
+-- flags, then the keywords `kw` names (a letter it does not name is left
+-- out).
 -- @treturn table array of flag atoms
-function M.imap_flags(letters, recent)
+function M.imap_flags(letters, recent, kw)
   local t = {}
   for i = 1, 5 do
     local c = ORDER[i]
-    if letters:find(c, 1, true) then t[#t + 1] = FROM_LETTER[c] end
+    if find(letters, c, 1, true) then t[#t + 1] = FROM_LETTER[c] end
+  end
+  if kw and find(letters, "%l") then
+    for c in letters:gmatch("%l") do
+      local name = kw.names[c:byte() - 96]
+      if name then t[#t + 1] = name end
+    end
   end
   if recent then t[#t + 1] = "\\Recent" end
   return t
 end
 
---- Maildir letters for a list of IMAP flags; unknown flags (keywords)
--- are returned in the second value (they cannot be stored permanently).
+--- Maildir letters for the system flags of a list of IMAP flags, and the
+-- keywords in it (an array, or nil). \Recent is left out (no client sets
+-- it); nil, err for another flag starting with "\".
 function M.letters(list)
-  local out, other = {}, nil
+  local out, keywords = {}, nil
   for _, f in ipairs(list) do
-    local l = TO_LETTER[f:upper()]
+    local u = f:upper()
+    local l = TO_LETTER[u]
     if l then out[#out + 1] = l
-    elseif f:upper() ~= "\\RECENT" then other = other or {}; other[#other + 1] = f end
+    elseif u ~= "\\RECENT" then
+      if f:sub(1, 1) == "\\" then return nil, "unknown system flag " .. f end
+      keywords = keywords or {}
+      keywords[#keywords + 1] = f
+    end
   end
   table.sort(out)
-  return table.concat(out), other
+  return table.concat(out), keywords
+end
+
+--- Maildir letters for a list of IMAP flags in mailbox `mb`, keywords
+-- included: names it does not know yet are added to its
+-- `dovecot-keywords` unless `lookup` (then they are left out).
+-- @return letters, or nil, err ("too many keywords", "unknown system flag")
+function M.mailbox_letters(mb, list, lookup)
+  local sys, keywords = M.letters(list)
+  if not sys then return nil, keywords end
+  if not keywords then return sys end
+  local kl, err = mb:keyword_letters(keywords, lookup)
+  if not kl then return nil, err end
+  return maildir.flags(sys .. kl)
 end
 
 local methods = {}
@@ -117,7 +164,7 @@ function M.open(store, user, folder, readonly)
   if not snap then return nil, claimed end
   local self = setmetatable({ mb = mb, idx = idx, dir = mb.dir, store = store, user = user,
     folder = folder, readonly = readonly, snap = snap, msgs = snap.list,
-    recent = claimed or {} }, mt)
+    recent = claimed or {}, kw = mb:keywords() }, mt)
   idx.users = idx.users + 1
   self.shared = share(mb.dir)
   self.shared.users = self.shared.users + 1
@@ -258,9 +305,10 @@ function methods:sync(send, expunge_ok, force)
   local sh = self.shared
   local snap = self.idx:snapshot()
   if not snap then return false end
+  local sent_flags = self:sync_keywords(send)
   if snap == self.snap and not force and (not sh or sh.gen == self.gen)
       and not (expunge_ok and self.pending) then
-    return false
+    return sent_flags
   end
   if sh then self.gen = sh.gen end
   if snap.validity ~= self.uidvalidity then
@@ -272,11 +320,11 @@ function methods:sync(send, expunge_ok, force)
   self.uidnext = snap.nextuid
   local old, fresh = self.msgs, snap.list
   self.snap = snap
-  if old == fresh then return false end
+  if old == fresh then return sent_flags end
   self.counted = nil
   local rec = self.recent
   -- walk both lists (ascending UIDs): gone, flags changed, kept
-  local msgs, sent, gone = {}, false, false
+  local msgs, sent, gone = {}, sent_flags, false
   local j, nf = 1, #fresh
   for i = 1, #old do
     local m = old[i]
@@ -287,7 +335,7 @@ function methods:sync(send, expunge_ok, force)
       gone = true
     elseif f ~= m and f.path ~= m.path then
       if f.flags ~= m.flags then
-        send(core.imap.fetch_response(i, { "FLAGS", M.imap_flags(f.flags, rec[m.uid]), "UID", m.uid }))
+        send(core.imap.fetch_response(i, { "FLAGS", M.imap_flags(f.flags, rec[m.uid], self.kw), "UID", m.uid }))
         sent = true
       end
       m = f
@@ -323,6 +371,25 @@ function methods:sync(send, expunge_ok, force)
     sent = true
   end
   return sent
+end
+
+--- Sends `* FLAGS` and `* OK [PERMANENTFLAGS]` when the mailbox's
+-- keywords changed since the view last looked (RFC 3501 §7.2.6).
+-- @treturn boolean whether anything was sent
+function methods:sync_keywords(send)
+  local kw = self.mb:keywords()
+  if kw == self.kw then return false end
+  local old = self.kw
+  self.kw = kw
+  if old and old.count == kw.count then
+    local same = true
+    for i = 1, 26 do if old.names[i] ~= kw.names[i] then same = false; break end end
+    if same then return false end
+  end
+  local flags, permanent = M.flag_lists(kw)
+  send("* FLAGS " .. flags .. "\r\n")
+  send("* OK [PERMANENTFLAGS " .. (self.readonly and "()" or permanent) .. "] flags permitted\r\n")
+  return true
 end
 
 --- Sets a message's flags on disk (Maildir letters) and in the view.

@@ -686,6 +686,154 @@ function mailbox_methods:uids(msgs)
 end
 
 -- --------------------------------------------------------------------------
+-- Keywords: dovecot-keywords
+-- --------------------------------------------------------------------------
+
+local KEYWORDS = "dovecot-keywords"
+M.KEYWORDS = KEYWORDS
+--- Keywords a Maildir can name: the letters a-z after the `:2,` flags.
+M.MAX_KEYWORDS = 26
+--- Seconds after which another writer's `dovecot-keywords.lock` is stale
+-- (Dovecot's own value: 2 minutes).
+M.KEYWORDS_LOCK_STALE = 120
+
+-- path -> parsed file, while its stamp holds (shared by every mailbox
+-- object and session of the process)
+local kw_cache = {}
+
+local function kw_stamp(st)
+  return st and (st.ino .. ":" .. st.size .. ":" .. st.mtime) or ""
+end
+
+-- "<n> <name>" lines (Dovecot skips anything else, so do we); names are
+-- looked up without regard to case, as Dovecot does
+local function parse_keywords(text)
+  local kw = { names = {}, letter = {}, count = 0 }
+  for idx, name in (text or ""):gmatch("(%d+) ([^\n]+)") do
+    idx = tonumber(idx)
+    if idx < M.MAX_KEYWORDS and not kw.letter[name:lower()] then
+      if not kw.names[idx + 1] then kw.count = kw.count + 1 end
+      kw.names[idx + 1] = name
+      kw.letter[name:lower()] = string.char(97 + idx)
+    end
+  end
+  return kw
+end
+
+--- The Maildir's keywords, as Dovecot keeps them in `dovecot-keywords`
+-- (`<n> <name>` lines; keyword n is the letter `a` + n in file names).
+-- The same table while the file is unchanged; never modify it.
+-- @return `{names = {[n + 1] = name}, letter = {[lowercase name] = letter},
+-- count = }`
+function mailbox_methods:keywords()
+  local path = self.dir .. "/" .. KEYWORDS
+  local stamp = kw_stamp(fs.stat(path))
+  local kw = kw_cache[path]
+  if kw and kw.stamp == stamp then return kw end
+  local text
+  if stamp ~= "" then
+    local fh = io.open(path, "rb")
+    if fh then text = fh:read("a"); fh:close() end
+  end
+  kw = parse_keywords(text)
+  kw.stamp = stamp
+  kw_cache[path] = kw
+  return kw
+end
+
+-- Takes dovecot-keywords.lock the way Dovecot does (a dot-lock file made
+-- with O_EXCL, replaced over the file when written); one older than
+-- KEYWORDS_LOCK_STALE is a dead writer's and is removed.
+local function keywords_lock(self)
+  local store, lock = self.store, self.dir .. "/" .. KEYWORDS .. ".lock"
+  local deadline = os.time() + store.lock_timeout
+  while true do
+    local f, err, errno = fs.open(lock, "wcx", store.file_mode)
+    if f then return f, lock end
+    if errno ~= EEXIST then return nil, err end
+    local st = fs.stat(lock)
+    if st and os.time() - st.mtime > M.KEYWORDS_LOCK_STALE then
+      fs.unlink(lock)
+    elseif os.time() > deadline then
+      return nil, "keywords locked"
+    else
+      core.sleep(0.01)
+    end
+  end
+end
+
+--- Letters for keyword names in this Maildir, adding the names it does
+-- not know yet to `dovecot-keywords` (under Dovecot's dot-lock, written
+-- whole and renamed over the file, its mtime always growing: Dovecot
+-- re-reads it only when the mtime changes).
+-- @tparam table names keyword names (any case)
+-- @tparam[opt] boolean lookup only: unknown names get no letter
+-- @return the letters (sorted), or nil, err ("too many keywords" when all
+-- 26 letters are taken)
+function mailbox_methods:keyword_letters(names, lookup)
+  if type(names) ~= "table" then error("names must be a table", 2) end
+  local kw = self:keywords()
+  local out, missing = {}, nil
+  for _, name in ipairs(names) do
+    local l = kw.letter[name:lower()]
+    if l then out[#out + 1] = l
+    elseif not lookup then missing = missing or {}; missing[#missing + 1] = name end
+  end
+  if missing then
+    local f, lock = keywords_lock(self)
+    if not f then return nil, lock end
+    local path = self.dir .. "/" .. KEYWORDS
+    local old = fs.stat(path)
+    kw_cache[path] = nil
+    kw = self:keywords()                   -- as it is now, under the lock
+    local list = {}
+    for i = 1, M.MAX_KEYWORDS do list[i] = kw.names[i] end
+    local added, full = false, false
+    for _, name in ipairs(missing) do
+      local l = kw.letter[name:lower()]
+      if not l then
+        local free
+        for i = 1, M.MAX_KEYWORDS do if not list[i] then free = i; break end end
+        if not free then full = true; break end
+        list[free] = name
+        kw.letter[name:lower()] = string.char(96 + free)   -- (this copy only)
+        added = true
+      end
+    end
+    local ok, err = true, nil
+    if added and not full then
+      local lines = {}
+      for i = 1, M.MAX_KEYWORDS do
+        if list[i] then lines[#lines + 1] = (i - 1) .. " " .. list[i] .. "\n" end
+      end
+      ok, err = f:write(table.concat(lines))
+      if ok and self.store.fsync then ok, err = f:fsync() end
+    end
+    local cok, cerr = f:close()
+    if ok and not cok then ok, err = nil, cerr end
+    if ok and added and not full then
+      local st = fs.stat(lock)
+      if old and st and st.mtime // 1 <= old.mtime // 1 then
+        fs.utime(lock, st.mtime, old.mtime // 1 + 1)
+      end
+      ok, err = fs.rename(lock, path)
+    end
+    if not ok or full or not added then fs.unlink(lock) end
+    kw_cache[path] = nil
+    if full then return nil, "too many keywords" end
+    if not ok then return nil, err end
+    kw = self:keywords()
+    for _, name in ipairs(missing) do
+      local l = kw.letter[name:lower()]
+      if not l then return nil, "keyword vanished" end
+      out[#out + 1] = l
+    end
+  end
+  table.sort(out)
+  return table.concat(out)
+end
+
+-- --------------------------------------------------------------------------
 -- Folders (Maildir++)
 -- --------------------------------------------------------------------------
 
