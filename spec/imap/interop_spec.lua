@@ -94,6 +94,39 @@ describe("imap interop #interop", function()
     assert.is_not_true(bad == true)
   end)
 
+  it("Dovecot sees the keywords parley stored, and parley those Dovecot stored #interop", function()
+    if not D.available() then pending(D.why) return end
+    assert(store:deliver("alice", MSG))
+    assert(store:deliver("alice", "Subject: second\r\n\r\nx\r\n"))
+    local port
+    port, pid = E.child_server(dir)
+    local function imaplib(p, body)
+      T.write(dir .. "/kw.py", "import imaplib, sys\nm = imaplib.IMAP4('127.0.0.1', int(sys.argv[1]))\n" ..
+        "m.login('alice', 'pw')\ntyp, data = m.select('INBOX')\n" .. body ..
+        "typ, data = m.fetch('1:*', '(FLAGS)')\nfor d in data: print(d.decode())\n" ..
+        "print('PERM', m.untagged_responses.get('PERMANENTFLAGS', [b''])[-1].decode())\nm.logout()\n")
+      local out, ok = T.sh(string.format("timeout 30 python3 '%s/kw.py' %d 2>&1", dir, p))
+      assert.is_true(ok == true, out .. (T.read(dir .. "/dovecot.log") or ""))
+      return out
+    end
+    -- parley (python3 imaplib) stores two keywords
+    local out = imaplib(port, "m.store('1', '+FLAGS', '(Junk $Label1)')\n")
+    assert.matches("1 %(FLAGS %(Junk %$Label1 \\Recent%)", out)
+    assert.matches("PERM %(.*Junk %$Label1 \\%*%)", out)
+    -- Dovecot reads the same Maildir and sets one of its own
+    local d = D.start(dir, dir .. "/mail", { alice = "pw" })
+    _G.__imap_dovecot = d
+    out = imaplib(d.port, "m.store('2', '+FLAGS', '(FromDovecot)')\n")
+    assert.matches("1 %(FLAGS %([^)]*Junk[^)]*%)", out)
+    assert.matches("1 %(FLAGS %([^)]*%$Label1[^)]*%)", out)
+    assert.matches("2 %(FLAGS %([^)]*FromDovecot[^)]*%)", out)
+    -- parley sees Dovecot's keyword (Dovecot wrote its letter and name)
+    out = imaplib(port, "")
+    assert.matches("2 %(FLAGS %(FromDovecot%)", out)
+    assert.matches("1 %(FLAGS %(Junk %$Label1%)", out)
+    assert.matches("PERM %(.*FromDovecot \\%*%)", out)
+  end)
+
   it("Dovecot reads a message parley SMTP delivered, with the UIDs parley gave #interop", function()
     if not D.available() then pending(D.why) return end
     -- SMTP delivery by the parley server, in a child process

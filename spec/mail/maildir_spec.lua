@@ -579,4 +579,56 @@ describe("maildir", function()
       assert.is_true(ms < 1500, "scan took " .. ms .. " ms")
     end)
   end)
+
+  describe("keywords (dovecot-keywords)", function()
+    local mb
+    before_each(function()
+      assert(store:deliver("alice", "x"))
+      mb = assert(store:mailbox("alice"))
+    end)
+    local function kwfile() return T.read(mb.dir .. "/" .. maildir.KEYWORDS) end
+
+    it("gives each new name the next free letter and reads Dovecot's file as Dovecot does", function()
+      T.write(mb.dir .. "/" .. maildir.KEYWORDS, "0 Junk\nnot a line\n2 $Label1\n30 Far\n")
+      assert.equal("abc", mb:keyword_letters({ "Fresh", "junk", "$LABEL1" }))
+      assert.equal("0 Junk\n1 Fresh\n2 $Label1\n", kwfile())
+      local kw = mb:keywords()
+      assert.equal(3, kw.count)
+      assert.equal("Fresh", kw.names[2])
+      assert.equal(kw, mb:keywords())                    -- unchanged: the same table
+      assert.equal("", mb:keyword_letters({ "unknown" }, true))
+      assert.equal("0 Junk\n1 Fresh\n2 $Label1\n", kwfile())
+      assert.has_error(function() mb:keyword_letters("Junk") end)
+    end)
+
+    it("makes the file's mtime grow with every write (Dovecot re-reads it by mtime)", function()
+      local path = mb.dir .. "/" .. maildir.KEYWORDS
+      assert(mb:keyword_letters({ "a1" }))
+      local m1 = fs.stat(path).mtime // 1
+      assert(mb:keyword_letters({ "a2" }))
+      local m2 = fs.stat(path).mtime // 1
+      assert(mb:keyword_letters({ "a3" }))
+      assert.is_true(m2 > m1 and fs.stat(path).mtime // 1 > m2)
+    end)
+
+    it("waits for Dovecot's dot-lock, takes over a stale one, and refuses the 27th name", function()
+      local lock = mb.dir .. "/" .. maildir.KEYWORDS .. ".lock"
+      T.write(lock, "")
+      local short = assert(maildir.open(root .. "/mail", { lock_timeout = 0 }))
+      local mb2 = assert(short:mailbox("alice"))
+      assert.same({ nil, "keywords locked" }, { mb2:keyword_letters({ "x" }) })
+      local old = os.time() - maildir.KEYWORDS_LOCK_STALE - 10
+      assert(fs.utime(lock, old, old))
+      assert.equal("a", mb2:keyword_letters({ "x" }))
+      assert.is_nil(fs.stat(lock))
+      local names = {}
+      for i = 1, 26 do names[i] = "k" .. i end
+      assert.same({ nil, "too many keywords" }, { mb:keyword_letters(names) })
+      assert.equal("0 x\n", kwfile())                   -- all or nothing
+      names[26] = nil
+      assert.equal(25, #assert(mb:keyword_letters(names)))
+      assert.equal(26, mb:keywords().count)
+      assert.is_nil(fs.stat(lock))
+    end)
+  end)
 end)
