@@ -285,12 +285,12 @@ describe("maildir index", function()
       local r1 = { name = long, file = long, flags = "", uid = 7, path = d .. "/new/" .. long }
       local r2 = { name = short, file = short, flags = "S", uid = 9, path = d .. "/new/" .. short }
       local r3 = { name = "gone", file = "gone", flags = "", uid = 11 }
-      local knew, kcur, uids = { [long] = r1, [short] = r2 }, {}, {}
-      assert.equal(2, fs.maildir_claim(d, { r1, r2, r3 }, knew, kcur, uids))
+      local knew, kcur, moved_uids = { [long] = r1, [short] = r2 }, {}, {}
+      assert.equal(2, fs.maildir_claim(d, { r1, r2, r3 }, knew, kcur, moved_uids))
       local cur = fs.listdir(d .. "/cur")
       table.sort(cur)
       assert.same({ long .. ":2,", short .. ":2,S" }, cur)
-      assert.same({ [7] = true, [9] = true }, uids)
+      assert.same({ [7] = true, [9] = true }, moved_uids)
       assert.same({}, knew)
       assert.equal(r2, kcur[short .. ":2,S"])
       assert.equal(d .. "/cur/" .. short .. ":2,S", r2.path)
