@@ -10,8 +10,10 @@
 **    grows past max_subneg;
 **  - the reply of the codec, played against a second codec together with
 **    a few enable/disable requests on both, dies out in bounded rounds;
-**  - escape then feed gives the data back (binary, and NVT in lf mode with
-**    "\r\n" read as "\n");
+**  - escape then feed gives the data back (binary; binary for a printed
+**    line, where a bare "\n" comes back as "\r\n"; and NVT in lf mode
+**    with "\r\n" read as "\n"); the escaped size is n only when nothing
+**    changed;
 **  - the NEW-ENVIRON walker stays in bounds on arbitrary lists.
 */
 #include <stdint.h>
@@ -197,20 +199,25 @@ static void exchange(const unsigned char *script, size_t n, unsigned flags) {
   free(ba.p);
 }
 
+/* binary 0 (NVT, read back in lf mode), 1 (BINARY) or 2 (BINARY for a
+** printed line: a bare "\n" goes out as CR LF, read back raw) */
 static void escape_roundtrip(const unsigned char *p, size_t n, int binary) {
   size_t m = tn_escape(p, n, binary, NULL), i, w = 0;
-  unsigned char *wire = malloc(m + 1), *want = malloc(n + 1);
+  unsigned char *wire = malloc(m + 1), *want = malloc(2 * n + 1);
   tn_t t;
   rec r = {0};
   tn_sink s;
   if (!wire || !want) abort();
   if (tn_escape(p, n, binary, wire) != m) abort();
+  /* every change grows the data (telnet.h): size n means no change */
+  if (m < n || (m == n && n && memcmp(wire, p, n) != 0)) abort();
   for (i = 0; i < n; i++) {              /* expected: "\r\n" read as "\n" */
     if (!binary && p[i] == '\r' && i + 1 < n && p[i + 1] == '\n') continue;
+    if (binary == 2 && p[i] == '\n' && (i == 0 || p[i - 1] != '\r')) want[w++] = '\r';
     want[w++] = p[i];
   }
   tn_init(&t, fz_alloc, NULL);
-  t.lf = 1;
+  t.lf = binary != 2;
   t.raw_in = binary;
   sink_of(&r, &s);
   tn_feed(&t, wire, m, &s);
@@ -265,6 +272,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   exchange(data, size, flags);
 
+  escape_roundtrip(data, size, 2);
   escape_roundtrip(data, size, 1);
   escape_roundtrip(data, size, 0);
 
