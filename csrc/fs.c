@@ -60,6 +60,14 @@
 **   (",W="), mtime (leading seconds) and key, an integer that sorts in
 **   delivery order: ((sec * 10^6 + usec) << 10 | counter & 1023) for
 **   "<sec>.M<usec>P<pid>Q<counter>." names, (sec * 10^6) << 10 else.
+** fs.maildir_listing(dir) -> recs, byname, known_new, known_cur, fresh
+**   | nil, err, errno
+**   A Maildir's first listing for the IMAP index: new/ then cur/ (a
+**   missing one is empty), records as maildir_list makes them, in tables
+**   made at their final sizes: recs (a name in both directories once, the
+**   new/ one), byname (name -> record), known_new and known_cur (file ->
+**   record; known_cur with room for every file to move there) and fresh
+**   (the records of recs from new/).
 ** fs.maildir_sort(recs) -> a new array of recs' tables in delivery
 **   order: by their integer field key, equal keys in array order (raises
 **   if one has none).  For the first numbering of a large Maildir, where
@@ -630,23 +638,111 @@ static long long field_value(const char *s, const char *end, char tag) {
   return -1;
 }
 
-/* the record fields, pushed once at stack slots 5.. by l_maildir_list
-** (set with lua_rawset: no interning of the name for every record) */
-enum { K_NAME = 5, K_FILE, K_PATH, K_FLAGS, K_NEW, K_SIZE, K_VSIZE, K_MTIME, K_KEY };
-static const char *const record_keys[] = {
+/* the record fields, pushed once on the stack (K_ offsets from the first)
+** and set with lua_rawset: no interning of the names for every record */
+enum { K_NAME, K_FILE, K_PATH, K_FLAGS, K_NEW, K_SIZE, K_VSIZE, K_MTIME, K_KEY, K_COUNT };
+static const char *const record_keys[K_COUNT] = {
   "name", "file", "path", "flags", "new", "size", "vsize", "mtime", "key"
 };
 
-/* field k (a K_ slot) of the record at stack slot REC: push the key,
-** then the value, then SET (no stack rotation per field) */
-#define REC (K_KEY + 2)
-#define KEY(k) lua_pushvalue(L, (k))
-#define SET() lua_rawset(L, REC)
+static int push_keys(lua_State *L) {
+  int k, first = lua_gettop(L) + 1;
+  for (k = 0; k < K_COUNT; k++) lua_pushstring(L, record_keys[k]);
+  return first;
+}
+
+/* key k, then its value, then SET: the record is just below the two */
+#define KEY(k) lua_pushvalue(L, keys + (k))
+#define SET() lua_rawset(L, -3)
+
+/* pushes the record of file f (path holds "<dir>/" in its first plen
+** bytes, and room for a name); keys: the stack index of push_keys' first */
+static void push_record(lua_State *L, int keys, char *path, size_t plen,
+                        const char *f, int isnew) {
+  size_t flen = strlen(f);
+  const char *end = f + flen, *base_end = end, *p, *c;
+  long long sec, usec = 0, q = 0, size, vsize;
+  for (c = f; (c = memchr(c, ':', (size_t)(end - c))) != NULL; c++) {
+    if (c + 3 <= end && c[1] == '2' && c[2] == ',') {
+      base_end = c;
+      break;
+    }
+  }
+  lua_createtable(L, 0, K_COUNT);
+  KEY(K_NAME);
+  lua_pushlstring(L, f, (size_t)(base_end - f));
+  SET();
+  KEY(K_FILE);
+  if (base_end == end) {                    /* no flags: file == name */
+    KEY(K_NAME);
+    lua_rawget(L, -3);
+  } else {
+    lua_pushlstring(L, f, flen);
+  }
+  SET();
+  KEY(K_PATH);
+  memcpy(path + plen, f, flen);
+  lua_pushlstring(L, path, plen + flen);
+  SET();
+  KEY(K_FLAGS);
+  if (base_end < end) {
+    lua_pushlstring(L, base_end + 3, (size_t)(end - base_end - 3));
+  } else {
+    lua_pushliteral(L, "");
+  }
+  SET();
+  KEY(K_NEW);
+  lua_pushboolean(L, isnew);
+  SET();
+  size = field_value(f, base_end, 'S');
+  vsize = field_value(f, base_end, 'W');
+  if (size >= 0) {
+    KEY(K_SIZE);
+    lua_pushinteger(L, (lua_Integer)size);
+    SET();
+  }
+  if (vsize >= 0) {
+    KEY(K_VSIZE);
+    lua_pushinteger(L, (lua_Integer)vsize);
+    SET();
+  }
+  p = f;
+  sec = take_digits(&p, base_end);
+  if (sec >= 0 && sec < 4000000000LL) {    /* the key fits in 63 bits */
+    /* "<sec>.M<usec>P<pid>Q<n>." */
+    const char *r = p;
+    if (r + 1 < base_end && r[0] == '.' && r[1] == 'M') {
+      long long u, pid, qq;
+      r += 2;
+      u = take_digits(&r, base_end);
+      if (u >= 0 && u < 1000000 && r < base_end && *r == 'P') {
+        r++;
+        pid = take_digits(&r, base_end);
+        if (pid >= 0 && r < base_end && *r == 'Q') {
+          r++;
+          qq = take_digits(&r, base_end);
+          if (qq >= 0 && r < base_end && *r == '.') {
+            usec = u;
+            q = qq;
+          }
+        }
+      }
+    }
+    KEY(K_MTIME);
+    lua_pushinteger(L, (lua_Integer)sec);
+    SET();
+    KEY(K_KEY);
+    lua_pushinteger(L, (lua_Integer)(((sec * 1000000 + usec) << 10) | (q & 1023)));
+    SET();
+  }
+}
+#undef KEY
+#undef SET
 
 static int l_maildir_list(lua_State *L) {
-  size_t dlen, k;
+  size_t dlen;
   const char *dir = luaL_checklstring(L, 1, &dlen);
-  int isnew = lua_toboolean(L, 2);
+  int isnew = lua_toboolean(L, 2), keys;
   lua_Integer n;
   char *path;
   DIR *d;
@@ -654,8 +750,7 @@ static int l_maildir_list(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   n = luaL_checkinteger(L, 4);
   lua_settop(L, 4);
-  for (k = 0; k < sizeof record_keys / sizeof *record_keys; k++)
-    lua_pushstring(L, record_keys[k]);
+  keys = push_keys(L);
   /* "<dir>/" then each file name (d_name holds at most 255 bytes) */
   path = lua_newuserdatauv(L, dlen + 1 + sizeof de->d_name, 0);
   memcpy(path, dir, dlen);
@@ -663,90 +758,11 @@ static int l_maildir_list(lua_State *L) {
   d = opendir(dir);
   if (d == NULL) return push_errno(L, errno);
   for (;;) {
-    const char *f, *end, *base_end, *p, *c;
-    size_t flen;
-    long long sec, usec = 0, q = 0, size, vsize;
     errno = 0;
     de = readdir(d);
     if (de == NULL) break;
-    f = de->d_name;
-    if (f[0] == '.') continue;
-    flen = strlen(f);
-    end = f + flen;
-    base_end = end;
-    for (c = f; (c = memchr(c, ':', (size_t)(end - c))) != NULL; c++) {
-      if (c + 3 <= end && c[1] == '2' && c[2] == ',') {
-        base_end = c;
-        break;
-      }
-    }
-    lua_createtable(L, 0, 9);             /* at REC: the key names, then path */
-    KEY(K_NAME);
-    lua_pushlstring(L, f, (size_t)(base_end - f));
-    SET();
-    KEY(K_FILE);
-    if (base_end == end) {                  /* no flags: file == name */
-      KEY(K_NAME);
-      lua_rawget(L, REC);
-    } else {
-      lua_pushlstring(L, f, flen);
-    }
-    SET();
-    KEY(K_PATH);
-    memcpy(path + dlen + 1, f, flen);
-    lua_pushlstring(L, path, dlen + 1 + flen);
-    SET();
-    KEY(K_FLAGS);
-    if (base_end < end) {
-      lua_pushlstring(L, base_end + 3, (size_t)(end - base_end - 3));
-    } else {
-      lua_pushliteral(L, "");
-    }
-    SET();
-    KEY(K_NEW);
-    lua_pushboolean(L, isnew);
-    SET();
-    size = field_value(f, base_end, 'S');
-    vsize = field_value(f, base_end, 'W');
-    if (size >= 0) {
-      KEY(K_SIZE);
-      lua_pushinteger(L, (lua_Integer)size);
-      SET();
-    }
-    if (vsize >= 0) {
-      KEY(K_VSIZE);
-      lua_pushinteger(L, (lua_Integer)vsize);
-      SET();
-    }
-    p = f;
-    sec = take_digits(&p, base_end);
-    if (sec >= 0 && sec < 4000000000LL) {  /* the key fits in 63 bits */
-      /* "<sec>.M<usec>P<pid>Q<n>." */
-      const char *r = p;
-      if (r + 1 < base_end && r[0] == '.' && r[1] == 'M') {
-        long long u, pid, qq;
-        r += 2;
-        u = take_digits(&r, base_end);
-        if (u >= 0 && u < 1000000 && r < base_end && *r == 'P') {
-          r++;
-          pid = take_digits(&r, base_end);
-          if (pid >= 0 && r < base_end && *r == 'Q') {
-            r++;
-            qq = take_digits(&r, base_end);
-            if (qq >= 0 && r < base_end && *r == '.') {
-              usec = u;
-              q = qq;
-            }
-          }
-        }
-      }
-      KEY(K_MTIME);
-      lua_pushinteger(L, (lua_Integer)sec);
-      SET();
-      KEY(K_KEY);
-      lua_pushinteger(L, (lua_Integer)(((sec * 1000000 + usec) << 10) | (q & 1023)));
-      SET();
-    }
+    if (de->d_name[0] == '.') continue;
+    push_record(L, keys, path, dlen + 1, de->d_name, isnew);
     lua_rawseti(L, 3, ++n);
   }
   if (errno != 0) {
@@ -758,9 +774,89 @@ static int l_maildir_list(lua_State *L) {
   lua_pushinteger(L, n);
   return 1;
 }
-#undef KEY
-#undef SET
-#undef REC
+
+/* the names in <dir>/<sub> not starting with ".", each followed by a NUL,
+** added to b; their count, or -1 with errno set (a missing directory
+** holds none) */
+static lua_Integer read_names(luaL_Buffer *b, const char *path) {
+  lua_Integer n = 0;
+  struct dirent *de;
+  DIR *d = opendir(path);
+  if (d == NULL) return errno == ENOENT ? 0 : -1;
+  for (;;) {
+    errno = 0;
+    de = readdir(d);
+    if (de == NULL) break;
+    if (de->d_name[0] == '.') continue;
+    luaL_addlstring(b, de->d_name, strlen(de->d_name) + 1);
+    n++;
+  }
+  if (errno != 0) {
+    int e = errno;
+    closedir(d);
+    errno = e;
+    return -1;
+  }
+  closedir(d);
+  return n;
+}
+
+static int l_maildir_listing(lua_State *L) {
+  size_t dlen;
+  const char *dir = luaL_checklstring(L, 1, &dlen), *names;
+  lua_Integer nn, nc, i, n = 0, nf = 0;
+  char *path;
+  int keys, which;
+  luaL_Buffer b;
+  lua_settop(L, 1);
+  keys = push_keys(L);                      /* 2..10 */
+  /* "<dir>/new/" or "<dir>/cur/" then each file name */
+  path = lua_newuserdatauv(L, dlen + 5 + 256, 0);   /* 11 */
+  memcpy(path, dir, dlen);
+  memcpy(path + dlen, "/new", 5);
+  /* the names first: the tables are then made at their final sizes */
+  luaL_buffinit(L, &b);
+  nn = read_names(&b, path);
+  memcpy(path + dlen, "/cur", 5);
+  nc = nn < 0 ? -1 : read_names(&b, path);
+  if (nn < 0 || nc < 0) return push_errno(L, errno);
+  luaL_pushresult(&b);                      /* 12 */
+  names = lua_tostring(L, 12);
+  path[dlen + 4] = '/';
+  lua_createtable(L, (int)(nn + nc), 0);    /* 13 recs */
+  lua_createtable(L, 0, (int)(nn + nc));    /* 14 byname */
+  lua_createtable(L, 0, (int)nn);           /* 15 known new */
+  lua_createtable(L, 0, (int)(nn + nc));    /* 16 known cur: room for claims */
+  lua_createtable(L, (int)nn, 0);           /* 17 fresh */
+  for (which = 0; which < 2; which++) {
+    lua_Integer count = which == 0 ? nn : nc;
+    memcpy(path + dlen + 1, which == 0 ? "new" : "cur", 3);
+    for (i = 0; i < count; i++) {
+      push_record(L, keys, path, dlen + 5, names, which == 0);   /* 18 */
+      lua_pushvalue(L, keys + K_FILE);
+      lua_rawget(L, 18);
+      lua_pushvalue(L, 18);
+      lua_rawset(L, which == 0 ? 15 : 16);  /* known[file] = rec */
+      lua_pushvalue(L, keys + K_NAME);
+      lua_rawget(L, 18);                    /* 19 name */
+      lua_pushvalue(L, 19);
+      if (lua_rawget(L, 14) == LUA_TNIL) {  /* a name in both: new/ wins */
+        lua_pushvalue(L, 19);
+        lua_pushvalue(L, 18);
+        lua_rawset(L, 14);
+        lua_pushvalue(L, 18);
+        lua_rawseti(L, 13, ++n);
+        if (which == 0) {
+          lua_pushvalue(L, 18);
+          lua_rawseti(L, 17, ++nf);
+        }
+      }
+      lua_settop(L, 17);
+      names += strlen(names) + 1;
+    }
+  }
+  return 5;
+}
 
 typedef struct {
   lua_Integer key, pos;
@@ -1125,6 +1221,7 @@ int parley_open_fs(lua_State *L) {
     {"mkdir", l_mkdir},
     {"listdir", l_listdir},
     {"maildir_list", l_maildir_list},
+    {"maildir_listing", l_maildir_listing},
     {"maildir_sort", l_maildir_sort},
     {"maildir_uidlist", l_maildir_uidlist},
     {"maildir_claim", l_maildir_claim},

@@ -277,6 +277,31 @@ describe("maildir index", function()
       assert.equal(1, other.nnew)
     end)
 
+    it("lists new/ and cur/ in one C call, a name in both once (the new/ one)", function()
+      local d = mb.dir
+      local inew = fs.listdir(d .. "/new")
+      table.sort(inew)
+      T.write(d .. "/cur/" .. inew[1] .. ":2,S", "dup")
+      T.write(d .. "/cur/1700000000.M1P1Q1.h,S=9:2,RS", "old")
+      T.write(d .. "/cur/.hidden", "")
+      local recs, byname, knew, kcur, fresh = fs.maildir_listing(d)
+      assert.equal(4, #recs)
+      assert.equal(3, #fresh)
+      for i = 1, 3 do assert.is_true(recs[i].new); assert.equal(recs[i], fresh[i]) end
+      assert.equal(recs[4], byname["1700000000.M1P1Q1.h,S=9"])
+      assert.equal("RS", recs[4].flags)
+      assert.equal(9, recs[4].size)
+      assert.is_true(byname[inew[1]].new)
+      local function count(t) local n = 0; for _ in pairs(t) do n = n + 1 end; return n end
+      assert.equal(3, count(knew))
+      assert.equal(2, count(kcur))                       -- the duplicate too
+      assert.equal(byname[inew[1]], knew[inew[1]])
+      assert.is_false(kcur[inew[1] .. ":2,S"].new)
+      -- a Maildir with no new/ or cur/ lists as empty
+      local r2 = fs.maildir_listing(d .. "/nowhere")
+      assert.same({}, r2)
+    end)
+
     it("claims files in C by name, flags and UID, skipping a file that is gone", function()
       local d = mb.dir
       for _, f in ipairs(fs.listdir(d .. "/new")) do os.remove(d .. "/new/" .. f) end

@@ -123,6 +123,24 @@ end
 -- this listing (no snapshot holds them yet).
 local function list(self, umap, umap_recs)
   local dir, known = self.dir, self.known
+  if next(known.new) == nil and next(known.cur) == nil then
+    -- nothing known yet: one C call lists both directories into tables
+    -- made at their final sizes
+    local recs, byname, knew, kcur, fresh = fs.maildir_listing(dir)
+    if not recs then return nil, byname end
+    local missing = recs
+    if umap then
+      missing = {}
+      for i = 1, #recs do
+        local r = recs[i]
+        local uid = umap[r.name]
+        if uid and umap_recs then uid = uid.uid end
+        r.uid = uid
+        if not uid then missing[#missing + 1] = r end
+      end
+    end
+    return byname, #recs, missing, { new = knew, cur = kcur }, fresh
+  end
   local byname, n, missing, fresh = {}, 0, {}, {}
   local kn = {}
   for pass = 1, 2 do
