@@ -69,6 +69,12 @@ describe("maildir index", function()
       assert.same(3, #sorted)
       assert.equal(r2, sorted[1]); assert.equal(r1, sorted[2]); assert.equal(r3, sorted[3])
       assert.same({}, fs.maildir_sort({}))
+      -- many keys, negative and equal ones among them: as a stable sort
+      local recs = {}
+      for i = 1, 2000 do recs[i] = { key = ((i * 7919) % 613 - 300) << (i % 3 * 20), i = i } end
+      local want = table.move(recs, 1, #recs, 1, {})
+      table.sort(want, function(a, b) if a.key ~= b.key then return a.key < b.key end return a.i < b.i end)
+      assert.same(want, fs.maildir_sort(recs))
       assert.has_error(function() fs.maildir_sort({ { key = "x" } }) end)
       assert.has_error(function() fs.maildir_sort({ 1 }) end)
     end)
