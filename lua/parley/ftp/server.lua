@@ -213,6 +213,12 @@ function session:path(arg, leaf)
   return v, real, exists
 end
 
+-- 550 for a path that is not a regular file: says whether it is missing
+-- (`a` nil) or something else, such as a directory
+function session:not_a_file(arg, a)
+  self:reply(550, arg .. (a and ": not a regular file." or ": no such file or directory."))
+end
+
 function session:can(perm)
   if self.account.perms[perm] then return true end
   self:reply(550, "Permission denied.")
@@ -801,7 +807,7 @@ function C.SIZE(s, arg)
   local v, real, exists = s:path(arg)
   if not v then return end
   local a = exists and s.account.view:stat(real)
-  if not a or a.type ~= "file" then return s:reply(550, arg .. ": not a regular file.") end
+  if not a or a.type ~= "file" then return s:not_a_file(arg, a) end
   s:reply(213, tostring(a.size))
 end
 
@@ -809,7 +815,7 @@ function C.MDTM(s, arg)
   local v, real, exists = s:path(arg)
   if not v then return end
   local a = exists and s.account.view:stat(real)
-  if not a or a.type ~= "file" then return s:reply(550, arg .. ": not a regular file.") end
+  if not a or a.type ~= "file" then return s:not_a_file(arg, a) end
   s:reply(213, ftp.format_time(math.floor(a.mtime)))
 end
 
@@ -888,7 +894,7 @@ function C.RETR(s, arg)
   local v, real, exists = s:path(arg)
   if not v then return end
   local a = exists and s.account.view:stat(real)
-  if not a or a.type ~= "file" then return s:reply(550, arg .. ": not a regular file.") end
+  if not a or a.type ~= "file" then return s:not_a_file(arg, a) end
   local offset = s.rest
   if offset > a.size then
     s.rest = 0
@@ -925,7 +931,7 @@ local function store(s, arg, how)
     if not v then return end
   end
   local a = exists and s.account.view:stat(real)
-  if a and a.type ~= "file" then return s:reply(550, arg .. ": not a regular file.") end
+  if a and a.type ~= "file" then return s:not_a_file(arg, a) end
   local offset = s.rest
   local fh, err
   if how == "append" then
