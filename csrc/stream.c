@@ -1173,6 +1173,11 @@ static int s_setoption(lua_State *L) {
     return setsockopt_bool(L, s, IPPROTO_TCP, TCP_NODELAY);
   } else if (strcmp(name, "keepalive") == 0) {
     return setsockopt_bool(L, s, SOL_SOCKET, SO_KEEPALIVE);
+  } else if (strcmp(name, "oobinline") == 0) {
+    /* urgent data stays in the byte stream: an FTP client's ABOR sent
+       with MSG_OOB (RFC 959 4.1.3's Synch) would otherwise lose its
+       last byte, the LF, and the line would never end */
+    return setsockopt_bool(L, s, SOL_SOCKET, SO_OOBINLINE);
   } else if (strcmp(name, "linger") == 0) {
     struct linger li;
     luaL_checktype(L, 3, LUA_TTABLE);

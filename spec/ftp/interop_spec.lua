@@ -94,6 +94,29 @@ f.quit()
     assert.equal("from python\n", F.read(t.root .. "/up/py.txt"))
   end)
 
+  it("python3 ftplib aborts a download with ABOR sent as urgent data #interop", function()
+    need("python3")
+    -- ftplib's abort() sends "ABOR\r\n" with MSG_OOB: the LF is the urgent
+    -- byte, lost to a server without SO_OOBINLINE, which then waits forever
+    local script = ([[
+import ftplib
+f = ftplib.FTP()
+f.connect("127.0.0.1", %d, timeout=5)
+f.login("alice", "secret")
+conn = f.transfercmd("RETR big.bin")
+conn.recv(8192)
+print(f.abort()[:3])
+conn.close()
+f.quit()
+print("done")
+]]):format(child.port)
+    local out, ok = F.sh("timeout 30 python3 -c " .. q(script))
+    assert.is_true(ok, out)
+    local code = out:match("^(%d%d%d)\n")
+    assert.truthy(code == "426" or code == "226" or code == "225", out)
+    assert.matches("done\n$", out)
+  end)
+
   it("lftp mirrors the tree byte for byte #interop", function()
     need("lftp")
     -- a tree: nested directories, random binary files, an empty file

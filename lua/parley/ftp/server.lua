@@ -1161,6 +1161,8 @@ local function control(srv, conn)
     prot = "C", pbsz = false, tls = conn:tlsinfo() }, session)   -- tls: the implicit listener
   if s.tls then starttls.record(conn, s.tls) end
   conn:setoption("lenient", true)   -- some clients end commands with a bare LF
+  -- ABOR sent as urgent data (Python's ftplib) keeps its LF in the stream
+  conn:setoption("oobinline", true)
   conn:settimeout(o.idle_timeout)
   srv.sessions[s] = true
   local count = (srv.per_ip[ip] or 0) + 1
