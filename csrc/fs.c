@@ -72,13 +72,14 @@
 **   order: by their integer field key, equal keys in array order (raises
 **   if one has none).  For the first numbering of a large Maildir, where
 **   table.sort would call back into Lua for every comparison.
-** fs.maildir_claim(dir, recs, known_new, known_cur, uids) -> count
+** fs.maildir_claim(dir, recs, known_new, known_cur) -> count, uids
 **   Moves the records' files from <dir>/new/ to <dir>/cur/ as
 **   "<name>:2,<flags>" (renameat on the two directories: no path walk per
 **   file), and for each one moved sets its file, path and new (false) in
 **   place, drops known_new[old file], sets known_cur[new file] = record
-**   and uids[record.uid] = true.  A file that is gone is skipped.  Returns
-**   how many moved, or nil, err, errno if a directory cannot be opened.
+**   and uids[record.uid] = true (uids: a new table, sized for recs).  A
+**   file that is gone is skipped.  Returns how many moved and uids, or
+**   nil, err, errno if a directory cannot be opened.
 ** fs.maildir_uidlist(header, recs) -> string   the text of a uidlist
 **   (dovecot-uidlist version 3): header, then "<uid> :<name>\n" for each
 **   record of the array recs (integer field uid, string field name), in
@@ -929,9 +930,10 @@ static int l_maildir_claim(lua_State *L) {
   char *buf, *file;
   size_t cap;
   int k;
-  for (k = 2; k <= 5; k++) luaL_checktype(L, k, LUA_TTABLE);
-  lua_settop(L, 5);
+  for (k = 2; k <= 4; k++) luaL_checktype(L, k, LUA_TTABLE);
+  lua_settop(L, 4);
   n = (lua_Integer)lua_rawlen(L, 2);
+  lua_createtable(L, 0, (int)n);            /* 5 uids */
   lua_pushliteral(L, "name");               /* 6 */
   lua_pushliteral(L, "file");               /* 7 */
   lua_pushliteral(L, "path");               /* 8 */
@@ -1007,7 +1009,8 @@ static int l_maildir_claim(lua_State *L) {
   close(newfd);
   close(curfd);
   lua_pushinteger(L, moved);
-  return 1;
+  lua_pushvalue(L, 5);
+  return 2;
 }
 
 static int l_maildir_uidlist(lua_State *L) {

@@ -316,8 +316,9 @@ describe("maildir index", function()
       local r1 = { name = long, file = long, flags = "", uid = 7, path = d .. "/new/" .. long }
       local r2 = { name = short, file = short, flags = "S", uid = 9, path = d .. "/new/" .. short }
       local r3 = { name = "gone", file = "gone", flags = "", uid = 11 }
-      local knew, kcur, moved_uids = { [long] = r1, [short] = r2 }, {}, {}
-      assert.equal(2, fs.maildir_claim(d, { r1, r2, r3 }, knew, kcur, moved_uids))
+      local knew, kcur = { [long] = r1, [short] = r2 }, {}
+      local n, moved_uids = fs.maildir_claim(d, { r1, r2, r3 }, knew, kcur)
+      assert.equal(2, n)
       local cur = fs.listdir(d .. "/cur")
       table.sort(cur)
       assert.same({ long .. ":2,", short .. ":2,S" }, cur)
@@ -327,8 +328,8 @@ describe("maildir index", function()
       assert.equal(d .. "/cur/" .. short .. ":2,S", r2.path)
       assert.is_false(r1.new)
       assert.equal("gone", r3.file)
-      assert.has_error(function() fs.maildir_claim(d, { { name = "x" } }, {}, {}, {}) end)
-      assert.is_nil(fs.maildir_claim(d .. "/nowhere", {}, {}, {}, {}))
+      assert.has_error(function() fs.maildir_claim(d, { { name = "x" } }, {}, {}) end)
+      assert.is_nil(fs.maildir_claim(d .. "/nowhere", {}, {}, {}))
     end)
 
     it("shares one index per Maildir in a process", function()

@@ -305,8 +305,7 @@ end
 -- of their UIDs and how many moved; a record whose file is gone stays as
 -- it was.
 local function claim(self, fresh, s)
-  local recent = {}
-  local moved = fs.maildir_claim(self.dir, fresh, self.known.new, self.known.cur, recent)
+  local moved, recent = fs.maildir_claim(self.dir, fresh, self.known.new, self.known.cur)
   if not moved then return nil, 0 end   -- (new/ or cur/ gone: nothing moved)
   s.nnew = s.nnew - moved
   return recent, moved
