@@ -1039,13 +1039,14 @@ int parley_telnet_line(lua_State *L, int codec, const char *buf, size_t len,
   ** LF end a line; CR NUL is a CR, which ends the line and takes an LF
   ** right after it along; a bare CR ends the line, what follows is data.
   ** A CR (or CR NUL) whose follower has not come yet waits for the
-  ** general path, as do IAC and ^C.
+  ** general path, as do IAC and ^C, and so does an IAC right after the CR
+  ** or CR NUL (the codec reads CR <command> LF as one line end).
   */
   if (p[i] == '\n') end = i + 1;
-  else if (p[i] != '\r' || i + 1 == len) goto general;
+  else if (p[i] != '\r' || i + 1 == len || p[i + 1] == TN_IAC) goto general;
   else if (p[i + 1] == '\n') end = i + 2;
   else if (p[i + 1] != 0) end = i + 1;
-  else if (i + 2 == len) goto general;
+  else if (i + 2 == len || p[i + 2] == TN_IAC) goto general;
   else end = p[i + 2] == '\n' ? i + 3 : i + 2;
   lua_pushlstring(L, buf, i);
   *used = end;
