@@ -95,6 +95,33 @@ describe("message.header_encode", function()
   end)
 end)
 
+describe("header lines holding encoded words", function()
+  local H = require "parley.mail.header"
+  local function lines(field)
+    local out = {}
+    for l in field:gmatch("([^\r\n]*)\r\n") do out[#out + 1] = l end
+    return out
+  end
+
+  it("stay within 76 characters, the first line included (RFC 2047 §2)", function()
+    local subject = "Café au lait pour tout le monde, et un très long sujet qui passe la ligne"
+    local from = { { name = "Jérôme Ünïcödé Lôngnämé Wïth Mäny Äccënts Änd Mörë Wördß", address = "j@example.org" },
+                   { name = "Zoë", address = "z@example.org" } }
+    for _, field in ipairs { H.unstructured("Subject", subject), H.address_header("From", from),
+                             H.address_header("Resent-From", from) } do
+      for _, l in ipairs(lines(field)) do assert.is_true(#l <= 76, #l .. ": " .. l) end
+    end
+    local unfolded = H.unstructured("Subject", subject):gsub("\r\n([ \t])", "%1")
+    assert.equal(subject, message.header_decode(unfolded:match("^Subject: (.*)\r\n$")))
+  end)
+
+  it("leave fields without encoded words folded at 78", function()
+    local words = ("abcdef "):rep(30)   -- "Subject:" and ten of them: 78
+    for _, l in ipairs(lines(H.unstructured("Subject", words))) do assert.is_true(#l <= 78) end
+    assert.is_true(#lines(H.unstructured("Subject", words))[1] > 76)
+  end)
+end)
+
 describe("message.address_list", function()
   local function parse(s)
     local out = {}

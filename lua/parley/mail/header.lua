@@ -17,6 +17,8 @@ local byte, char, find, sub, gsub, format, lower, concat =
 
 --- Maximum header line length we aim for (RFC 5322 §2.1.1 "SHOULD").
 M.FOLD = 78
+--- Limit of a line holding an encoded word (RFC 2047 §2).
+M.ENCODED_FOLD = 76
 --- Hard limit of a line (RFC 5322 §2.1.1 "MUST"), without CRLF.
 M.MAX_LINE = 998
 
@@ -277,14 +279,19 @@ end
 
 --- Fold a header field. `pieces` is a list of {sep, word}: `sep` is the
 -- white space before `word` (may be empty: no fold point there). Lines
--- are broken before a white space when they would pass 78 octets.
+-- are broken before a white space when they would pass 78 octets (76 in
+-- a field with encoded words, RFC 2047 §2).
 -- @treturn string the field with CRLF line ends (ending in CRLF)
 function M.fold(name, pieces)
   local lines, cur = {}, name .. ":"
   local has_word = false
+  local limit = M.FOLD
+  for i = 1, #pieces do
+    if find(pieces[i][2], "=?", 1, true) then limit = M.ENCODED_FOLD break end
+  end
   for i = 1, #pieces do
     local sep, word = pieces[i][1], pieces[i][2]
-    if has_word and sep ~= "" and #cur + #sep + #word > M.FOLD then
+    if has_word and sep ~= "" and #cur + #sep + #word > limit then
       lines[#lines + 1] = cur
       cur = sep .. word
     else
@@ -341,7 +348,7 @@ function M.unstructured(name, value, utf8mode)
   for i = lo + 1, hi do text[#text + 1] = pieces[i][1] .. pieces[i][2] end
   local col = #name + 1
   for i = 1, lo - 1 do col = col + #pieces[i][1] + #pieces[i][2] end
-  local words = M.encode_words(concat(text), { first = M.FOLD - col - 1 })
+  local words = M.encode_words(concat(text), { first = M.ENCODED_FOLD - col - 1 })
   local out = {}
   for i = 1, lo - 1 do out[#out + 1] = pieces[i] end
   for i, w in ipairs(words) do out[#out + 1] = { i == 1 and pieces[lo][1] or " ", w } end
@@ -357,10 +364,11 @@ local ATEXT_PHRASE = "^[%w!#$%%&'*+/=?^_`{|}~%- ]+$"
 
 --- Format a display name as an RFC 5322 phrase: raw atoms, a quoted
 -- string when it holds specials, encoded words when non-ASCII.
+-- `first`: room for the first encoded word on its line (see encode).
 -- @treturn table list of words (fold points between them)
-function M.phrase_words(name, utf8mode)
+function M.phrase_words(name, utf8mode, first)
   if find(name, "[\128-\255]") and not utf8mode then
-    return M.encode_words(name, {})
+    return M.encode_words(name, { first = first })
   end
   if (find(name, ATEXT_PHRASE) or utf8mode and find(gsub(name, "[\128-\255]", "a"), ATEXT_PHRASE)) and not find(name, "^ ") and not find(name, " $")
      and not find(name, "  ") and not find(name, "=?", 1, true) then
@@ -426,7 +434,10 @@ function M.address_header(name, list, utf8mode)
   for i, a in ipairs(list) do
     local words = {}
     if a.name then
-      for _, w in ipairs(M.phrase_words(a.name, utf8mode)) do words[#words + 1] = w end
+      -- an encoded word opening the field must fit after "Name: "
+      for _, w in ipairs(M.phrase_words(a.name, utf8mode, M.ENCODED_FOLD - #name - 2)) do
+        words[#words + 1] = w
+      end
       words[#words + 1] = "<" .. a.address .. ">"
     else
       words[1] = a.address
