@@ -73,6 +73,15 @@ describe("parley send and parley serve smtp", function()
     assert.truthy(out:find("550 5.1.1", 1, true), out)
   end)
 
+  it("takes --to a,b as two recipients, as swaks does", function()
+    local out, code = send(("--server 127.0.0.1:%d --from a@ext.org --to 'alice@example.org, nobody@example.org' " ..
+      "--subject s --body b"):format(srv.port))
+    assert.are.equal(1, code, out)   -- nobody is refused
+    assert.truthy(out:find("C: RCPT TO:<alice@example.org>", 1, true), out)
+    assert.truthy(out:find("C: RCPT TO:<nobody@example.org>", 1, true), out)
+    assert.are.equal(1, #U.delivered(root .. "/md", "alice"))
+  end)
+
   it("exits 2 on a missing option", function()
     local out, code = send("--server 127.0.0.1:1 --from a@b.c --subject s --body b")
     assert.are.equal(2, code, out)

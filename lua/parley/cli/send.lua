@@ -9,7 +9,7 @@ local message = require "parley.mail.message"
 local M = {}
 
 local HELP = [[
-usage: parley send --server HOST:PORT --from A --to B [--to C] --subject S
+usage: parley send --server HOST:PORT --from A --to B[,C] [--to D] --subject S
          (--body TEXT | --body-file F) [--attach FILE] [--auth USER:PASS]
   --mech M        AUTH mechanism (PLAIN, LOGIN, CRAM-MD5, XOAUTH2)
   --helo NAME     name for EHLO (default localhost)
@@ -73,10 +73,29 @@ local function compose(o)
 end
 
 --- Runs the command; returns the exit status.
+-- --to a,b as swaks takes it: split at commas, white space around them
+-- dropped; a value with a quote (a quoted local part may hold a comma)
+-- is taken whole
+local function split_recipients(list)
+  local out = {}
+  for _, v in ipairs(list) do
+    if v:find('"', 1, true) then
+      out[#out + 1] = v
+    else
+      for a in v:gmatch("[^,]+") do
+        a = a:match("^%s*(.-)%s*$")
+        if a ~= "" then out[#out + 1] = a end
+      end
+    end
+  end
+  return #out > 0 and out or nil
+end
+
 function M.main(argv)
   local rest, tr = tcli.take(argv)
   local o = cli.parse(rest, SPEC)
   if o.help then io.stdout:write(HELP, tcli.HELP) return 0 end
+  if o.to then o.to = split_recipients(o.to) end
   local missing = (not o.server and "--server") or (not o.from and "--from") or (not o.to and "--to")
     or (not o.message_file and not o.subject and "--subject")
     or (not o.message_file and not o.body and not o.body_file and "--body or --body-file")
