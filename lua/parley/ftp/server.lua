@@ -1003,21 +1003,79 @@ local function facts_line(s, e, name)
   return ftp.format_facts(entry, which)
 end
 
--- listing entries for a directory or a single file: entries, is_dir
+-- A shell wildcard of one path component as a Lua pattern: * and ? never
+-- match "/"; [set] and [!set] as sh has them.
+local function glob_pattern(g)
+  local out, i = { "^" }, 1
+  while i <= #g do
+    local c = g:sub(i, i)
+    local set = c == "[" and g:match("^%[(!?%]?[^%]]*)%]", i)
+    if c == "*" then out[#out + 1] = "[^/]*"
+    elseif c == "?" then out[#out + 1] = "[^/]"
+    elseif set then
+      local neg = set:sub(1, 1) == "!"
+      if neg then set = set:sub(2) end
+      out[#out + 1] = "[" .. (neg and "^" or "") .. set:gsub("[%%%^]", "%%%0") .. "]"
+      i = i + #set + (neg and 1 or 0) + 1
+    else out[#out + 1] = c:gsub("%W", "%%%0") end
+    i = i + 1
+  end
+  out[#out + 1] = "$"
+  return table.concat(out)
+end
+
+-- entries of the directory `dir` matching the wildcard `leaf`, named
+-- `prefix` .. name as `ls dir/*.txt` names them (vsftpd expands LIST and
+-- NLST arguments this way too: the classic client's mget relies on it)
+local function glob_entries(s, dir, prefix, leaf)
+  local view = s.account.view
+  local v, real, exists = s:path(dir)
+  if not v then return nil end
+  local a = exists and view:stat(real)
+  if not (a and a.type == "dir") then
+    s:reply(550, prefix .. leaf .. ": no such file or directory.")
+    return nil
+  end
+  local entries, err = view:list(real)
+  if not entries then s:reply(550, dir .. ": " .. tostring(err)) return nil end
+  local pat, out = glob_pattern(leaf), {}
+  local dots = leaf:sub(1, 1) == "."   -- a leading dot is matched only by one (sh)
+  for _, e in ipairs(entries) do
+    if e.name:find(pat) and (dots or e.name:sub(1, 1) ~= ".") then
+      e.name = prefix .. e.name
+      out[#out + 1] = e
+    end
+  end
+  if #out == 0 then s:reply(550, prefix .. leaf .. ": no such file or directory.") return nil end
+  table.sort(out, function(x, y) return x.name < y.name end)
+  return out
+end
+
+-- listing entries for a directory, a single file or a wildcard in the
+-- last component of a path that does not exist: entries, "dir" | "file" |
+-- "glob", the virtual path
 local function listing(s, arg)
   local view = s.account.view
   local v, real, exists = s:path(arg)
   if not v then return nil end
-  if not exists then s:reply(550, (arg or v) .. ": no such file or directory.") return nil end
+  if not exists then
+    local prefix, leaf = (arg or ""):match("^(.-)([^/]*)$")
+    if leaf:find("[*?[]") then
+      local entries = glob_entries(s, prefix == "" and "." or prefix, prefix, leaf)
+      return entries, "glob", v
+    end
+    s:reply(550, (arg or v) .. ": no such file or directory.")
+    return nil
+  end
   local a = view:stat(real)
   if a and a.type == "dir" then
     local entries, err = view:list(real)
     if not entries then s:reply(550, (arg or v) .. ": " .. tostring(err)) return nil end
-    return entries, true, v
+    return entries, "dir", v
   end
   local e = view:lstat(real) or a
   e.name = arg or v:match("[^/]*$")
-  return { e }, false, v
+  return { e }, "file", v
 end
 
 local function send_lines(lines)
@@ -1047,21 +1105,21 @@ end
 function C.NLST(s, arg)
   if not s:can("read") then return end
   arg = strip_ls_opts(arg)
-  local entries, isdir = listing(s, arg)
+  local entries, kind = listing(s, arg)
   if not entries then return end
   local lines = {}
   for _, e in ipairs(entries) do
     if not e.name:find("[\r\n]") then lines[#lines + 1] = e.name end
   end
-  if not isdir then lines = { arg } end
+  if kind == "file" then lines = { arg } end
   start_transfer(s, "Here comes the directory listing.", send_lines(lines))
 end
 
 function C.MLSD(s, arg)
   if not s:can("read") then return end
-  local entries, isdir, v = listing(s, arg)
+  local entries, kind, v = listing(s, arg)
   if not entries then return end
-  if not isdir then return s:reply(501, (arg or v) .. ": not a directory.") end
+  if kind ~= "dir" then return s:reply(501, (arg or v) .. ": not a directory.") end
   local lines = {}
   local view = s.account.view
   local _, real = view:resolve(s.cwd, arg or "")
