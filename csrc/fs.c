@@ -78,7 +78,8 @@
 **   file), and for each one moved sets its file, path and new (false) in
 **   place, drops known_new[old file], sets known_cur[new file] = record
 **   and uids[record.uid] = true (uids: a new table, sized for recs).  A
-**   file that is gone is skipped.  Returns how many moved and uids, or
+**   file that is gone is skipped, and so is one whose new name is taken
+**   in cur/ (it stays in new/: nothing is replaced).  Returns how many moved and uids, or
 **   nil, err, errno if a directory cannot be opened.
 ** fs.maildir_uidlist(header, recs) -> string   the text of a uidlist
 **   (dovecot-uidlist version 3): header, then "<uid> :<name>\n" for each
@@ -922,6 +923,19 @@ static int l_maildir_sort(lua_State *L) {
   return 1;
 }
 
+/*
+** new/old -> cur/file without replacing a file already there: two names
+** in new/ with one unique part ("n" and "n:2,S", which no Maildir should
+** hold) would otherwise become one, and a message would be lost; the
+** second stays in new/.  Plain renameat where the filesystem has no
+** RENAME_NOREPLACE.
+*/
+static int claim_rename(int newfd, const char *old, int curfd, const char *file) {
+  int r = renameat2(newfd, old, curfd, file, RENAME_NOREPLACE);
+  if (r != 0 && errno == EINVAL) r = renameat(newfd, old, curfd, file);
+  return r;
+}
+
 static int l_maildir_claim(lua_State *L) {
   size_t dlen;
   const char *dir = luaL_checklstring(L, 1, &dlen);
@@ -982,7 +996,7 @@ static int l_maildir_claim(lua_State *L) {
     memcpy(file + nlen, ":2,", 3);
     memcpy(file + nlen + 3, flags, flen);
     file[nlen + 3 + flen] = '\0';
-    if (renameat(newfd, old, curfd, file) == 0) {
+    if (claim_rename(newfd, old, curfd, file) == 0) {
       lua_pushlstring(L, file, nlen + 3 + flen);   /* 18 new file */
       lua_pushvalue(L, 15);
       lua_pushnil(L);

@@ -332,6 +332,24 @@ describe("maildir index", function()
       assert.is_nil(fs.maildir_claim(d .. "/nowhere", {}, {}, {}))
     end)
 
+    it("never claims a file over another: two copies of one unique name both stay", function()
+      local d = mb.dir
+      for _, f in ipairs(fs.listdir(d .. "/new")) do os.remove(d .. "/new/" .. f) end
+      local name = "1700000001.M1P1Q1.h"
+      T.write(d .. "/new/" .. name, "first\n")
+      T.write(d .. "/new/" .. name .. ":2,S", "second\n")
+      local r1 = { name = name, file = name, flags = "S", uid = 1 }
+      local r2 = { name = name, file = name .. ":2,S", flags = "S", uid = 2 }
+      local n = fs.maildir_claim(d, { r1, r2 }, {}, {})
+      assert.equal(1, n)
+      assert.same({ name .. ":2,S" }, fs.listdir(d .. "/cur"))
+      assert.same({ name .. ":2,S" }, fs.listdir(d .. "/new"))   -- the second one, kept
+      assert.equal("first\n", T.read(d .. "/cur/" .. name .. ":2,S"))
+      assert.equal("second\n", T.read(d .. "/new/" .. name .. ":2,S"))
+      os.remove(d .. "/cur/" .. name .. ":2,S")
+      os.remove(d .. "/new/" .. name .. ":2,S")
+    end)
+
     it("shares one index per Maildir in a process", function()
       assert.equal(index.of(mb), index.of(store:mailbox("alice")))
       assert.are_not.equal(index.of(mb), index.new(mb))

@@ -400,7 +400,8 @@ local function rename_to(self, m, letters)
   local file = m.name .. ":2," .. letters
   if file == m.file and not m.new then return m end
   local path = self.cur .. file
-  local ok, err, errno = fs.rename(m.path, path)
+  -- never over another file (two copies of one unique name): refuse
+  local ok, err, errno = fs.rename(m.path, path, true)
   if not ok then return nil, err, errno end
   local nr = { uid = m.uid, name = m.name, file = file, path = path, flags = letters,
                new = false, size = m.size, vsize = m.vsize }

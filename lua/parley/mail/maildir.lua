@@ -511,7 +511,8 @@ function mailbox_methods:set_flags(name, flags)
     local file = m.name .. ":2," .. f
     local dest = self.dir .. "/cur/" .. file
     if dest == m.path then return true end
-    local ok, err, errno = fs.rename(m.path, dest)
+    -- never over another file (two copies of one unique name): refuse
+    local ok, err, errno = fs.rename(m.path, dest, true)
     if not ok then return nil, err, errno end
     m.file, m.path, m.flags, m.new = file, dest, f, false
     return true
