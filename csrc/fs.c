@@ -357,6 +357,74 @@ static int l_file_read(lua_State *L) {
   return 1;
 }
 
+/* the end (last byte) of the first blank line in p[from..n): a "\n" then
+** "\n" or "\r\n"; NULL when there is none yet */
+static const char *blank_line(const char *p, size_t n, size_t from) {
+  const char *end = p + n, *q = p + from;
+  while (q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
+    if (q + 1 < end && q[1] == '\n') return q + 1;
+    if (q + 2 < end && q[1] == '\r' && q[2] == '\n') return q + 2;
+    q++;
+  }
+  return NULL;
+}
+
+/* read_head(path [, chunk]): a message's header block, its bytes up to and
+** including the first blank line (the whole file when it has none), read
+** `chunk` bytes at a time (4096): one open and, for a header under a
+** chunk, one read and one string. nil, err, errno when it cannot open. */
+static int l_read_head(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lua_Integer chunk = luaL_optinteger(L, 2, READ_ON_STACK);
+  char small[READ_ON_STACK];
+  const char *e;
+  luaL_Buffer b;
+  ssize_t r;
+  size_t from;
+  int fd;
+  luaL_argcheck(L, chunk > 0 && chunk <= (1 << 30), 2, "bad chunk size");
+  do {
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return push_errno(L, errno);
+  do {
+    r = read(fd, small, chunk < READ_ON_STACK ? (size_t)chunk : READ_ON_STACK);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) goto fail;
+  e = blank_line(small, (size_t)r, 0);
+  if (e || r == 0) {
+    close(fd);
+    lua_pushlstring(L, small, e ? (size_t)(e - small) + 1 : 0);
+    return 1;
+  }
+  /* a header longer than one chunk: read on into a growing buffer */
+  luaL_buffinit(L, &b);
+  luaL_addlstring(&b, small, (size_t)r);
+  for (;;) {
+    from = luaL_bufflen(&b) >= 2 ? luaL_bufflen(&b) - 2 : 0;
+    do {
+      r = read(fd, luaL_prepbuffsize(&b, (size_t)chunk), (size_t)chunk);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) goto fail;
+    if (r == 0) break;
+    luaL_addsize(&b, (size_t)r);
+    e = blank_line(luaL_buffaddr(&b), luaL_bufflen(&b), from);
+    if (e) {
+      luaL_buffsub(&b, luaL_bufflen(&b) - (size_t)(e - luaL_buffaddr(&b)) - 1);
+      break;
+    }
+  }
+  close(fd);
+  luaL_pushresult(&b);
+  return 1;
+fail:
+  {
+    int err = errno;
+    close(fd);
+    return push_errno(L, err);
+  }
+}
+
 static int l_file_close(lua_State *L) {
   fs_file *f = checkfile(L, 1);
   int rc = 0, e = 0;
@@ -1265,6 +1333,7 @@ int parley_open_fs(lua_State *L) {
     {"rmdir", l_rmdir},
     {"mkdir", l_mkdir},
     {"listdir", l_listdir},
+    {"read_head", l_read_head},
     {"maildir_list", l_maildir_list},
     {"maildir_listing", l_maildir_listing},
     {"maildir_sort", l_maildir_sort},

@@ -255,6 +255,24 @@ describe("maildir index", function()
       assert.equal("Subject: no body", x:read_head(s.list[5], 4096))
     end)
 
+    it("finds the blank line wherever the reads split it, LF or CRLF", function()
+      local path = dir .. "/head-split"
+      local function head(text, chunk)
+        local f = assert(io.open(path, "wb")); f:write(text); f:close()
+        return fs.read_head(path, chunk)
+      end
+      for chunk = 1, 5 do
+        assert.equal("A: 1\r\nB: 2\r\n\r\n", head("A: 1\r\nB: 2\r\n\r\nbody\r\n\r\n", chunk))
+        assert.equal("A: 1\n\n", head("A: 1\n\nbody\n", chunk))
+        assert.equal("A: 1\n\r", head("A: 1\n\r", chunk))
+        assert.equal("", head("", chunk))
+      end
+      os.remove(path)
+      local none, err = fs.read_head(path)
+      assert.is_nil(none)
+      assert.equal("no such file or directory", err)
+    end)
+
     it("moves what it lists in new/ for the first time to cur/ when asked to claim it", function()
       local x = index.new(mb)
       local s, recent, n = assert(x:snapshot(true))

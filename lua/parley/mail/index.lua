@@ -425,36 +425,7 @@ function methods:open(r)
   return on_file(self, r, open_rb)
 end
 
--- the first blank line of s (its last byte), or nil
-local function head_end(s)
-  local _, e = find(s, "\n\r\n", 1, true)
-  local _, e2 = find(s, "\n\n", 1, true)
-  if e2 and (not e or e2 < e) then e = e2 end
-  return e
-end
-
-local function read_head(_, m, chunk)
-  local f, err, errno = fs.open(m.path, "r")
-  if not f then return nil, err, errno end
-  local data
-  data, err, errno = f:read(chunk)
-  local parts, e = { data }, data and head_end(data)
-  while data and not e and #data > 0 do
-    -- a header longer than one chunk: read on (overlapping by 2 bytes so
-    -- a blank line across two chunks is found)
-    data, err, errno = f:read(chunk)
-    if data and #data > 0 then
-      parts[#parts + 1] = data
-      local tail = parts[#parts - 1]:sub(-2) .. data
-      local te = head_end(tail)
-      if te then e = #table.concat(parts, "", 1, #parts - 1) - 2 + te end
-    end
-  end
-  f:close()
-  if not data then return nil, err, errno end
-  local all = #parts == 1 and parts[1] or table.concat(parts)
-  return e and sub(all, 1, e) or all
-end
+local function read_head(_, m, chunk) return fs.read_head(m.path, chunk) end
 
 --- The header block of a message: its bytes up to and including the
 -- first blank line (the whole message when it has none), as stored.
