@@ -273,23 +273,30 @@ function methods:resolve(set, uid)
   local maxv = uid and (n > 0 and self.msgs[n].uid or 0) or n
   local ranges, err = core.imap.parse_sequence_set(set, math.max(maxv, 1))
   if not ranges then return nil, err end
-  local seen, out = {}, {}
+  -- ranges in ascending order that do not overlap (the usual `1:*`) need
+  -- neither sorting nor removing duplicates
+  local out, k, ordered = {}, 0, true
   for _, r in ipairs(ranges) do
     local lo, hi = r[1], r[2]
     if uid then
-      local i = self:lower_bound(lo)
-      while i <= n and self.msgs[i].uid <= hi do
-        if not seen[i] then seen[i] = true; out[#out + 1] = i end
-        i = i + 1
-      end
-    else
-      if n == 0 or hi > n then return nil, "no such message" end
-      for i = lo, hi do
-        if not seen[i] then seen[i] = true; out[#out + 1] = i end
-      end
+      lo = self:lower_bound(lo)
+      hi = math.min(self:lower_bound(hi + 1) - 1, n)
+    elseif n == 0 or hi > n then
+      return nil, "no such message"
+    end
+    if lo <= hi then
+      if k > 0 and lo <= out[k] then ordered = false end
+      for i = lo, hi do k = k + 1; out[k] = i end
     end
   end
-  table.sort(out)
+  if not ordered then
+    table.sort(out)
+    local j = 0
+    for i = 1, k do
+      if j == 0 or out[i] ~= out[j] then j = j + 1; out[j] = out[i] end
+    end
+    for i = k, j + 1, -1 do out[i] = nil end
+  end
   return out
 end
 
