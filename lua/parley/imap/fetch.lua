@@ -233,7 +233,9 @@ function M.section_bytes(view, m, att, ctx)
       if not head then return nil, "cannot read message" end
       ctx.head = head
     end
-    local block = head:sub(1, head_end(head))
+    -- a head read alone (M.head) ends at its blank line (or is the whole
+    -- message): it is the block itself, no copy needed
+    local block = ctx.raw and head:sub(1, head_end(head)) or head
     if text == "HEADER" then return block end
     return header_fields(block, att.fields or {}, text == "HEADER.FIELDS.NOT")
   end
@@ -315,6 +317,10 @@ function M.run(s, seqs, atts, uid)
   local msgs, recent = view.msgs, view.recent
   local out = {}
   local ctx = {}
+  -- a stream writes the pieces straight into its output buffer (no Lua
+  -- string of each response: it would copy every header block once more);
+  -- a transcript's wrapper (a table) gets the joined string it records
+  local send_list = type(conn) == "userdata" and conn.send_list
   local missing = false
   for _, i in ipairs(seqs) do
     local m = msgs[i]
@@ -359,8 +365,9 @@ function M.run(s, seqs, atts, uid)
           if origin >= #data then data = ""
           else data = data:sub(origin + 1, len and origin + len or #data) end
         end
-        n = add(out, n, a.key or name, "{" .. #data .. "}\r\n")
-        n = n + 1; out[n] = data
+        n = add(out, n, a.key or name, "{")
+        out[n + 1], out[n + 2], out[n + 3] = #data, "}\r\n", data
+        n = n + 3
       else
         return nil, "unknown fetch item " .. tostring(name)
       end
@@ -368,7 +375,7 @@ function M.run(s, seqs, atts, uid)
     if ok then
       if flags_changed and not want_flags then n = add(out, n, "FLAGS", flags_text(m.flags, recent[m.uid], view.kw)) end
       n = n + 1; out[n] = ")\r\n"
-      conn:send(concat(out, "", 1, n))
+      if send_list then send_list(conn, out, 1, n) else conn:send(concat(out, "", 1, n)) end
     else
       missing = true
     end
