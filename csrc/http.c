@@ -37,7 +37,8 @@
 **   (HTTP/1.1 without Connection: close, HTTP/1.0 with keep-alive; RFC
 **   9112 §9.3).  kind, len: as http.body_framing(headers, true), or nil,
 **   reason, status for bad framing.  status (the head is to be refused):
-**   400 for no Host or more than one in HTTP/1.1 (RFC 9112 §3.2), 417 for
+**   400 for a path with %00, or for no Host or more than one in HTTP/1.1
+**   (RFC 9112 §3.2), 417 for
 **   an Expect other than 100-continue (RFC 9110 §10.1.1); _continue marks
 **   an Expect: 100-continue with a body.  Incomplete and malformed heads
 **   give what the plain form gives.  stream:receive_http_head(limits,
@@ -1010,8 +1011,10 @@ static const char *fact_value(lua_State *L, int t, const http_field *f,
 /*
 ** The path of a request target (RFC 9112 §3.2): without the query, the
 ** scheme and authority of the absolute-form removed, %XX decoded.
+** Returns 1 when %00 decoded to a NUL (the request is refused, as nginx
+** does: no handler should meet a NUL in a path), else 0.
 */
-static void push_path(lua_State *L, const char *t, size_t tl, int target) {
+static int push_path(lua_State *L, const char *t, size_t tl, int target) {
   const char *p = t, *q = memchr(t, '?', tl);
   size_t pl = q ? (size_t)(q - t) : tl, k = 0, i;
   luaL_Buffer lb;
@@ -1030,7 +1033,7 @@ static void push_path(lua_State *L, const char *t, size_t tl, int target) {
   if (!memchr(p, '%', pl)) {
     if (p == t && pl == tl) lua_pushvalue(L, target);
     else lua_pushlstring(L, p, pl);
-    return;
+    return 0;
   }
   b = luaL_buffinitsize(L, &lb, pl);
   for (i = k = 0; i < pl; i++) {
@@ -1045,6 +1048,7 @@ static void push_path(lua_State *L, const char *t, size_t tl, int target) {
     }
   }
   luaL_pushresultsize(&lb, k);
+  return memchr(lua_tostring(L, -1), 0, k) != NULL;
 }
 
 static const char *const kind_names[] = {"none", "length", "chunked", "close",
@@ -1058,7 +1062,8 @@ static const char *const kind_names[] = {"none", "length", "chunked", "close",
 **   req, keep, kind, len [, status]         or req, keep, nil, reason, status
 ** keep: the connection may stay open (RFC 9112 §9.3); kind and len as
 ** http.body_framing gives them, or nil, reason, status for bad framing;
-** status 400 for no Host or more than one in HTTP/1.1 (RFC 9112 §3.2), 417
+** status 400 for a path with %00 or for no Host or more than one in
+** HTTP/1.1 (RFC 9112 §3.2), 417
 ** for an Expect other than 100-continue (RFC 9110 §10.1.1).  req gets
 ** _continue = true for an Expect: 100-continue with a body.
 */
@@ -1067,7 +1072,7 @@ static int push_request(lua_State *L, const http_head *h, int obj) {
   const char *te, *cl, *err = NULL;
   size_t te_len, cl_len;
   int64_t n = 0;
-  int kind, st = 0, refuse = 0, keep, req, headers = lua_gettop(L);
+  int kind, st = 0, refuse = 0, keep, req, nul, headers = lua_gettop(L);
   find_facts(h->fields, h->nfields, &r);
   lua_createtable(L, 0, 8);
   req = lua_gettop(L);
@@ -1076,7 +1081,7 @@ static int push_request(lua_State *L, const http_head *h, int obj) {
   lua_pushlstring(L, h->method, h->method_len);
   lua_setfield(L, req, "method");
   lua_pushlstring(L, h->target, h->target_len);
-  push_path(L, h->target, h->target_len, lua_gettop(L));
+  nul = push_path(L, h->target, h->target_len, lua_gettop(L));
   lua_setfield(L, req, "path");
   lua_setfield(L, req, "target");
   lua_pushinteger(L, h->minor);
@@ -1107,7 +1112,9 @@ static int push_request(lua_State *L, const http_head *h, int obj) {
                              &n, &err, &st);
   }
   if (kind != HTTP_BODY_ERROR) {
-    if (h->minor == 1 &&
+    if (nul)
+      refuse = 400;
+    else if (h->minor == 1 &&
         (r.nhost != 1 || memchr(r.host->value, ',', r.host->value_len)))
       refuse = 400;
     else if (r.expect) {

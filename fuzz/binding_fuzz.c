@@ -15,8 +15,9 @@
 **     what the codec path leaves;
 **  5  http.parse_request's request object and parley_http_receive_request
 **     (stream:receive_http_head): same values as each other and as the
-**     plain form; path, query, keep-alive, body framing, the 400/417
-**     refusals and _continue against a reference written here;
+**     plain form; path, query, keep-alive, body framing, the 400 (a
+**     %00 in the path, Host) and 417 refusals and _continue against a
+**     reference written here;
 **  6  http.response_head with the server's own fields and
 **     parley_http_response_head give the same head, which parses back
 **     to the status and fields given;
@@ -203,7 +204,8 @@ static const char driver[] =
     "      end\n"
     "      if kind then\n"
     "        local want\n"
-    "        if minor == 1 and (hosts ~= 1 or hostcomma) then want = 400\n"
+    "        if req.path:find('\\0', 1, true) then want = 400\n"
+    "        elseif minor == 1 and (hosts ~= 1 or hostcomma) then want = 400\n"
     "        elseif expects > 0 and not (minor == 1 and expects == 1 and h.expect:lower() == '100-continue') then want = 417 end\n"
     "        if st ~= want then error('roundtrip: http request object: refusal status') end\n"
     "        if (req._continue == true) ~= (want == nil and expects > 0 and kind ~= 'none') then\n"

@@ -805,6 +805,15 @@ describe("http.parse_request with a request metatable", function()
     assert.are.equal("/100%%zz%4", r.path)
   end)
 
+  it("refuses a path where %00 decodes to a NUL with 400, as nginx does", function()
+    local _, r, _, kind, _, refuse = parse_obj("GET /a%00b.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.are.equal("/a\0b.txt", r.path)
+    assert.are.equal("none", kind)
+    assert.are.equal(400, refuse)
+    _, _, _, _, _, refuse = parse_obj("GET /a%01b.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert.is_nil(refuse)
+  end)
+
   it("says whether the connection stays open", function()
     local function keep(head) return select(3, parse_obj(head)) end
     assert.is_true(keep("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
