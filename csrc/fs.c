@@ -30,6 +30,10 @@
 **   | nil, err, errno   (for handles opened with "r" or "+").
 ** file:close() -> true | nil, err, errno   flushes, closes; idempotent.
 **   __gc and __close close too (without reporting errors).
+** fs.read_head(path [, chunk]) -> string | nil, err, errno   a mail
+**   message's bytes up to and including its first blank line ("\n\n" or
+**   "\n\r\n"; the whole file when it has none), read `chunk` (4096)
+**   bytes at a time; O_NOATIME when the file is ours.
 **
 ** fs.fsync(f) -> true | nil, err, errno   f: a Lua file (flushed first),
 **   a parley.fs.file or an integer descriptor.
