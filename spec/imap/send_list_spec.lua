@@ -1,7 +1,6 @@
 -- stream:send_list, which the IMAP server's FETCH uses to write a response
 -- (numbers, names, a header block) straight into the output buffer. Real
 -- loopback sockets.
-local parley = require "parley"
 local H = require "helper"
 
 -- runs fn(client, server_end) over a fresh loopback pair
