@@ -362,9 +362,13 @@ static int l_file_read(lua_State *L) {
 }
 
 /* the end (last byte) of the first blank line in p[from..n): a "\n" then
-** "\n" or "\r\n"; NULL when there is none yet */
+** "\n" or "\r\n", or at the very start a message with no header fields
+** (RFC 5322 §3.5: its first line is the blank one); NULL when there is
+** none yet */
 static const char *blank_line(const char *p, size_t n, size_t from) {
   const char *end = p + n, *q = p + from;
+  if (from == 0 && n > 0 && p[0] == '\n') return p;
+  if (from == 0 && n > 1 && p[0] == '\r' && p[1] == '\n') return p + 1;
   while (q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL) {
     if (q + 1 < end && q[1] == '\n') return q + 1;
     if (q + 2 < end && q[1] == '\r' && q[2] == '\n') return q + 2;

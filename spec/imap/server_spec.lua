@@ -258,6 +258,24 @@ describe("imap server", function()
       end)
     end)
 
+    it("gives a message with no header fields an empty header (RFC 5322 §3.5)", function()
+      local raw = "\r\nno headers\r\n\r\nsecond paragraph\r\n"
+      assert(store:deliver("alice", raw))
+      with_server(function(c)
+        c:login_select()
+        -- one message: read from its file; all of them: through the header cache
+        for _, cmd in ipairs { "a FETCH 4 (BODY.PEEK[HEADER] BODY.PEEK[TEXT])", "b FETCH 1:* (BODY.PEEK[HEADER])" } do
+          local lines = c:cmd(cmd)
+          local text = table.concat(lines, "\n")
+          assert.truthy(text:find("* 4 FETCH (BODY[HEADER] {2}\r\n\r\n", 1, true), text)
+        end
+        local lines = c:cmd("c FETCH 4 (BODY.PEEK[TEXT])")
+        assert.equal("* 4 FETCH (BODY[TEXT] {" .. (#raw - 2) .. "}\r\n" .. raw:sub(3) .. ")", lines[1])
+        lines = c:cmd("d SEARCH BODY paragraph")
+        assert.equal("* SEARCH 4", lines[1])
+      end)
+    end)
+
     it("returns sections, partials and header fields", function()
       with_server(function(c)
         c:login_select()

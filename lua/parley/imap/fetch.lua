@@ -215,10 +215,17 @@ local function header_fields(block, names, invert)
   return concat(out)
 end
 
-local function head_end(raw)
+--- Where the header block of a CRLF message ends (its blank line
+-- included): 2 for a message with no header fields (RFC 5322 §3.5), the
+-- whole length when there is no blank line.
+-- @tparam string raw
+-- @treturn integer
+function M.head_end(raw)
+  if raw:sub(1, 2) == "\r\n" then return 2 end
   local _, e = raw:find("\r\n\r\n", 1, true)
   return e or #raw
 end
+local head_end = M.head_end
 
 --- The bytes of a BODY[section] (no partial applied), or nil, err.
 -- `ctx` caches the raw message and its parse for this message.

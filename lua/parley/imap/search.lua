@@ -65,8 +65,7 @@ local function body_texts(ctx)
   local raw = ctx.raw()
   local p = ctx.parsed
   if not p then p = message.parse(raw); ctx.parsed = p end
-  local _, e = raw:find("\r\n\r\n", 1, true)
-  local texts = { raw:sub((e or #raw) + 1) }
+  local texts = { raw:sub(F.head_end(raw) + 1) }
   local function walk(part, depth)
     if depth > 32 then return end
     if part.parts then
@@ -277,7 +276,7 @@ function M.run(view, args, i)
     end
     ctx.head = function()
       if not ctx.headdata then
-        ctx.headdata = ctx.rawdata and ctx.rawdata:sub(1, (select(2, ctx.rawdata:find("\r\n\r\n", 1, true)) or #ctx.rawdata))
+        ctx.headdata = ctx.rawdata and ctx.rawdata:sub(1, F.head_end(ctx.rawdata))
           or F.head(view, m) or ""
       end
       return ctx.headdata
