@@ -21,7 +21,8 @@
 **  6  http.response_head with the server's own fields and
 **     parley_http_response_head give the same head, which parses back
 **     to the status and fields given;
-**  7  fs.maildir_uidlist's text; fs.maildir_list on Maildir names made
+**  7  fs.maildir_uidlist's text; fs.read_head against a reference at
+**     chunk sizes 1-7 and the default; fs.maildir_list on Maildir names made
 **     from the input (name, flags, size, vsize, mtime, key against a
 **     reference), fs.maildir_sort of them (by key, stable), then
 **     fs.maildir_claim of those files into cur/.
@@ -257,6 +258,23 @@ static const char driver[] =
     "  if not FZ_DIR then\n"
     "    FZ_DIR = assert(fs.realpath('/tmp')) .. '/parley-fuzz-' .. fs.getpid()\n"
     "    fs.mkdir(FZ_DIR) fs.mkdir(FZ_DIR .. '/new') fs.mkdir(FZ_DIR .. '/cur')\n"
+    "  end\n"
+    "  -- fs.read_head: the bytes up to the first blank line, read in chunks\n"
+    "  do\n"
+    "    local hp = FZ_DIR .. '/head'\n"
+    "    local f = assert(io.open(hp, 'wb')) f:write(s) f:close()\n"
+    "    local want = s\n"
+    "    if s:sub(1, 1) == '\\n' then want = '\\n'\n"
+    "    elseif s:sub(1, 2) == '\\r\\n' then want = '\\r\\n'\n"
+    "    else\n"
+    "      for i in s:gmatch('()\\n') do\n"
+    "        if s:sub(i + 1, i + 1) == '\\n' then want = s:sub(1, i + 1) break end\n"
+    "        if s:sub(i + 1, i + 2) == '\\r\\n' then want = s:sub(1, i + 2) break end\n"
+    "      end\n"
+    "    end\n"
+    "    if fs.read_head(hp, 1 + cut % 7) ~= want or fs.read_head(hp) ~= want then\n"
+    "      error('roundtrip: fs.read_head')\n"
+    "    end\n"
     "  end\n"
     "  local made = {}\n"
     "  for _, name in ipairs(names) do\n"
