@@ -8,27 +8,10 @@ local fs = require("parley.core").fs
 
 describe("imap server index", function()
   local store, mb
-  before_each(function()
-    H.fd_snapshot()
-    local _
-    _, store = E.store()
-    for i = 1, 3 do assert(store:deliver("alice", "Subject: m" .. i .. "\r\n\r\nbody " .. i .. "\r\n")) end
-    mb = assert(store:mailbox("alice"))
-  end)
-  after_each(function()
-    E.cleanup()
-    H.fd_check()
-  end)
-
-  local function with_server(fn)
-    H.run(function()
-      local srv = E.server(store)
-      local c = E.raw(srv.port)
-      fn(c, srv)
-      c:close()
-      srv:close(0)
-    end, 20)
-  end
+  local fresh, done = E.three_messages(function(s, m) store, mb = s, m end)
+  before_each(fresh)
+  after_each(done)
+  local function with_server(fn) E.with_raw(store, fn) end
 
   -- the current file of message `n` (in delivery order)
   local function file_of(n)

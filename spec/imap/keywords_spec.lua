@@ -1,6 +1,5 @@
 -- IMAP keywords stored as Dovecot stores them: letters a-z after the
 -- `:2,` flags, named in the Maildir's `dovecot-keywords`.
-local H = require "helper"
 local E = require "imap.support.env"
 local maildir = require "parley.mail.maildir"
 local fs = require("parley.core").fs
@@ -8,27 +7,10 @@ local T = E.T
 
 describe("imap keywords", function()
   local store, mb
-  before_each(function()
-    H.fd_snapshot()
-    local _
-    _, store = E.store()
-    for i = 1, 3 do assert(store:deliver("alice", "Subject: m" .. i .. "\r\n\r\nbody " .. i .. "\r\n")) end
-    mb = assert(store:mailbox("alice"))
-  end)
-  after_each(function()
-    E.cleanup()
-    H.fd_check()
-  end)
-
-  local function with_server(fn)
-    H.run(function()
-      local srv = E.server(store)
-      local c = E.raw(srv.port)
-      fn(c, srv)
-      c:close()
-      srv:close(0)
-    end, 20)
-  end
+  local fresh, done = E.three_messages(function(s, m) store, mb = s, m end)
+  before_each(fresh)
+  after_each(done)
+  local function with_server(fn) E.with_raw(store, fn) end
 
   local function files(dir)
     local out = fs.listdir((dir or mb.dir) .. "/cur")

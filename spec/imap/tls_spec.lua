@@ -44,16 +44,7 @@ local function with_server(extra, fn)
   end, 30)
 end
 
--- a scripted server (a fake, or one that misbehaves)
-local function fake(script, fn)
-  H.run(function()
-    local srv = assert(parley.serve{ listen = "127.0.0.1:0", signals = false, timeout = 5,
-      handler = script })
-    local ok, err = pcall(fn, srv)
-    srv:close(0)
-    if not ok then error(err, 0) end
-  end, 30)
-end
+local fake = H.fake_server   -- a scripted server (a fake, or one that misbehaves)
 
 local function caps_of(r)
   local lines, t = r:cmd("c CAPABILITY")

@@ -171,3 +171,25 @@ describe("telnet session output written into the stream's buffer", function()
     assert.equal(want, wire(false, T.IAC .. T.DO .. "\0"))
   end)
 end)
+
+-- found by fuzz/binding_fuzz (fuzz/crashes/binding-telnet-line-cr-iac): an
+-- IAC command between a line's CR (or CR NUL) and its LF.  The codec path
+-- reads CR <command> LF as one line end (the command is no data); the line
+-- taken from the stream's buffer must end the same way, not leave the LF
+-- behind as an extra empty line.
+describe("telnet session lines with a command inside the line end", function()
+  before_each(H.fd_snapshot)
+  after_each(H.fd_check)
+
+  it("reads CR, IAC NOP, LF as one line end", function()
+    reads({ "one\r" .. T.IAC .. "\241\ntwo\r\n" }, { "one", "two", "!closed" })
+  end)
+
+  it("reads CR NUL, IAC NOP, LF as one line end", function()
+    reads({ "one\r\0" .. T.IAC .. "\241\ntwo\r\n" }, { "one", "two", "!closed" })
+  end)
+
+  it("reads the fuzzer's input: CR, IAC NUL, LF", function()
+    reads({ "\r" .. T.IAC .. "\0\nx\r\n" }, { "", "x", "!closed" })
+  end)
+end)

@@ -156,4 +156,31 @@ function E.cleanup()
   T.cleanup()
 end
 
+-- A before_each and an after_each for a describe block: a fresh store
+-- with three messages for alice ("Subject: m<i>"), handed to
+-- ready(store, mailbox); then the cleanup and the fd check.
+function E.three_messages(ready)
+  local H = require "helper"
+  return function()
+    H.fd_snapshot()
+    local _, store = E.store()
+    for i = 1, 3 do assert(store:deliver("alice", "Subject: m" .. i .. "\r\n\r\nbody " .. i .. "\r\n")) end
+    ready(store, assert(store:mailbox("alice")))
+  end, function()
+    E.cleanup()
+    H.fd_check()
+  end
+end
+
+-- Runs fn(raw_client, server) against a fresh server over `store`.
+function E.with_raw(store, fn)
+  require("helper").run(function()
+    local srv = E.server(store)
+    local c = E.raw(srv.port)
+    fn(c, srv)
+    c:close()
+    srv:close(0)
+  end, 20)
+end
+
 return E
