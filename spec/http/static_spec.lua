@@ -173,6 +173,20 @@ describe("http static files", function()
     end)
   end)
 
+  it("resolves dot-segments that stay inside the root, as nginx does", function()
+    U.with_app(site(), function(srv)
+      for _, target in ipairs { "/sub/../1k.txt", "/sub/./../1k.txt", "/./1k.txt", "/sub/%2e%2e/1k.txt" } do
+        local c <close> = U.connect(srv)
+        local text = U.exchange(c, "GET " .. target .. " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert.matches("^HTTP/1%.1 200 ", text, nil, target)
+        assert.matches("\r\nContent%-Length: 1024\r\n", text, nil, target)
+      end
+      local c <close> = U.connect(srv)
+      local text = U.exchange(c, "GET /sub/../../1k.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      assert.matches("^HTTP/1%.1 403 ", text)
+    end)
+  end)
+
   it("refuses a symlink that leads out of the root and follows one that stays in", function()
     assert.is_function(require("parley.core").fs.realpath, "core.fs.realpath is missing")
     assert(os.execute("ln -s /etc " .. root .. "/etc-link && ln -s 1k.txt " .. root .. "/inside-link"))

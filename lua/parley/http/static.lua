@@ -5,8 +5,9 @@
 -- `If-Modified-Since` -> 304 and `If-Match` / `If-Unmodified-Since` -> 412
 -- (RFC 9110 §13), `Range` -> 206 (several ranges as multipart/byteranges) or
 -- 416 with `If-Range` (RFC 9110 §14), bodies by sendfile(2). Paths never
--- leave the root: after percent-decoding, a NUL (400) or a `..` segment
--- (403) is refused, and the resolved path (`core.fs.realpath`, symlinks
+-- leave the root: after percent-decoding, a NUL is refused (400),
+-- dot-segments are resolved (RFC 3986 §5.2.4) and a `..` above the root
+-- is refused (403), and the resolved path (`core.fs.realpath`, symlinks
 -- followed) must stay under the resolved root (else 404). Stat and listing
 -- use `core.fs` (LuaFileSystem when an older core lacks them).
 -- @module parley.http.static
@@ -50,6 +51,28 @@ local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
                  Jul = 7, Aug = 8, Sep = 9, Oct = 10, Nov = 11, Dec = 12 }
 
 -- days since 1970-01-01 of a civil date (proleptic Gregorian)
+-- RFC 3986 §5.2.4: "a/b/../c" is "a/c" (as nginx resolves them); nil when
+-- a ".." would climb above the root
+local function without_dot_segments(rel)
+  local lead = rel:sub(1, 1) == "/" and "/" or ""
+  local stack, trailing = {}, false
+  for seg in (rel:sub(#lead + 1) .. "/"):gmatch("([^/]*)/") do
+    trailing = false
+    if seg == ".." then
+      if #stack == 0 then return nil end
+      stack[#stack] = nil
+      trailing = true
+    elseif seg == "." then
+      trailing = true
+    else
+      stack[#stack + 1] = seg
+    end
+  end
+  local out = lead .. table.concat(stack, "/")
+  if trailing and #stack > 0 then out = out .. "/" end
+  return out
+end
+
 local function days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
   local era = (y >= 0 and y or y - 399) // 400
@@ -316,7 +339,8 @@ function M.handler(root, opts)
     -- RFC 9110 §4.2.3/§7.1: refuse what could leave the root
     if find(rel, "\0", 1, true) then return res:error(400) end
     if find(rel, "..", 1, true) and find("/" .. rel .. "/", "/%.%./") then
-      return res:error(403)
+      rel = without_dot_segments(rel)
+      if not rel then return res:error(403) end
     end
     -- keyed by rel: "dir" (redirected) and "dir/" are different keys
     local e = cache[rel]
