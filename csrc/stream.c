@@ -734,14 +734,7 @@ static int s_flush(lua_State *L) {
   return flush_done(L, s, drain(L, s, 0, parley_deadline(s->timeout), 0, flush_k));
 }
 
-static int send_telnet_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 1);
-  waiter *w = parley_waited(L);
-  int r = w->result;
-  (void)status; (void)ctx;
-  if (r == WAKE_READY) r = drain(L, s, HIGH_WATER, w->deadline, 0, send_telnet_k);
-  return flush_done(L, s, r);
-}
+static int queued(lua_State *L, stream *s);
 
 /* send_telnet(codec, text [, eol]): codec:escape(text, eol) queued as
 ** send queues it, escaped straight into the output buffer */
@@ -760,9 +753,7 @@ static int s_send_telnet(lua_State *L) {
   w = parley_telnet_escape(L, 2, text, n, eol, buf_tail(&s->out));
   s->out.end += w;
   if (w) parley_mark_dirty(&s->p);
-  if (buf_len(&s->out) <= HIGH_WATER) return flush_done(L, s, WAKE_READY);
-  return flush_done(L, s, drain(L, s, HIGH_WATER, parley_deadline(s->timeout),
-                                0, send_telnet_k));
+  return queued(L, s);
 }
 
 typedef struct head_sink {
@@ -775,13 +766,24 @@ static void append_head(void *ud, const char *p, size_t n) {
   if (buf_append(&h->s->out, p, n) != 0) luaL_error(h->L, "not enough memory");
 }
 
-static int response_k(lua_State *L, int status, lua_KContext ctx) {
+/*
+** After a method that wrote straight into the output buffer
+** (send_http_response, send_telnet, send_list): true at once, or past
+** the high-water mark the wait for the peer to read, as send waits.
+*/
+static int queued_k(lua_State *L, int status, lua_KContext ctx) {
   stream *s = check_stream(L, 1);
   waiter *w = parley_waited(L);
   int r = w->result;
   (void)status; (void)ctx;
-  if (r == WAKE_READY) r = drain(L, s, HIGH_WATER, w->deadline, 0, response_k);
+  if (r == WAKE_READY) r = drain(L, s, HIGH_WATER, w->deadline, 0, queued_k);
   return flush_done(L, s, r);
+}
+
+static int queued(lua_State *L, stream *s) {
+  if (buf_len(&s->out) <= HIGH_WATER) return flush_done(L, s, WAKE_READY);
+  return flush_done(L, s, drain(L, s, HIGH_WATER, parley_deadline(s->timeout),
+                                0, queued_k));
 }
 
 /* stream:send_http_response(status, fields [, reason [, minor [, body
@@ -802,11 +804,7 @@ static int s_send_http_response(lua_State *L) {
   if (bl > 0 && buf_append(&s->out, body, bl) != 0)
     return luaL_error(L, "not enough memory");
   parley_mark_dirty(&s->p);
-  if (buf_len(&s->out) > HIGH_WATER)
-    return flush_done(L, s, drain(L, s, HIGH_WATER, parley_deadline(s->timeout),
-                                  0, response_k));
-  lua_pushboolean(L, 1);
-  return 1;
+  return queued(L, s);
 }
 
 /* ----------------------------------------------------------- sendfile */
@@ -1387,15 +1385,6 @@ static int connect_k(lua_State *L, int status, lua_KContext ctx) {
   return connect_loop(L, s, w->deadline, 1, 0);
 }
 
-static int send_list_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 1);
-  waiter *w = parley_waited(L);
-  int r = w->result;
-  (void)status; (void)ctx;
-  if (r == WAKE_READY) r = drain(L, s, HIGH_WATER, w->deadline, 0, send_list_k);
-  return flush_done(L, s, r);
-}
-
 /* v in decimal, written backwards from `end`: its first byte (snprintf
 ** costs ten times as much, per FETCH line) */
 static const char *decimal(char *end, lua_Integer v, size_t *n) {
@@ -1437,13 +1426,14 @@ static int s_send_list(lua_State *L) {
       return luaL_error(L, "item %I of the list is a %s, not a string or a number",
                         (LUAI_UACINT)k, luaL_typename(L, -1));
     }
-    if (buf_append(&s->out, p, n) != 0) return luaL_error(L, "not enough memory");
+    if (buf_append(&s->out, p, n) != 0) {
+      s->out.end -= buf_len(&s->out) - before;   /* nothing queued */
+      return luaL_error(L, "not enough memory");
+    }
     lua_pop(L, 1);
   }
   if (buf_len(&s->out) != before) parley_mark_dirty(&s->p);
-  if (buf_len(&s->out) <= HIGH_WATER) return flush_done(L, s, WAKE_READY);
-  return flush_done(L, s, drain(L, s, HIGH_WATER, parley_deadline(s->timeout),
-                                0, send_list_k));
+  return queued(L, s);
 }
 
 /* connect(host, port, [timeout], [bind_host], [bind_port]) */
