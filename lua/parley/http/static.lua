@@ -52,7 +52,9 @@ local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
 
 -- days since 1970-01-01 of a civil date (proleptic Gregorian)
 -- RFC 3986 §5.2.4: "a/b/../c" is "a/c" (as nginx resolves them); nil when
--- a ".." would climb above the root
+-- a ".." would climb above the root. (core.ftp.normalize_path clamps at
+-- the root and drops a trailing "/", which decides a directory's redirect
+-- here: not the rule for URLs.)
 local function without_dot_segments(rel)
   local lead = rel:sub(1, 1) == "/" and "/" or ""
   local stack, trailing = {}, false
