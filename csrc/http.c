@@ -998,14 +998,27 @@ static int has_connection_option(const http_field *f, size_t n,
   return 0;
 }
 
-/* the value of a field that may be repeated: the one field's own bytes,
-** or the combined value from the headers table at t (RFC 9110 §5.3) */
-static const char *fact_value(lua_State *L, int t, const http_field *f,
-                              int count, const char *name, size_t *n) {
+/* the value of a field that may be repeated (`name`: lowercase): the one
+** field's own bytes, or the values of all joined by ", " (RFC 9110 §5.3),
+** left on the stack for the caller to pop */
+static const char *fact_value(lua_State *L, const http_head *h,
+                              const http_field *f, int count,
+                              const char *name, size_t *n) {
+  luaL_Buffer lb;
+  size_t i, nl = strlen(name);
+  int first = 1;
   if (!f) { *n = 0; return NULL; }
   if (count == 1) { *n = f->value_len; return f->value; }
-  lua_getfield(L, t, name);
-  return lua_tolstring(L, -1, n);   /* stays on the stack: the caller pops */
+  luaL_buffinit(L, &lb);
+  for (i = (size_t)(f - h->fields); i < h->nfields; i++) {
+    const http_field *g = &h->fields[i];
+    if (g->name_len != nl || !ieq(g->name, nl, name)) continue;
+    if (!first) luaL_addlstring(&lb, ", ", 2);
+    luaL_addlstring(&lb, g->value, g->value_len);
+    first = 0;
+  }
+  luaL_pushresult(&lb);
+  return lua_tolstring(L, -1, n);
 }
 
 /*
@@ -1054,11 +1067,44 @@ static int push_path(lua_State *L, const char *t, size_t tl, int target) {
 static const char *const kind_names[] = {"none", "length", "chunked", "close",
                                          "tunnel"};
 
+/* the request object's field names, made once per Lua state:
+** registry[&req_keys] = {"_head", "method", ...} in the order of REQ_* */
+static const char req_keys = 0;
+enum { REQ_HEAD = 1, REQ_METHOD, REQ_TARGET, REQ_PATH, REQ_MINOR, REQ_QUERY,
+       REQ_PEER, REQ_CONN, REQ_CONTINUE, REQ_HEADERS, REQ_NKEYS = REQ_HEADERS };
+
+/* pushes the key table (made on first use) */
+static void push_req_keys(lua_State *L) {
+  static const char *const names[] = {"_head", "method", "target", "path",
+                                      "minor", "query", "peer", "conn",
+                                      "_continue", "headers"};
+  int i;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &req_keys) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_createtable(L, REQ_NKEYS, 0);
+  for (i = 0; i < REQ_NKEYS; i++) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &req_keys);
+}
+
+/* req[keys[k]] = the value on top (popped); a raw set with a key string
+** made once: lua_setfield would look the name up on every request */
+static void set_req(lua_State *L, int req, int keys, int k) {
+  lua_rawgeti(L, keys, k);
+  lua_insert(L, -2);
+  lua_rawset(L, req);
+}
+
 /*
 ** A parsed request as the server's object (obj: stack index of its
 ** metatable, then the peer and the connection, set as its fields) and
-** what the server decides from its fields before a handler runs; the
-** headers table is on top of the stack (popped).  Pushes
+** what the server decides from its fields before a handler runs.  The
+** head's bytes (head, head_len) are kept as req._head: the headers table
+** is built from them when first asked for (http.request_index), so a
+** handler that reads no header costs no table of them.  Pushes
 **   req, keep, kind, len [, status]         or req, keep, nil, reason, status
 ** keep: the connection may stay open (RFC 9112 §9.3); kind and len as
 ** http.body_framing gives them, or nil, reason, status for bad framing;
@@ -1067,36 +1113,39 @@ static const char *const kind_names[] = {"none", "length", "chunked", "close",
 ** for an Expect other than 100-continue (RFC 9110 §10.1.1).  req gets
 ** _continue = true for an Expect: 100-continue with a body.
 */
-static int push_request(lua_State *L, const http_head *h, int obj) {
+static int push_request(lua_State *L, const http_head *h, int obj,
+                        const char *head, size_t head_len) {
   req_facts r;
   const char *te, *cl, *err = NULL;
   size_t te_len, cl_len;
   int64_t n = 0;
-  int kind, st = 0, refuse = 0, keep, req, nul, headers = lua_gettop(L);
+  int kind, st = 0, refuse = 0, keep, req, nul, keys;
   find_facts(h->fields, h->nfields, &r);
+  push_req_keys(L);
+  keys = lua_gettop(L);
   lua_createtable(L, 0, 8);
   req = lua_gettop(L);
-  lua_pushvalue(L, headers);
-  lua_setfield(L, req, "headers");
+  lua_pushlstring(L, head, head_len);
+  set_req(L, req, keys, REQ_HEAD);
   lua_pushlstring(L, h->method, h->method_len);
-  lua_setfield(L, req, "method");
+  set_req(L, req, keys, REQ_METHOD);
   lua_pushlstring(L, h->target, h->target_len);
   nul = push_path(L, h->target, h->target_len, lua_gettop(L));
-  lua_setfield(L, req, "path");
-  lua_setfield(L, req, "target");
+  set_req(L, req, keys, REQ_PATH);
+  set_req(L, req, keys, REQ_TARGET);
   lua_pushinteger(L, h->minor);
-  lua_setfield(L, req, "minor");
+  set_req(L, req, keys, REQ_MINOR);
   {
     const char *q = memchr(h->target, '?', h->target_len);
     if (q) {
       lua_pushlstring(L, q + 1, h->target_len - (size_t)(q + 1 - h->target));
-      lua_setfield(L, req, "query");
+      set_req(L, req, keys, REQ_QUERY);
     }
   }
   lua_pushvalue(L, obj + 1);
-  lua_setfield(L, req, "peer");
+  set_req(L, req, keys, REQ_PEER);
   lua_pushvalue(L, obj + 2);
-  lua_setfield(L, req, "conn");
+  set_req(L, req, keys, REQ_CONN);
   lua_pushvalue(L, obj);
   lua_setmetatable(L, req);
   if (h->minor == 1)
@@ -1106,8 +1155,8 @@ static int push_request(lua_State *L, const http_head *h, int obj) {
                                            "keep-alive", 10);
   kind = HTTP_BODY_NONE;
   if (r.cl || r.te) {
-    te = fact_value(L, headers, r.te, r.nte, "transfer-encoding", &te_len);
-    cl = fact_value(L, headers, r.cl, r.ncl, "content-length", &cl_len);
+    te = fact_value(L, h, r.te, r.nte, "transfer-encoding", &te_len);
+    cl = fact_value(L, h, r.cl, r.ncl, "content-length", &cl_len);
     kind = http_body_framing(te, te_len, cl, cl_len, 1, NULL, 0, h->minor,
                              &n, &err, &st);
   }
@@ -1122,7 +1171,7 @@ static int push_request(lua_State *L, const http_head *h, int obj) {
           ieq(r.expect->value, r.expect->value_len, "100-continue")) {
         if (kind != HTTP_BODY_NONE) {
           lua_pushboolean(L, 1);
-          lua_setfield(L, req, "_continue");
+          set_req(L, req, keys, REQ_CONTINUE);
         }
       } else {
         refuse = 417;
@@ -1130,7 +1179,7 @@ static int push_request(lua_State *L, const http_head *h, int obj) {
     }
   }
   lua_settop(L, req);
-  lua_remove(L, headers);
+  lua_remove(L, keys);
   lua_pushboolean(L, keep);
   if (kind == HTTP_BODY_ERROR) {
     lua_pushnil(L);
@@ -1187,8 +1236,7 @@ static int push_head(lua_State *L, const char *buf, size_t start, size_t len,
   }
   *used = (size_t)r;
   if (obj) {
-    push_fields(L, h.fields, h.nfields);
-    n = push_request(L, &h, obj);
+    n = push_request(L, &h, obj, buf + start, (size_t)r);
     if (ud) lua_remove(L, ud);
     return n;
   }
@@ -1238,6 +1286,64 @@ int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
   http_limits lim;
   read_limits(L, limits, &lim);
   return push_head(L, buf, 0, len, &lim, seen, 1, used, obj);
+}
+
+/*
+** The headers table of a server's request object (at req), parsed again
+** from req._head, whose bytes passed the server's limits once already: so
+** no limit here but the room for its fields (one per line at most).  Kept
+** in req.headers; nil for a table without a head.
+*/
+static int push_request_headers(lua_State *L, int req) {
+  http_head h;
+  http_limits lim;
+  http_field stackf[FIELDS_ON_STACK];
+  size_t len, cap = 1;
+  const char *head, *p;
+  push_req_keys(L);
+  lua_rawgeti(L, -1, REQ_HEAD);
+  lua_rawget(L, req);
+  head = lua_tolstring(L, -1, &len);
+  if (lua_type(L, -1) != LUA_TSTRING) { lua_pushnil(L); return 1; }
+  for (p = head; (p = memchr(p, '\n', len - (size_t)(p - head))); p++) cap++;
+  memset(&h, 0, sizeof h);
+  h.fields = cap <= FIELDS_ON_STACK
+                 ? stackf : lua_newuserdatauv(L, cap * sizeof(http_field), 0);
+  h.fields_cap = cap;
+  http_default_limits(&lim);
+  lim.max_line = lim.max_head = len;
+  lim.max_fields = cap;
+  lim.lenient = 1;
+  if (http_parse_request(head, len, &lim, &h) != (long)len)
+    return luaL_error(L, "http: a request head that parsed once does not "
+                         "parse again");
+  push_fields(L, h.fields, h.nfields);
+  lua_rawgeti(L, -3 - (h.fields != stackf), REQ_HEADERS);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, req);
+  return 1;
+}
+
+/* __index of a server's request objects (upvalue 1: the methods table,
+** often the metatable itself): `headers` made on first use, any other key
+** looked up in the methods table */
+static int request_index(lua_State *L) {
+  size_t kl;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    const char *k = lua_tolstring(L, 2, &kl);
+    if (kl == 7 && memcmp(k, "headers", 7) == 0)
+      return push_request_headers(L, 1);
+  }
+  lua_pushvalue(L, 2);
+  lua_rawget(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static int l_request_index(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, request_index, 1);
+  return 1;
 }
 
 static int l_parse_request(lua_State *L) { return parse_head(L, 1); }
@@ -1805,6 +1911,7 @@ static int l_date(lua_State *L) {
 int parley_open_http(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"parse_request", l_parse_request},
+    {"request_index", l_request_index},
     {"parse_response", l_parse_response},
     {"limits", l_limits},
     {"body_framing", l_body_framing},

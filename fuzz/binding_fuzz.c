@@ -153,6 +153,7 @@ static const char driver[] =
     "  -- against the plain form and a reference of what it decides\n"
     "  local http = core.http\n"
     "  local mt, peer, conn = {}, 'peer', {}\n"
+    "  mt.__index = core.http.request_index(mt)\n"
     "  local function lower_has(v, token)        -- a Connection list names token\n"
     "    for t in v:gsub('[\\r\\n]', ' '):gmatch('[^, \\t]+') do\n"
     "      if t:lower() == token then return true end\n"

@@ -776,6 +776,7 @@ end)
 
 describe("http.parse_request with a request metatable", function()
   local mt = { __name = "test.request" }
+  mt.__index = http.request_index(mt)
   local function parse_obj(head, peer, conn)
     return http.parse_request(head, 1, nil, nil, mt, peer or "10.0.0.1", conn or "conn")
   end
@@ -792,6 +793,44 @@ describe("http.parse_request with a request metatable", function()
     assert.is_nil(len)
     assert.is_nil(refuse)
     assert.is_nil(rawget(r, "_continue"))
+  end)
+
+  it("makes the headers table from the head's bytes on first use, once", function()
+    mt.hello = function() return "method" end
+    local head = "GET / HTTP/1.1\nHost: h\nX-A: 1\nx-a: 2\nSet-Cookie: a\nSet-Cookie: b\n\n"
+    local _, r = http.parse_request(head, 1, { lenient = true }, nil, mt, "p", "c")
+    assert.is_nil(rawget(r, "headers"))
+    assert.are.equal(head, r._head)
+    local h = r.headers
+    assert.are.equal(h, rawget(r, "headers"))
+    assert.are.equal(h, r.headers)
+    assert.are.same({ "host", "h", "x-a", "1", "x-a", "2", "set-cookie", "a", "set-cookie", "b",
+                      host = "h", ["x-a"] = "1, 2", ["set-cookie"] = "a" }, h)
+    assert.are.equal("method", r:hello())      -- other keys: the methods table
+    assert.is_nil(r.nothing)
+    mt.hello = nil
+    -- a table without a head has no headers; a head changed by hand is refused
+    assert.is_nil(setmetatable({}, mt).headers)
+    assert.has_error(function() return setmetatable({ _head = "junk" }, mt).headers end)
+    -- more fields than fit on the C stack
+    local many = { "GET / HTTP/1.1\r\nHost: h\r\n" }
+    for i = 1, 300 do many[#many + 1] = "F" .. i .. ": " .. i .. "\r\n" end
+    many = table.concat(many) .. "\r\n"
+    _, r = http.parse_request(many, 1, { max_headers = 400 }, nil, mt, "p", "c")
+    assert.are.equal("300", r.headers.f300)
+    assert.are.equal(602, #r.headers)
+  end)
+
+  it("decides on repeated Content-Length and Transfer-Encoding fields joined", function()
+    local _, _, _, kind, len = parse_obj("POST / HTTP/1.1\r\nHost: x\r\ncontent-length: 7\r\nA: b\r\nContent-Length: 7\r\n\r\n")
+    assert.are.same({ "length", 7 }, { kind, len })
+    local _, _, _, k2, reason, status = parse_obj("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n")
+    assert.is_nil(k2)   -- "chunked, gzip": chunked not last (RFC 9112 §6.3)
+    assert.are.same({ "string", 400 }, { type(reason), status })
+    -- two fields decide as the one field of both values would
+    local two = { select(4, parse_obj("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n")) }
+    local one = { select(4, parse_obj("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")) }
+    assert.are.same(one, two)
   end)
 
   it("takes the path of an absolute-form target", function()

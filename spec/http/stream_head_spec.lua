@@ -47,6 +47,7 @@ describe("stream:receive_http_head", function()
   it("builds the server's request object when given its metatable", function()
     pair(function(c, s)
       local mt = {}
+      mt.__index = core.http.request_index(mt)
       put(c, "POST /a%2Fb?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
              .. "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
       local req, keep, kind, len, refuse = s:receive_http_head(limits, nil, mt, "peer")

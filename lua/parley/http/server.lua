@@ -114,7 +114,9 @@ end
 -- `conn` (the stream).
 -- @type request
 local request = {}
-request.__index = request
+-- `headers` is made from the head's bytes on first use (a handler that
+-- reads none costs no table of them); methods and defaults from here
+request.__index = http.request_index(request)
 request.__name = "parley.http.request"
 -- defaults read through __index: each request's own table keeps 8 fields
 local NOPARAMS = setmetatable({}, { __newindex = function() error("params are read-only", 2) end })
