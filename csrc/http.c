@@ -1067,35 +1067,32 @@ static int push_path(lua_State *L, const char *t, size_t tl, int target) {
 static const char *const kind_names[] = {"none", "length", "chunked", "close",
                                          "tunnel"};
 
-/* the request object's field names, made once per Lua state:
-** registry[&req_keys] = {"_head", "method", ...} in the order of REQ_* */
+/* the request object's field names and its most common values, made
+** once per Lua state: registry[&req_keys] = {"_head", "method", ...} in
+** the order of REQ_* (pushing them costs no hashing of their text) */
 static const char req_keys = 0;
 enum { REQ_HEAD = 1, REQ_METHOD, REQ_TARGET, REQ_PATH, REQ_MINOR, REQ_QUERY,
-       REQ_PEER, REQ_CONN, REQ_CONTINUE, REQ_HEADERS, REQ_NKEYS = REQ_HEADERS };
+       REQ_PEER, REQ_CONN, REQ_CONTINUE, REQ_HEADERS, REQ_GET,
+       REQ_KIND, /* + HTTP_BODY_*: the names of kind_names */
+       REQ_NKEYS = REQ_KIND + 4 };
+
+
 
 /* pushes the key table (made on first use) */
 static void push_req_keys(lua_State *L) {
   static const char *const names[] = {"_head", "method", "target", "path",
                                       "minor", "query", "peer", "conn",
-                                      "_continue", "headers"};
+                                      "_continue", "headers", "GET"};
   int i;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &req_keys) == LUA_TTABLE) return;
   lua_pop(L, 1);
   lua_createtable(L, REQ_NKEYS, 0);
-  for (i = 0; i < REQ_NKEYS; i++) {
-    lua_pushstring(L, names[i]);
-    lua_rawseti(L, -2, i + 1);
+  for (i = 1; i <= REQ_NKEYS; i++) {
+    lua_pushstring(L, i < REQ_KIND ? names[i - 1] : kind_names[i - REQ_KIND]);
+    lua_rawseti(L, -2, i);
   }
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &req_keys);
-}
-
-/* req[keys[k]] = the value on top (popped); a raw set with a key string
-** made once: lua_setfield would look the name up on every request */
-static void set_req(lua_State *L, int req, int keys, int k) {
-  lua_rawgeti(L, keys, k);
-  lua_insert(L, -2);
-  lua_rawset(L, req);
 }
 
 /*
@@ -1125,27 +1122,38 @@ static int push_request(lua_State *L, const http_head *h, int obj,
   keys = lua_gettop(L);
   lua_createtable(L, 0, 8);
   req = lua_gettop(L);
+  lua_rawgeti(L, keys, REQ_HEAD);
   lua_pushlstring(L, head, head_len);
-  set_req(L, req, keys, REQ_HEAD);
-  lua_pushlstring(L, h->method, h->method_len);
-  set_req(L, req, keys, REQ_METHOD);
+  lua_rawset(L, req);
+  lua_rawgeti(L, keys, REQ_METHOD);
+  if (h->method_len == 3 && memcmp(h->method, "GET", 3) == 0)
+    lua_rawgeti(L, keys, REQ_GET);
+  else
+    lua_pushlstring(L, h->method, h->method_len);
+  lua_rawset(L, req);
+  lua_rawgeti(L, keys, REQ_TARGET);
   lua_pushlstring(L, h->target, h->target_len);
-  nul = push_path(L, h->target, h->target_len, lua_gettop(L));
-  set_req(L, req, keys, REQ_PATH);
-  set_req(L, req, keys, REQ_TARGET);
+  lua_rawgeti(L, keys, REQ_PATH);
+  nul = push_path(L, h->target, h->target_len, lua_gettop(L) - 1);
+  lua_rawset(L, req);                                   /* path */
+  lua_rawset(L, req);                                   /* target */
+  lua_rawgeti(L, keys, REQ_MINOR);
   lua_pushinteger(L, h->minor);
-  set_req(L, req, keys, REQ_MINOR);
+  lua_rawset(L, req);
   {
     const char *q = memchr(h->target, '?', h->target_len);
     if (q) {
+      lua_rawgeti(L, keys, REQ_QUERY);
       lua_pushlstring(L, q + 1, h->target_len - (size_t)(q + 1 - h->target));
-      set_req(L, req, keys, REQ_QUERY);
+      lua_rawset(L, req);
     }
   }
+  lua_rawgeti(L, keys, REQ_PEER);
   lua_pushvalue(L, obj + 1);
-  set_req(L, req, keys, REQ_PEER);
+  lua_rawset(L, req);
+  lua_rawgeti(L, keys, REQ_CONN);
   lua_pushvalue(L, obj + 2);
-  set_req(L, req, keys, REQ_CONN);
+  lua_rawset(L, req);
   lua_pushvalue(L, obj);
   lua_setmetatable(L, req);
   if (h->minor == 1)
@@ -1170,8 +1178,9 @@ static int push_request(lua_State *L, const http_head *h, int obj,
       if (h->minor == 1 && r.nexpect == 1 &&
           ieq(r.expect->value, r.expect->value_len, "100-continue")) {
         if (kind != HTTP_BODY_NONE) {
+          lua_rawgeti(L, keys, REQ_CONTINUE);
           lua_pushboolean(L, 1);
-          set_req(L, req, keys, REQ_CONTINUE);
+          lua_rawset(L, req);
         }
       } else {
         refuse = 417;
@@ -1179,15 +1188,16 @@ static int push_request(lua_State *L, const http_head *h, int obj,
     }
   }
   lua_settop(L, req);
-  lua_remove(L, keys);
   lua_pushboolean(L, keep);
   if (kind == HTTP_BODY_ERROR) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     lua_pushinteger(L, st);
+    lua_remove(L, keys);
     return 5;
   }
-  lua_pushstring(L, kind_names[kind]);
+  lua_rawgeti(L, keys, REQ_KIND + kind);
+  lua_remove(L, keys);
   if (kind == HTTP_BODY_LENGTH) lua_pushinteger(L, (lua_Integer)n);
   else lua_pushnil(L);
   if (!refuse) return 4;

@@ -80,18 +80,6 @@ M.html_escape = html_escape
 
 local BODILESS = { [204] = true, [304] = true }
 
--- a response's field array {name, value, ...}: the connection's spare one
--- (handed back after each request, see `finish`) or a new one
-local function fields_table(st, name, value)
-  local h = st.spare
-  if h then
-    st.spare = false
-    h[1], h[2] = name, value
-    return h
-  end
-  return { name, value, nil, nil }
-end
-
 -- access log time, cached per second
 local log_sec, log_time = -1, nil
 local function log_date()
@@ -215,7 +203,17 @@ function response:header(name, value)
   local h = self.hdrs
   if not h then
     if value == nil then return self end
-    self.hdrs = fields_table(self._st, name, value)
+    -- the connection's spare field array (handed back after each request,
+    -- see serve_requests) or a new one
+    local st = self._st
+    h = st.spare
+    if h then
+      st.spare = false
+      h[1], h[2] = name, value
+    else
+      h = { name, value, nil, nil }
+    end
+    self.hdrs = h
     return self
   end
   local ln = lower(name)
@@ -264,9 +262,10 @@ local function send_head(self, framing, data)
   elseif st.minor == 0 then
     connection = "keep-alive"
   end
-  if st.direct then
-    return st.conn:send_http_response(self.status, self.hdrs, self.reason, nil, data, true,
-                                      st.server, framing, connection)
+  local send_response = st.send_response
+  if send_response then
+    return send_response(st.conn, self.status, self.hdrs, self.reason, nil, data, true,
+                         st.server, framing, connection)
   end
   return st.conn:send(response_head(self.status, self.hdrs, self.reason, nil, data, true,
                                     st.server, framing, connection))
@@ -298,6 +297,46 @@ local function write_failed(self, err)
   return nil, err
 end
 
+-- response:send of an ltn12 source: chunked, or as is when a
+-- Content-Length header was set, or delimited by closing the connection
+local function send_source(self, data)
+  local st = self._st
+  local conn = st.conn
+  local code = self.status
+  local nobody = st.head or BODILESS[code] or code < 200
+  local given = self:get_header("content-length")
+  local framing = false
+  if not given then framing = (nobody or st.minor == 1) and "chunked" or "close" end
+  send_timeout(self)
+  local sent_ok = send_head(self, framing)   -- raises on header injection
+  self.sent = true
+  if not sent_ok then return write_failed(self, "closed") end
+  if nobody then return true end
+  local sent = 0
+  for _ = 1, math.huge do
+    local piece, err = data()
+    if piece == nil then
+      if err then
+        -- the body cannot be finished: the client must see it cut short
+        parley.log("http: response source failed: " .. tostring(err))
+        return write_failed(self, err)
+      end
+      break
+    end
+    if #piece > 0 then
+      sent = sent + #piece
+      local ok, werr = conn:send(framing == "chunked" and chunk(piece) or piece)
+      if not ok then return write_failed(self, werr) end
+    end
+  end
+  self.bytes = sent
+  if framing == "chunked" then
+    local ok, werr = conn:send("0\r\n\r\n")
+    if not ok then return write_failed(self, werr) end
+  end
+  return true
+end
+
 --- Sends the response.
 -- `data`: a string (sent with Content-Length), an ltn12 source function
 -- (sent chunked, or as is when a Content-Length header was set; to an
@@ -309,57 +348,24 @@ end
 function response:send(data, status)
   if self.sent then error("response already sent", 2) end
   if status then self.status = status end
-  local st = self._st
-  local conn = st.conn
-  local code = self.status
-  local nobody = st.head or BODILESS[code] or code < 200
   local t = type(data)
-  if t == "function" then
-    local given = self:get_header("content-length")
-    local framing = false
-    if not given then framing = (nobody or st.minor == 1) and "chunked" or "close" end
-    send_timeout(self)
-    local sent_ok = send_head(self, framing)   -- raises on header injection
-    self.sent = true
-    if not sent_ok then return write_failed(self, "closed") end
-    if nobody then return true end
-    local sent = 0
-    for _ = 1, math.huge do
-      local piece, err = data()
-      if piece == nil then
-        if err then
-          -- the body cannot be finished: the client must see it cut short
-          parley.log("http: response source failed: " .. tostring(err))
-          return write_failed(self, err)
-        end
-        break
-      end
-      if #piece > 0 then
-        sent = sent + #piece
-        local ok, werr = conn:send(framing == "chunked" and chunk(piece) or piece)
-        if not ok then return write_failed(self, werr) end
-      end
-    end
-    self.bytes = sent
-    if framing == "chunked" then
-      local ok, werr = conn:send("0\r\n\r\n")
-      if not ok then return write_failed(self, werr) end
-    end
-    return true
-  end
   if t ~= "string" then
+    if t == "function" then return send_source(self, data) end
     if data == nil then data = ""
     elseif t == "number" then data = tostring(data)
     else error("response body must be a string or an ltn12 source", 2) end
   end
+  local code = self.status
+  local bodiless = BODILESS[code] or code < 200
+  local nobody = bodiless or self._st.head
   local len = #data
   local small = not nobody and len > 0 and len <= 16384
   -- a small body leaves in one string with its head (one C call, one copy)
-  local ok, err = send_head(self, not (BODILESS[code] or code < 200) and len, small and data or nil)
+  local ok, err = send_head(self, not bodiless and len, small and data or nil)
   self.sent = true
   if not nobody and len > 0 then
     self.bytes = len
-    if ok and not small then ok, err = conn:send(data) end
+    if ok and not small then ok, err = self._st.conn:send(data) end
   end
   if not ok then return write_failed(self, err) end
   return true
@@ -594,30 +600,33 @@ local function lookup(self, method, path)
   return nil
 end
 
-local function dispatch(self, req, res)
-  local method, path = req.method, req.path
-  local t = self.exact[method]
-  local fn, params = t and t[path], NOPARAMS
-  if not fn then fn, params = lookup(self, method, path) end
-  if not fn then
-    if params then
-      res:header("Allow", params)
-      return res:error(405)
-    end
-    if self.opts.not_found then return self.opts.not_found(req, res) end
-    return res:error(404)
+-- the handler of req's route (its captures set as req.params), or nil
+-- after answering 405 or 404 (or the app's not_found) itself
+local function route(self, req, res)
+  local fn, params = lookup(self, req.method, req.path)
+  if fn then
+    if params ~= NOPARAMS then req.params = params end
+    return fn
   end
-  if params ~= NOPARAMS then req.params = params end
-  local status, data, headers = fn(req, res)
-  if not res.sent and status ~= nil and status ~= true then
-    if type(status) ~= "number" then
-      error("a handler returns status, body [, headers] (got " .. type(status) .. ")", 0)
-    end
-    if headers then
-      for k, v in pairs(headers) do res:header(k, v) end
-    end
-    return res:send(data, status)
+  if params then
+    res:header("Allow", params)
+    res:error(405)
+  elseif self.opts.not_found then
+    self.opts.not_found(req, res)
+  else
+    res:error(404)
   end
+end
+
+-- a handler's `return status, body [, headers]`, when it sent nothing itself
+local function send_returned(res, status, data, headers)
+  if type(status) ~= "number" then
+    error("a handler returns status, body [, headers] (got " .. type(status) .. ")", 0)
+  end
+  if headers then
+    for k, v in pairs(headers) do res:header(k, v) end
+  end
+  return res:send(data, status)
 end
 
 -- --------------------------------------------------------------------------
@@ -706,27 +715,36 @@ local function buffered_head(self, st, nreq, idle_deadline)
   return req, keep, kind, len, refuse
 end
 
+-- What stream:receive_http_head gave when it gave no request: false (part
+-- of a head came: the rest within header_timeout, else 408), a refusal
+-- (nil, reason, status) or nothing (closed, reset, idle too long); the
+-- same as stream_head returns.
+local function no_head(self, st, req, keep, kind)
+  if req == false then
+    timeout(st, st.opts.header_timeout)
+    local len, refuse
+    req, keep, kind, len, refuse = st.conn:receive_http_head(self.limits, true, request, st.peer)
+    if req then return req, keep, kind, len, refuse end
+    if req == nil and keep == "timeout" then return nil, reject(self, st, 408) end
+  end
+  if kind then return nil, reject(self, st, kind, keep) end   -- nil, reason, status
+  return nil   -- closed, reset, or idle too long: nothing to say
+end
+
 -- The same from a driver stream: the head parsed where it lies in the
 -- stream's own buffer (no Lua string of it), once st.buf is used up.
+-- (serve_requests has the keep-alive case of this inline.)
 local function stream_head(self, st, nreq, idle_deadline)
   if st.pos <= #st.buf then return buffered_head(self, st, nreq, idle_deadline) end
-  local conn, opts = st.conn, st.opts
-  local wait = opts.keepalive_timeout
+  local wait = st.opts.keepalive_timeout
   if nreq == 0 then
     wait = idle_deadline - now()   -- first request: from accept
     if wait <= 0 then return nil end
   end
   if st.tmo ~= wait then timeout(st, wait) end
-  local req, keep, kind, len, refuse = conn:receive_http_head(self.limits, nil, request, st.peer)
-  if req == false then
-    -- part of a head came: the rest within header_timeout, else 408
-    timeout(st, opts.header_timeout)
-    req, keep, kind, len, refuse = conn:receive_http_head(self.limits, true, request, st.peer)
-    if req == nil and keep == "timeout" then return nil, reject(self, st, 408) end
-  end
+  local req, keep, kind, len, refuse = st.conn:receive_http_head(self.limits, nil, request, st.peer)
   if req then return req, keep, kind, len, refuse end
-  if kind then return nil, reject(self, st, kind, keep) end   -- nil, reason, status
-  return nil   -- closed, reset, or idle too long: nothing to say
+  return no_head(self, st, req, keep, kind)
 end
 
 local function traceback(e)
@@ -734,17 +752,11 @@ local function traceback(e)
   return e
 end
 
--- after a request: logs it; true when the connection goes on to the next
+-- after a request that was logged, left a body unread, or ends the
+-- connection (serve_requests skips it for the rest): true when the
+-- connection goes on to the next
 local function finish(self, st, req, res)
   if self.log then log_request(self, st, req, res, res.status) end
-  -- the response's field array becomes the spare (the response forgets
-  -- it, so a late res:header cannot touch the next reply)
-  local h = res.hdrs
-  if h then
-    res.hdrs = false
-    for i = #h, 1, -1 do h[i] = nil end
-    st.spare = h
-  end
   if st.broken then return false end
   local r = req._body
   if r and not r.done then
@@ -778,20 +790,33 @@ end
 -- the requests of one connection, in turn
 local function serve_requests(self, st)
   local opts = self.opts
-  local direct = st.direct
+  local conn, peer, direct = st.conn, st.peer, st.direct
   local read_head = direct and stream_head or buffered_head
-  local header_timeout = opts.header_timeout
+  -- the stream's method, looked up once rather than per request
+  local receive_http_head = direct and conn.receive_http_head
+  local limits, exact, log = self.limits, self.exact, self.log
+  local keepalive_timeout = opts.keepalive_timeout
   local max_requests, max_body = opts.max_requests, opts.max_body
   local nreq = 0
-  local idle_deadline = now() + header_timeout  -- first request: from accept
+  local idle_deadline = now() + opts.header_timeout  -- first request: from accept
   while true do
     -- -------------------------------------------------------------- head
     -- parsed, and checked for keep-alive, framing, Host and Expect, in C
-    local req, keep, kind, len, refuse = read_head(self, st, nreq, idle_deadline)
+    local req, keep, kind, len, refuse
+    if nreq > 0 and direct and st.pos > #st.buf then
+      -- stream_head's keep-alive case, inline: the usual request
+      if st.tmo ~= keepalive_timeout then timeout(st, keepalive_timeout) end
+      req, keep, kind, len, refuse = receive_http_head(conn, limits, nil, request, peer)
+      if not req then req, keep, kind, len, refuse = no_head(self, st, req, keep, kind) end
+    else
+      req, keep, kind, len, refuse = read_head(self, st, nreq, idle_deadline)
+    end
     if not req then return keep end
     nreq = nreq + 1
     if nreq >= max_requests then keep = false end
-    st.keep, st.minor, st.head = keep, req.minor, req.method == "HEAD"
+    local method = req.method
+    st.keep, st.minor, st.head = keep, req.minor, method == "HEAD"
+    local r = false   -- the body's reader
     if kind ~= "none" then
       -- RFC 9112 §6.1: bad framing -> answer and close
       if not kind then return reject(self, st, refuse, len, req) end
@@ -802,17 +827,24 @@ local function serve_requests(self, st)
     local res = setmetatable({ status = 200, _st = st, hdrs = false, sent = false, close = false },
                              response)
     if kind ~= "none" then
-      req._body = body.reader(st, kind, len, self.body_opts)
+      r = body.reader(st, kind, len, self.body_opts)
+      req._body = r
       if req._continue then req._res = res end
     end
     -- -------------------------------------------------------------- handler
     -- an error raised here is caught by handle's xpcall (one per
     -- connection, not per request): st.res tells it a handler was running
     st.req, st.res = req, res
-    dispatch(self, req, res)
+    local t = exact[method]
+    local fn = t and t[req.path] or route(self, req, res)
+    if fn then
+      local status, data, headers = fn(req, res)
+      if status ~= nil and status ~= true and not res.sent then
+        send_returned(res, status, data, headers)
+      end
+    end
     st.res = false
     if not res.sent then
-      local r = req._body
       if r and r.err == "body too large" then
         st.keep = false
         res:error(413)
@@ -821,7 +853,17 @@ local function serve_requests(self, st)
       end
     end
     -- -------------------------------------------------------------- next
-    if not finish(self, st, req, res) then return end
+    -- the response's field array becomes the connection's spare (the
+    -- response forgets it, so a late res:header cannot touch the next reply)
+    local h = res.hdrs
+    if h then
+      res.hdrs = false
+      for i = #h, 1, -1 do h[i] = nil end
+      st.spare = h
+    end
+    if log or r or st.broken or not st.keep then
+      if not finish(self, st, req, res) then return end
+    end
   end
 end
 
@@ -833,7 +875,8 @@ function app:handle(conn)
   local direct = type(conn) == "userdata" and conn.receive_http_head ~= nil
   local st = { conn = conn, buf = "", pos = 1, opts = self.opts, keep = true, tmo = false,
                 minor = 1, head = false, broken = false, peer = false, spare = false,
-                direct = direct, req = false, res = false, server = self.opts.server_name }
+                direct = direct, req = false, res = false, server = self.opts.server_name,
+                send_response = direct and conn.send_http_response }
   st.peer = conn:getpeername() or false
   local ok, err = xpcall(serve_requests, traceback, self, st)
   if ok then return err end
