@@ -1246,7 +1246,10 @@ static int push_head(lua_State *L, const char *buf, size_t start, size_t len,
   }
   *used = (size_t)r;
   if (obj) {
-    n = push_request(L, &h, obj, buf + start, (size_t)r);
+    /* the head from its request line: without the empty lines a client
+    ** may send before it (RFC 9112 §2.2), which the parser skipped */
+    n = push_request(L, &h, obj, h.method,
+                     (size_t)(buf + start + r - h.method));
     if (ud) lua_remove(L, ud);
     return n;
   }
@@ -1331,6 +1334,64 @@ static int push_request_headers(lua_State *L, int req) {
   lua_rawgeti(L, -3 - (h.fields != stackf), REQ_HEADERS);
   lua_pushvalue(L, -2);
   lua_rawset(L, req);
+  return 1;
+}
+
+/* a[0, n) and b[0, n) equal but for ASCII case */
+static int same_name(const char *a, const char *b, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (lower[(unsigned char)a[i]] != lower[(unsigned char)b[i]]) return 0;
+  return 1;
+}
+
+/*
+** http.request_header(req, name): req.headers[name:lower()] without making
+** the headers table: read where it lies in req._head, whose lines passed
+** the parser already (field-name ":" OWS value OWS, then CRLF or LF; no
+** obs-fold in a request).  Repeated fields are joined by ", " (RFC 9110
+** §5.3), Set-Cookie gives its first, as the table's index does.
+*/
+static int l_request_header(lua_State *L) {
+  size_t nl, hl;
+  const char *name = luaL_checklstring(L, 2, &nl), *head, *p, *end;
+  luaL_Buffer lb;
+  int found = 0, first_only;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  push_req_keys(L);
+  lua_rawgeti(L, -1, REQ_HEADERS);
+  if (lua_rawget(L, 1) == LUA_TTABLE) {             /* made already */
+    push_lower(L, name, nl);
+    lua_rawget(L, -2);
+    return 1;
+  }
+  lua_pop(L, 1);
+  lua_rawgeti(L, -1, REQ_HEAD);
+  if (lua_rawget(L, 1) != LUA_TSTRING) { lua_pushnil(L); return 1; }
+  head = lua_tolstring(L, -1, &hl);
+  first_only = nl == 10 && ieq(name, 10, "set-cookie");
+  end = head + hl;
+  p = memchr(head, '\n', hl);                       /* past the request line */
+  while (p && ++p < end && *p != '\r' && *p != '\n') {
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    const char *v, *ve;
+    if (!colon || !eol || colon > eol) break;        /* cannot be: parsed */
+    if ((size_t)(colon - p) == nl && same_name(p, name, nl)) {
+      v = colon + 1;
+      ve = eol > v && eol[-1] == '\r' ? eol - 1 : eol;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      if (!found) luaL_buffinit(L, &lb);
+      else luaL_addlstring(&lb, ", ", 2);
+      luaL_addlstring(&lb, v, (size_t)(ve - v));
+      found++;
+      if (first_only) break;
+    }
+    p = eol;
+  }
+  if (!found) lua_pushnil(L);
+  else luaL_pushresult(&lb);
   return 1;
 }
 
@@ -1922,6 +1983,7 @@ int parley_open_http(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"parse_request", l_parse_request},
     {"request_index", l_request_index},
+    {"request_header", l_request_header},
     {"parse_response", l_parse_response},
     {"limits", l_limits},
     {"body_framing", l_body_framing},

@@ -821,6 +821,28 @@ describe("http.parse_request with a request metatable", function()
     assert.are.equal(602, #r.headers)
   end)
 
+  it("reads one header from the head's bytes as the headers table has it", function()
+    local heads = {
+      "GET / HTTP/1.1\r\nHost: h\r\nX-A:  1 \t\r\nx-a: 2\r\nSet-Cookie: a\r\nSet-Cookie: b\r\nE:\r\n\r\n",
+      "GET / HTTP/1.1\nHost: h\nRange: bytes=0-1\nX-A:\t3\n\n",
+      "GET / HTTP/1.0\r\n\r\n",
+      "\r\n\nGET / HTTP/1.1\r\nHost: after empty lines\r\n\r\n",   -- RFC 9112 §2.2
+    }
+    local names = { "host", "HOST", "x-a", "X-A", "set-cookie", "e", "range", "missing", "", "x", ("n"):rep(80) }
+    for _, head in ipairs(heads) do
+      local _, r = http.parse_request(head, 1, { lenient = true }, nil, mt, "p", "c")
+      for _, name in ipairs(names) do
+        local before = http.request_header(r, name)
+        assert.is_nil(rawget(r, "headers"))                 -- nothing made
+        assert.are.equal(r.headers[name:lower()], before, name)
+        assert.are.equal(before, http.request_header(r, name))   -- from the table now
+        r.headers = nil
+      end
+    end
+    assert.is_nil(http.request_header({}, "host"))
+    assert.has_error(function() http.request_header("x", "host") end)
+  end)
+
   it("decides on repeated Content-Length and Transfer-Encoding fields joined", function()
     local _, _, _, kind, len = parse_obj("POST / HTTP/1.1\r\nHost: x\r\ncontent-length: 7\r\nA: b\r\nContent-Length: 7\r\n\r\n")
     assert.are.same({ "length", 7 }, { kind, len })

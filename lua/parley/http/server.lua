@@ -112,10 +112,11 @@ request.params = NOPARAMS
 request._body = false
 request._continue = false
 
---- A header's value by name (any case), repeated fields joined by ", ".
-function request:header(name)
-  return self.headers[lower(name)]
-end
+--- A header's value by name (any case), repeated fields joined by ", "
+-- (`req.headers[name:lower()]`, read from the head without making that
+-- table when nothing made it yet).
+-- @function request:header
+request.header = http.request_header
 
 -- sends "100 Continue" the first time a body read is attempted (RFC 9110 §10.1.1)
 local function reader_of(req)

@@ -40,6 +40,7 @@ end
 
 local http = core.http
 local http_date = http.date
+local header = http.request_header   -- req:header without its method lookup
 local find, format = string.find, string.format
 
 local M = {}
@@ -337,7 +338,8 @@ function M.handler(root, opts)
   end
 
   return function(req, res)
-    local rel = req.params and req.params["*"] or req.path
+    local params = req.params
+    local rel = params and params["*"] or req.path
     -- RFC 9110 §4.2.3/§7.1: refuse what could leave the root
     if find(rel, "\0", 1, true) then return res:error(400) end
     if find(rel, "..", 1, true) and find("/" .. rel .. "/", "/%.%./") then
@@ -351,12 +353,11 @@ function M.handler(root, opts)
       e, done = resolve(req, res, rel, root .. "/" .. rel)
       if not e then return done end
     end
-    local h = req.headers
-    local inm, range = h["if-none-match"], h.range
+    local inm, range = header(req, "if-none-match"), header(req, "range")
     -- the common case: a whole small file, sent as the bytes kept from the
     -- last time (rebuilt once a second)
-    if e.data and not inm and not range and not h["if-modified-since"]
-       and not h["if-match"] and not h["if-unmodified-since"] then
+    if e.data and not inm and not range and not header(req, "if-modified-since")
+       and not header(req, "if-match") and not header(req, "if-unmodified-since") then
       return res:send_memo(e, e.fields, e.data)
     end
     local size, etag, lastmod = e.size, e.etag, e.lastmod
@@ -365,23 +366,23 @@ function M.handler(root, opts)
     for i = 1, #fields, 2 do res:header(fields[i], fields[i + 1]) end
     -- RFC 9110 §13.2.2: If-Match (strong, §13.1.1), else If-Unmodified-Since
     -- (§13.1.4), fail with 412; then If-None-Match, else If-Modified-Since
-    local im = h["if-match"]
+    local im = header(req, "if-match")
     if im then
       if not etag_matches(im, etag, true) then return res:error(412) end
     else
-      local ius = h["if-unmodified-since"]
+      local ius = header(req, "if-unmodified-since")
       local t = ius and M.parse_date(ius)
       if t and e.mtime > t then return res:error(412) end
     end
     if inm then
       if etag_matches(inm, etag) then return res:send(nil, 304) end
     else
-      local ims = h["if-modified-since"]
+      local ims = header(req, "if-modified-since")
       local t = ims and M.parse_date(ims)
       if t and e.mtime <= t then return res:send(nil, 304) end
     end
     if range and req.method == "GET" then
-      local ifr = h["if-range"]
+      local ifr = header(req, "if-range")
       if ifr and ifr ~= etag and ifr ~= lastmod then range = nil end
       if range then
         local ranges = M.parse_ranges(range, size, max_ranges)
