@@ -30,8 +30,10 @@
 **
 ** http.parse_request(buf, init, limits, seen, mt, peer, conn)
 **   A server's form: a parsed head gives n, req, keep, kind, len [, status]
-**   where req = setmetatable({method, target, minor, headers, path,
-**   [query], peer, conn [, _continue = true]}, mt): path is the target
+**   where req = setmetatable({method, target, minor, _head, path,
+**   [query], peer, conn [, _continue = true]}, mt): _head the head's bytes
+**   from its request line, from which `headers` is made on first use when
+**   mt.__index is http.request_index(methods); path is the target
 **   without its query, scheme and authority (absolute-form), %XX decoded;
 **   query the raw text after "?".  keep: the connection may stay open
 **   (HTTP/1.1 without Connection: close, HTTP/1.0 with keep-alive; RFC
@@ -43,6 +45,12 @@
 **   an Expect: 100-continue with a body.  Incomplete and malformed heads
 **   give what the plain form gives.  stream:receive_http_head(limits,
 **   wait, mt, peer) returns the same after n, with conn the stream.
+**
+** http.request_index(methods) -> an __index for request objects: the
+**   key "headers" makes req.headers (the table below) from req._head and
+**   keeps it in req; any other key is methods[key] (raw).
+** http.request_header(req, name) -> req.headers[name:lower()], read from
+**   req._head without making that table (or from it, once made).
 **
 ** http.parse_response(buf [, init [, limits [, seen]]])
 **   -> n, minor, status, reason, headers | nil | nil, reason, 502
