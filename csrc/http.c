@@ -1310,7 +1310,8 @@ int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
 }
 
 /*
-** The headers table of a server's request object (at req), parsed again
+** The headers table of a server's request object (at req; request_index's
+** upvalue 2 is the key table), parsed again
 ** from req._head, whose bytes passed the server's limits once already: so
 ** no limit here but the room for its fields (one per line at most).  Kept
 ** in req.headers; nil for a table without a head.
@@ -1321,7 +1322,7 @@ static int push_request_headers(lua_State *L, int req) {
   http_field stackf[FIELDS_ON_STACK];
   size_t len, cap = 1;
   const char *head, *p;
-  push_req_keys(L);
+  lua_pushvalue(L, lua_upvalueindex(2));            /* the key table */
   lua_rawgeti(L, -1, REQ_HEAD);
   lua_rawget(L, req);
   head = lua_tolstring(L, -1, &len);
@@ -1354,7 +1355,8 @@ static int same_name(const char *a, const char *b, size_t n) {
 }
 
 /*
-** http.request_header(req, name): req.headers[name:lower()] without making
+** http.request_header(req, name) (upvalue 1: the key table):
+** req.headers[name:lower()] without making
 ** the headers table: read where it lies in req._head, whose lines passed
 ** the parser already (field-name ":" OWS value OWS, then CRLF or LF; no
 ** obs-fold in a request).  Repeated fields are joined by ", " (RFC 9110
@@ -1366,7 +1368,7 @@ static int l_request_header(lua_State *L) {
   luaL_Buffer lb;
   int found = 0, first_only;
   luaL_checktype(L, 1, LUA_TTABLE);
-  push_req_keys(L);
+  lua_pushvalue(L, lua_upvalueindex(1));            /* the key table */
   lua_rawgeti(L, -1, REQ_HEADERS);
   if (lua_rawget(L, 1) == LUA_TTABLE) {             /* made already */
     push_lower(L, name, nl);
@@ -1404,8 +1406,8 @@ static int l_request_header(lua_State *L) {
 }
 
 /* __index of a server's request objects (upvalue 1: the methods table,
-** often the metatable itself): `headers` made on first use, any other key
-** looked up in the methods table */
+** often the metatable itself; 2: the key table): `headers` made on first
+** use, any other key looked up in the methods table */
 static int request_index(lua_State *L) {
   size_t kl;
   if (lua_type(L, 2) == LUA_TSTRING) {
@@ -1421,7 +1423,8 @@ static int request_index(lua_State *L) {
 static int l_request_index(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  lua_pushcclosure(L, request_index, 1);
+  push_req_keys(L);
+  lua_pushcclosure(L, request_index, 2);
   return 1;
 }
 
@@ -1991,7 +1994,6 @@ int parley_open_http(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"parse_request", l_parse_request},
     {"request_index", l_request_index},
-    {"request_header", l_request_header},
     {"parse_response", l_parse_response},
     {"limits", l_limits},
     {"body_framing", l_body_framing},
@@ -2029,6 +2031,9 @@ int parley_open_http(lua_State *L) {
   lua_pushnil(L);
   lua_pushcclosure(L, l_date, 2);
   lua_setfield(L, -2, "date");
+  push_req_keys(L);
+  lua_pushcclosure(L, l_request_header, 1);
+  lua_setfield(L, -2, "request_header");
   lua_setfield(L, -2, "http");
   return 0;
 }

@@ -517,7 +517,12 @@ function app:route(method, path, fn)
   if type(method) ~= "string" or type(path) ~= "string" or type(fn) ~= "function" then
     error("route(method, path, function(req, res))", 2)
   end
-  method = method:upper()
+  return self:_route(method:upper(), path, fn)
+end
+
+-- app:route after its checks; `prefix`: the route is `prefix .. "*"`,
+-- matched by a plain comparison and with no req.params (app:static)
+function app:_route(method, path, fn, prefix)
   if not find(path, "[:*]") then
     local t = self.exact[method]
     if not t then
@@ -527,7 +532,7 @@ function app:route(method, path, fn)
     if t[path] == nil then t[path] = fn end
   else
     local pat, names = compile(path)
-    self.patterns[#self.patterns + 1] = { method, pat, names, fn }
+    self.patterns[#self.patterns + 1] = { method, pat, names, fn, prefix }
   end
   return self
 end
@@ -539,10 +544,9 @@ end
 --- Serves the files under `root` at URL prefix `prefix` (see
 -- `parley.http.static`); `opts.listing` turns on directory listings.
 function app:static(prefix, root, opts)
-  local handler = require("parley.http.static").handler(root, opts)
   if prefix:sub(-1) ~= "/" then prefix = prefix .. "/" end
-  local route = prefix .. "*"
-  self:route("GET", route, handler)
+  local handler = require("parley.http.static").handler(root, opts, #prefix)
+  self:_route("GET", prefix .. "*", handler, prefix)
   if prefix ~= "/" then
     -- "/docs" -> "/docs/"
     self:route("GET", prefix:sub(1, -2), function(req, res)
@@ -571,10 +575,16 @@ local function lookup(self, method, path)
   local patterns = self.patterns
   for i = 1, #patterns do
     local r = patterns[i]
-    local m = r[1]
-    local c1 = match(path, r[2])
+    local m, prefix = r[1], r[5]
+    local c1
+    if prefix then
+      c1 = find(path, prefix, 1, true) == 1
+    else
+      c1 = match(path, r[2])
+    end
     if c1 then
       if m == method or m == "*" or (method == "HEAD" and m == "GET") then
+        if prefix then return r[4], NOPARAMS end
         local names = r[3]
         if #names == 1 then return r[4], { [names[1]] = c1 } end
         local caps, params = { match(path, r[2]) }, {}

@@ -41,7 +41,7 @@ end
 local http = core.http
 local http_date = http.date
 local header = http.request_header   -- req:header without its method lookup
-local find, format = string.find, string.format
+local find, format, sub = string.find, string.format, string.sub
 
 local M = {}
 
@@ -259,8 +259,11 @@ end
 --   parts is ignored), `cache_max_file` (files up to this size,
 --   default 64 KiB, are kept in memory and sent with their head in one
 --   write; larger ones go out with sendfile), `cache_max_entries` (4096)
+-- @tparam[opt] integer strip the length of the route prefix to take off
+-- `req.path` (app:static's routes); else the path is `req.params["*"]`
+-- or, for a handler not under a `*` route, `req.path`
 -- @treturn function `function(req, res)`
-function M.handler(root, opts)
+function M.handler(root, opts, strip)
   opts = opts or {}
   if type(root) ~= "string" then error("static: root must be a directory path", 2) end
   root = root:gsub("/+$", "")
@@ -338,8 +341,12 @@ function M.handler(root, opts)
   end
 
   return function(req, res)
-    local params = req.params
-    local rel = params and params["*"] or req.path
+    local rel
+    if strip then
+      rel = sub(req.path, strip + 1)
+    else
+      rel = req.params["*"] or req.path
+    end
     -- RFC 9110 §4.2.3/§7.1: refuse what could leave the root
     if find(rel, "\0", 1, true) then return res:error(400) end
     if find(rel, "..", 1, true) and find("/" .. rel .. "/", "/%.%./") then
