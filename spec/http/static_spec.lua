@@ -248,6 +248,28 @@ describe("http static files", function()
     end)
   end)
 
+  it("serves under a prefix, under a handler's own * route and as a whole handler", function()
+    U.with_app(function(app)
+      app:get("/docs/private/*", function(_, res) return res:send("mine") end)   -- added first: wins
+      app:static("/docs", root)
+      app:get("/files/*", static.handler(root))
+      app:get("/one", static.handler(root))          -- req.path itself: /one is no file
+    end, function(srv)
+      assert.equal(1024, #get(srv, "/docs/1k.txt").body)
+      assert.equal("mine", get(srv, "/docs/private/1k.txt").body)
+      local r = assert(http.client.request{ url = "http://127.0.0.1:" .. srv.port .. "/docs?x=1",
+                                            method = "HEAD", max_redirects = 0 })
+      assert.equal(301, r.status)
+      assert.equal("/docs/?x=1", r.headers.location)
+      assert.equal(1024, #get(srv, "/files/1k.txt").body)
+      assert.equal(404, get(srv, "/one").status)
+      r = get(srv, "/docs/1k.txt", nil, "POST")
+      assert.equal(405, r.status)
+      assert.equal("GET, HEAD", r.headers.allow)
+      assert.equal(404, get(srv, "/doc/1k.txt").status)
+    end)
+  end)
+
   it("parses the three HTTP date formats", function()
     local t = 784111777
     assert.equal(t, static.parse_date("Sun, 06 Nov 1994 08:49:37 GMT"))
