@@ -73,6 +73,7 @@ static const struct {
   const char *name;
   lua_CFunction open;
 } parts[] = {
+  {"alloc", parley_open_alloc},
   {"loop", parley_open_loop},
   {"stream", parley_open_stream},
   {"listener", parley_open_listener},

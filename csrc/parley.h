@@ -19,6 +19,8 @@ void parley_newclass(lua_State *L, const char *name,
 
 /* the userdata at idx when it is of the running method's class, or NULL */
 void *parley_isclass(lua_State *L, int idx);
+/* small Lua objects from size-class free lists (alloc.c) */
+int parley_open_alloc(lua_State *L);
 
 /* __tostring shared by the handle types: "<name>: 0x..." plus a detail */
 int parley_tostring(lua_State *L, const char *detail);
