@@ -49,8 +49,9 @@
 ** http.request_index(methods) -> an __index for request objects: the
 **   key "headers" makes req.headers (the table below) from req._head and
 **   keeps it in req; any other key is methods[key] (raw).
-** http.request_header(req, name) -> req.headers[name:lower()], read from
-**   req._head without making that table (or from it, once made).
+** http.request_header(req, name, ...) -> for each name
+**   req.headers[name:lower()], read from req._head without making that
+**   table (or from it, once made).
 **
 ** http.parse_response(buf [, init [, limits [, seen]]])
 **   -> n, minor, status, reason, headers | nil | nil, reason, 502
@@ -1354,33 +1355,16 @@ static int same_name(const char *a, const char *b, size_t n) {
   return 1;
 }
 
-/*
-** http.request_header(req, name) (upvalue 1: the key table):
-** req.headers[name:lower()] without making
-** the headers table: read where it lies in req._head, whose lines passed
-** the parser already (field-name ":" OWS value OWS, then CRLF or LF; no
-** obs-fold in a request).  Repeated fields are joined by ", " (RFC 9110
-** §5.3), Set-Cookie gives its first, as the table's index does.
-*/
-static int l_request_header(lua_State *L) {
-  size_t nl, hl;
-  const char *name = luaL_checklstring(L, 2, &nl), *head, *p, *end;
+/* pushes the value of field `name` in a request head (head, hl), read
+** where it lies: its lines passed the parser already (field-name ":" OWS
+** value OWS, then CRLF or LF; no obs-fold in a request).  Repeated fields
+** are joined by ", " (RFC 9110 §5.3), Set-Cookie gives its first, as the
+** headers table's index does; nil when there is none. */
+static void push_head_field(lua_State *L, const char *head, size_t hl,
+                            const char *name, size_t nl) {
+  const char *p, *end = head + hl;
   luaL_Buffer lb;
-  int found = 0, first_only;
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_pushvalue(L, lua_upvalueindex(1));            /* the key table */
-  lua_rawgeti(L, -1, REQ_HEADERS);
-  if (lua_rawget(L, 1) == LUA_TTABLE) {             /* made already */
-    push_lower(L, name, nl);
-    lua_rawget(L, -2);
-    return 1;
-  }
-  lua_pop(L, 1);
-  lua_rawgeti(L, -1, REQ_HEAD);
-  if (lua_rawget(L, 1) != LUA_TSTRING) { lua_pushnil(L); return 1; }
-  head = lua_tolstring(L, -1, &hl);
-  first_only = nl == 10 && ieq(name, 10, "set-cookie");
-  end = head + hl;
+  int found = 0, first_only = nl == 10 && ieq(name, 10, "set-cookie");
   p = memchr(head, '\n', hl);                       /* past the request line */
   while (p && ++p < end && *p != '\r' && *p != '\n') {
     const char *colon = memchr(p, ':', (size_t)(end - p));
@@ -1402,7 +1386,44 @@ static int l_request_header(lua_State *L) {
   }
   if (!found) lua_pushnil(L);
   else luaL_pushresult(&lb);
-  return 1;
+}
+
+/*
+** http.request_header(req, name, ...) (upvalue 1: the key table): for each
+** name, req.headers[name:lower()], without making that table when nothing
+** made it yet (read from req._head, see push_head_field).  One call for
+** the several fields a handler asks about costs one C call, not several.
+*/
+static int l_request_header(lua_State *L) {
+  int i, n = lua_gettop(L), keys, from;
+  size_t nl, hl = 0;
+  const char *head = NULL;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  for (i = 2; i <= n; i++) luaL_checkstring(L, i);
+  if (n < 2) luaL_checkstring(L, 2);
+  luaL_checkstack(L, n + 4, NULL);
+  lua_pushvalue(L, lua_upvalueindex(1));            /* the key table */
+  keys = lua_gettop(L);
+  lua_rawgeti(L, keys, REQ_HEADERS);
+  if (lua_rawget(L, 1) != LUA_TTABLE) {             /* not made: the head */
+    lua_pop(L, 1);
+    lua_rawgeti(L, keys, REQ_HEAD);
+    lua_rawget(L, 1);
+    head = lua_tolstring(L, -1, &hl);               /* NULL: not a string */
+  }
+  from = lua_gettop(L);                             /* headers or head */
+  for (i = 2; i <= n; i++) {
+    const char *name = lua_tolstring(L, i, &nl);
+    if (head) {
+      push_head_field(L, head, hl, name, nl);
+    } else if (lua_type(L, from) == LUA_TTABLE) {
+      push_lower(L, name, nl);
+      lua_rawget(L, from);
+    } else {
+      lua_pushnil(L);
+    }
+  }
+  return n - 1;
 }
 
 /* __index of a server's request objects (upvalue 1: the methods table,

@@ -841,6 +841,15 @@ describe("http.parse_request with a request metatable", function()
     end
     assert.is_nil(http.request_header({}, "host"))
     assert.has_error(function() http.request_header("x", "host") end)
+    assert.has_error(function() http.request_header({}) end)
+    -- several names in one call, from the head and from the table once made
+    local _, r = http.parse_request(heads[1], 1, nil, nil, mt, "p", "c")
+    local want = { "h", "1, 2", nil, "a", "" }
+    assert.are.same(want, { http.request_header(r, "Host", "x-a", "missing", "set-cookie", "e") })
+    assert.is_nil(rawget(r, "headers"))
+    assert.is_table(r.headers)
+    assert.are.same(want, { http.request_header(r, "Host", "x-a", "missing", "set-cookie", "e") })
+    assert.are.equal(5, select("#", http.request_header(r, "a", "b", "c", "d", "e")))
   end)
 
   it("decides on repeated Content-Length and Transfer-Encoding fields joined", function()

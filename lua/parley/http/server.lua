@@ -272,10 +272,6 @@ local function send_head(self, framing, data)
                                     st.server, framing, connection))
 end
 
-local function start(self)
-  if self.sent then error("response already sent", 3) end
-end
-
 -- the stream's timeout, set only when it changes (st.tmo: the last value)
 local function timeout(st, t)
   if st.tmo ~= t then
@@ -383,7 +379,7 @@ end
 -- @tparam string data the body, the same for one memo
 -- @return true, or `nil, err` when the client went away
 function response:send_memo(memo, fields, data)
-  start(self)
+  if self.sent then error("response already sent", 2) end
   local st = self._st
   if self.hdrs or st.head or self.status ~= 200 or self.close or not st.keep or st.minor ~= 1 then
     for i = 1, #fields, 2 do self:header(fields[i], fields[i + 1]) end
@@ -418,7 +414,7 @@ function response:sendfile(path, offset, count, size)
     end
     count = size - offset
   end
-  start(self)
+  if self.sent then error("response already sent", 2) end
   local st = self._st
   local conn = st.conn
   send_timeout(self)

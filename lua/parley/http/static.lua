@@ -360,11 +360,11 @@ function M.handler(root, opts, strip)
       e, done = resolve(req, res, rel, root .. "/" .. rel)
       if not e then return done end
     end
-    local inm, range = header(req, "if-none-match"), header(req, "range")
+    local inm, range, ims, im, ius = header(req, "if-none-match", "range", "if-modified-since",
+                                            "if-match", "if-unmodified-since")
     -- the common case: a whole small file, sent as the bytes kept from the
     -- last time (rebuilt once a second)
-    if e.data and not inm and not range and not header(req, "if-modified-since")
-       and not header(req, "if-match") and not header(req, "if-unmodified-since") then
+    if e.data and not (inm or range or ims or im or ius) then
       return res:send_memo(e, e.fields, e.data)
     end
     local size, etag, lastmod = e.size, e.etag, e.lastmod
@@ -373,18 +373,15 @@ function M.handler(root, opts, strip)
     for i = 1, #fields, 2 do res:header(fields[i], fields[i + 1]) end
     -- RFC 9110 §13.2.2: If-Match (strong, §13.1.1), else If-Unmodified-Since
     -- (§13.1.4), fail with 412; then If-None-Match, else If-Modified-Since
-    local im = header(req, "if-match")
     if im then
       if not etag_matches(im, etag, true) then return res:error(412) end
     else
-      local ius = header(req, "if-unmodified-since")
       local t = ius and M.parse_date(ius)
       if t and e.mtime > t then return res:error(412) end
     end
     if inm then
       if etag_matches(inm, etag) then return res:send(nil, 304) end
     else
-      local ims = header(req, "if-modified-since")
       local t = ims and M.parse_date(ims)
       if t and e.mtime <= t then return res:send(nil, 304) end
     end
