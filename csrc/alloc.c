@@ -10,7 +10,8 @@
 ** just freed, still in cache), carved from 64 KiB chunks that are never
 ** returned; anything bigger, and every block the state had before, goes
 ** to the allocator the state had (lua_getallocf), which Lua tells by the
-** size it passes back (lua_Alloc's osize).
+** size it passes back (lua_Alloc's osize).  Only under the stock allocator
+** of luaL_newstate: a host with its own keeps it.
 **
 ** Off under AddressSanitizer (it must see every block) and with
 ** PARLEY_ALLOC=libc in the environment (for valgrind's memcheck).
@@ -158,12 +159,26 @@ static int pin_library(void) {
   return dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) != NULL;
 }
 
+/* is f the allocator luaL_newstate gives?  A host that set its own (to
+** count or limit memory) keeps it: the pool would go round it */
+static int stock_allocator(lua_Alloc f) {
+  static lua_Alloc stock;
+  if (!stock) {
+    lua_State *t = luaL_newstate();
+    if (!t) return 0;
+    stock = lua_getallocf(t, NULL);
+    lua_close(t);
+  }
+  return f == stock;
+}
+
 static void install(lua_State *L) {
   void *ud;
   const char *env = getenv("PARLEY_ALLOC");
   pool *P;
+  lua_Alloc f = lua_getallocf(L, &ud);
   if (env && strcmp(env, "libc") == 0) return;
-  if (lua_getallocf(L, &ud) == pool_alloc) return;   /* installed already */
+  if (f == pool_alloc || !stock_allocator(f)) return;   /* ours already, or the host's */
   if (!pin_library()) return;
   P = calloc(1, sizeof *P);
   if (!P) return;

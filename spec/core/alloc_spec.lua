@@ -72,6 +72,18 @@ describe("the Lua state's allocator", function()
     for i = 1, 200 do assert.equal(i + 1, cos[i](1)) end
   end)
 
+  it("leaves a host's own allocator in place", function()
+    local dir = H.tmpdir("alloc-host")
+    local exe = dir .. "/host"
+    assert(os.execute(("cc -std=c99 -I/usr/include/lua5.4 -o %s spec/support/alloc_host.c -llua5.4 2>&1")
+      :format(exe)))
+    local fh = assert(io.popen(("cd %s && LUA_CPATH='%s/build/?.so' timeout 60 %s 2>&1"):format(H.root, H.root, exe)))
+    local out = fh:read("a")
+    fh:close()
+    H.rmdir(dir)
+    assert.equal("libc\ncounted\n", out)
+  end)
+
   it("is libc with PARLEY_ALLOC=libc, and a process exits cleanly with either", function()
     local c = H.child_with("env PARLEY_ALLOC=libc ", "alloc_child.lua")
     local out, how, code = c:finish()
