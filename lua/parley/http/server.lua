@@ -801,7 +801,7 @@ local function serve_requests(self, st)
   local read_head = direct and stream_head or buffered_head
   -- the stream's method, looked up once rather than per request
   local receive_http_head = direct and conn.receive_http_head
-  local limits, exact, log = self.limits, self.exact, self.log
+  local limits, exact = self.limits, self.exact
   local keepalive_timeout = opts.keepalive_timeout
   local max_requests, max_body = opts.max_requests, opts.max_body
   local nreq = 0
@@ -868,7 +868,7 @@ local function serve_requests(self, st)
       for i = #h, 1, -1 do h[i] = nil end
       st.spare = h
     end
-    if log or r or st.broken or not st.keep then
+    if self.log or r or st.broken or not st.keep then
       if not finish(self, st, req, res) then return end
     end
   end
