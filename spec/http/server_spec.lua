@@ -410,6 +410,20 @@ describe("http server access log", function()
       .. '"GET /hello%?a=1 HTTP/1%.1" 200 12 "http://r/" "spec \\"agent\\""\n$', lines[1])
   end)
 
+  it("applies a log set while a connection is open to its next request", function()
+    local lines = {}
+    U.with_app(hello, function(srv, app)
+      local c <close> = U.connect(srv)
+      c:send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+      U.read_responses(c, 1)
+      app.log = function(line) lines[#lines + 1] = line end
+      c:send("GET /hello?second HTTP/1.1\r\nHost: x\r\n\r\n")
+      U.read_responses(c, 1)
+    end)
+    assert.equal(1, #lines)
+    assert.matches('"GET /hello%?second HTTP/1%.1" 200 12 ', lines[1])
+  end)
+
   it("logs refused requests too, with their status", function()
     local lines = {}
     U.with_app(hello, function(srv)
