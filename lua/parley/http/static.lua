@@ -286,9 +286,9 @@ function M.handler(root, opts, strip)
   local cache, cached = {}, 0
   local now = core.now
 
-  -- the file to serve for `full` (after index resolution): an entry, or
-  -- nil plus the response to give instead
-  local function resolve(req, res, rel, full)
+  -- the file to serve for `full` (after index resolution), kept under
+  -- `key`: an entry, or nil plus the response to give instead
+  local function resolve(req, res, key, full)
     local path = req.path
     local attr = stat(full)
     if not attr then return nil, res:error(404) end
@@ -334,30 +334,33 @@ function M.handler(root, opts, strip)
     end
     if cache_valid > 0 then
       if cached >= cache_max_entries then cache, cached = {}, 0 end
-      cache[rel] = e
+      cache[key] = e
       cached = cached + 1
     end
     return e
   end
 
   return function(req, res)
-    local rel
+    -- the cache's key is the path as asked (the usual request makes no
+    -- new string); "dir" (redirected) and "dir/" are different keys
+    local key
     if strip then
-      rel = sub(req.path, strip + 1)
+      key = req.path
     else
-      rel = req.params["*"] or req.path
+      key = req.params["*"] or req.path
     end
-    -- RFC 9110 §4.2.3/§7.1: refuse what could leave the root
-    if find(rel, "\0", 1, true) then return res:error(400) end
-    if find(rel, "..", 1, true) and find("/" .. rel .. "/", "/%.%./") then
-      rel = without_dot_segments(rel)
-      if not rel then return res:error(403) end
-    end
-    -- keyed by rel: "dir" (redirected) and "dir/" are different keys
-    local e = cache[rel]
+    local e = cache[key]
     if not e or now() - e.checked >= cache_valid then
+      local rel = strip and sub(key, strip + 1) or key
+      -- RFC 9110 §4.2.3/§7.1: refuse what could leave the root (never
+      -- cached: checked again for every such request)
+      if find(rel, "\0", 1, true) then return res:error(400) end
+      if find(rel, "..", 1, true) and find("/" .. rel .. "/", "/%.%./") then
+        rel = without_dot_segments(rel)
+        if not rel then return res:error(403) end
+      end
       local done
-      e, done = resolve(req, res, rel, root .. "/" .. rel)
+      e, done = resolve(req, res, key, root .. "/" .. rel)
       if not e then return done end
     end
     local inm, range, ims, im, ius = header(req, "if-none-match", "range", "if-modified-since",
