@@ -1085,8 +1085,6 @@ enum { REQ_HEAD = 1, REQ_METHOD, REQ_TARGET, REQ_PATH, REQ_MINOR, REQ_QUERY,
        REQ_KIND, /* + HTTP_BODY_*: the names of kind_names */
        REQ_NKEYS = REQ_KIND + 4 };
 
-
-
 /* pushes the key table (made on first use) */
 static void push_req_keys(lua_State *L) {
   static const char *const names[] = {"_head", "method", "target", "path",
@@ -1347,7 +1345,8 @@ static int push_request_headers(lua_State *L, int req) {
   return 1;
 }
 
-/* a[0, n) and b[0, n) equal but for ASCII case */
+/* a[0, n) and b[0, n) equal but for ASCII case (not strncasecmp: it
+** follows the locale, and a Turkish one lowercases "I" to a dotless i) */
 static int same_name(const char *a, const char *b, size_t n) {
   size_t i;
   for (i = 0; i < n; i++)
