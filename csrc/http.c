@@ -28,27 +28,32 @@
 **   completes (the 414 and the max_head 431 still come at once).
 **   Without it every call parses from init (errors are seen early).
 **
-** http.parse_request(buf, init, limits, seen, mt, peer, conn)
-**   A server's form: a parsed head gives n, req, keep, kind, len [, status]
-**   where req = setmetatable({method, target, minor, _head, path,
-**   [query], peer, conn [, _continue = true]}, mt): _head the head's bytes
-**   from its request line, from which `headers` is made on first use when
-**   mt.__index is http.request_index(methods); path is the target
-**   without its query, scheme and authority (absolute-form), %XX decoded;
-**   query the raw text after "?".  keep: the connection may stay open
-**   (HTTP/1.1 without Connection: close, HTTP/1.0 with keep-alive; RFC
-**   9112 §9.3).  kind, len: as http.body_framing(headers, true), or nil,
-**   reason, status for bad framing.  status (the head is to be refused):
-**   400 for a path with %00, or for no Host or more than one in HTTP/1.1
-**   (RFC 9112 §3.2), 417 for
-**   an Expect other than 100-continue (RFC 9110 §10.1.1); _continue marks
-**   an Expect: 100-continue with a body.  Incomplete and malformed heads
-**   give what the plain form gives.  stream:receive_http_head(limits,
-**   wait, mt, peer) returns the same after n, with conn the stream.
+** http.parse_request(buf, init, limits, seen, mt)
+**   A server's form: a parsed head gives
+**     n, req, keep, kind, len, status, method, path, minor
+**   where req = setmetatable({_head = the head's bytes from its request
+**   line [, _continue = true]}, mt), whose other fields mt.__index makes
+**   from _head when asked (http.request_index).  method, path and minor
+**   are what req.method, req.path and req.minor will give, returned so
+**   that the server can route without making them: path is the target
+**   without its query, scheme and authority (absolute-form), %XX
+**   decoded.  keep: the connection may stay open (HTTP/1.1 without
+**   Connection: close, HTTP/1.0 with keep-alive; RFC 9112 §9.3).  kind,
+**   len: as http.body_framing(headers, true), or nil, reason, status for
+**   bad framing (and then no more).  status (nil, or the head is to be
+**   refused): 400 for a path with %00, or for no Host or more than one
+**   in HTTP/1.1 (RFC 9112 §3.2), 417 for an Expect other than
+**   100-continue (RFC 9110 §10.1.1); _continue marks an Expect:
+**   100-continue with a body.  Incomplete and malformed heads give what
+**   the plain form gives.  stream:receive_http_head(limits, wait, mt)
+**   returns the same after n.
 **
-** http.request_index(methods) -> an __index for request objects: the
-**   key "headers" makes req.headers (the table below) from req._head and
-**   keeps it in req; any other key is methods[key] (raw).
+** http.request_index(methods [, peer [, conn]]) -> an __index for request
+**   objects: from req._head it makes req.headers (the table below) and
+**   the request line's method, target, path, query (the raw text after
+**   "?", or nil) and minor, each kept in req once made; req.peer and
+**   req.conn are the values given (one metatable per connection); any
+**   other key is methods[key] (raw).
 ** http.request_header(req, name, ...) -> for each name
 **   req.headers[name:lower()], read from req._head without making that
 **   table (or from it, once made).
@@ -1053,7 +1058,7 @@ static int push_path(lua_State *L, const char *t, size_t tl, int target) {
     }
   }
   if (!memchr(p, '%', pl)) {
-    if (p == t && pl == tl) lua_pushvalue(L, target);
+    if (target && p == t && pl == tl) lua_pushvalue(L, target);
     else lua_pushlstring(L, p, pl);
     return 0;
   }
@@ -1085,6 +1090,10 @@ enum { REQ_HEAD = 1, REQ_METHOD, REQ_TARGET, REQ_PATH, REQ_MINOR, REQ_QUERY,
        REQ_KIND, /* + HTTP_BODY_*: the names of kind_names */
        REQ_NKEYS = REQ_KIND + 4 };
 
+/* hash slots of a new request object: _head, and room for the fields
+** request_index keeps (path, method, headers) without a rehash */
+#define REQ_ROOM 4
+
 /* pushes the key table (made on first use) */
 static void push_req_keys(lua_State *L) {
   static const char *const names[] = {"_head", "method", "target", "path",
@@ -1100,6 +1109,12 @@ static void push_req_keys(lua_State *L) {
   }
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &req_keys);
+}
+
+/* a method's name: "GET" from the key table (keys: its stack index) */
+static void push_method(lua_State *L, const char *m, size_t ml, int keys) {
+  if (ml == 3 && memcmp(m, "GET", 3) == 0) lua_rawgeti(L, keys, REQ_GET);
+  else lua_pushlstring(L, m, ml);
 }
 
 /*
@@ -1125,44 +1140,20 @@ static int push_request(lua_State *L, const http_head *h, int obj,
   int64_t n = 0;
   int kind, st = 0, refuse = 0, keep, req, nul, keys;
   find_facts(h->fields, h->nfields, &r);
+  /* the results in place: req, then keep, kind, len, status (nil until
+  ** known), then the key table, which method, path and minor replace */
+  lua_createtable(L, 0, REQ_ROOM);      /* one field now; room for what */
+  req = lua_gettop(L);                  /* request_index keeps when asked */
+  lua_settop(L, req + 4);
   push_req_keys(L);
-  keys = lua_gettop(L);
-  lua_createtable(L, 0, 8);
-  req = lua_gettop(L);
+  keys = req + 5;
   lua_rawgeti(L, keys, REQ_HEAD);
   lua_pushlstring(L, head, head_len);
   lua_rawset(L, req);
-  lua_rawgeti(L, keys, REQ_METHOD);
-  if (h->method_len == 3 && memcmp(h->method, "GET", 3) == 0)
-    lua_rawgeti(L, keys, REQ_GET);
-  else
-    lua_pushlstring(L, h->method, h->method_len);
-  lua_rawset(L, req);
-  lua_rawgeti(L, keys, REQ_TARGET);
-  lua_pushlstring(L, h->target, h->target_len);
-  lua_rawgeti(L, keys, REQ_PATH);
-  nul = push_path(L, h->target, h->target_len, lua_gettop(L) - 1);
-  lua_rawset(L, req);                                   /* path */
-  lua_rawset(L, req);                                   /* target */
-  lua_rawgeti(L, keys, REQ_MINOR);
-  lua_pushinteger(L, h->minor);
-  lua_rawset(L, req);
-  {
-    const char *q = memchr(h->target, '?', h->target_len);
-    if (q) {
-      lua_rawgeti(L, keys, REQ_QUERY);
-      lua_pushlstring(L, q + 1, h->target_len - (size_t)(q + 1 - h->target));
-      lua_rawset(L, req);
-    }
-  }
-  lua_rawgeti(L, keys, REQ_PEER);
-  lua_pushvalue(L, obj + 1);
-  lua_rawset(L, req);
-  lua_rawgeti(L, keys, REQ_CONN);
-  lua_pushvalue(L, obj + 2);
-  lua_rawset(L, req);
   lua_pushvalue(L, obj);
   lua_setmetatable(L, req);
+  push_method(L, h->method, h->method_len, keys);       /* keys + 1 */
+  nul = push_path(L, h->target, h->target_len, 0);      /* keys + 2 */
   if (h->minor == 1)
     keep = !r.conn || !has_connection_option(h->fields, h->nfields, "close", 5);
   else
@@ -1194,22 +1185,32 @@ static int push_request(lua_State *L, const http_head *h, int obj,
       }
     }
   }
-  lua_settop(L, req);
   lua_pushboolean(L, keep);
+  lua_replace(L, req + 1);
   if (kind == HTTP_BODY_ERROR) {
-    lua_pushnil(L);
     lua_pushstring(L, err);
+    lua_replace(L, req + 3);
     lua_pushinteger(L, st);
-    lua_remove(L, keys);
+    lua_replace(L, req + 4);
+    lua_settop(L, req + 4);
     return 5;
   }
   lua_rawgeti(L, keys, REQ_KIND + kind);
-  lua_remove(L, keys);
-  if (kind == HTTP_BODY_LENGTH) lua_pushinteger(L, (lua_Integer)n);
-  else lua_pushnil(L);
-  if (!refuse) return 4;
-  lua_pushinteger(L, refuse);
-  return 5;
+  lua_replace(L, req + 2);
+  if (kind == HTTP_BODY_LENGTH) {
+    lua_pushinteger(L, (lua_Integer)n);
+    lua_replace(L, req + 3);
+  }
+  if (refuse) {
+    lua_pushinteger(L, refuse);
+    lua_replace(L, req + 4);
+  }
+  lua_settop(L, keys + 2);
+  lua_copy(L, keys + 1, keys);          /* method */
+  lua_copy(L, keys + 2, keys + 1);      /* path */
+  lua_pushinteger(L, h->minor);
+  lua_replace(L, keys + 2);
+  return 8;
 }
 
 /*
@@ -1285,7 +1286,7 @@ static int parse_head(lua_State *L, int is_request) {
   if (!is_request) lim.unfold = 1;
   if (is_request && !lua_isnoneornil(L, 5)) {
     luaL_checktype(L, 5, LUA_TTABLE);
-    lua_settop(L, 7);
+    lua_settop(L, 5);
     obj = 5;
   }
   if ((size_t)init > len) { lua_pushnil(L); return 1; }
@@ -1425,15 +1426,90 @@ static int l_request_header(lua_State *L) {
   return n - 1;
 }
 
+/* which request field a key names: REQ_METHOD .. REQ_CONN, REQ_HEADERS,
+** or 0 for any other (looked up in the methods table) */
+static int request_field(const char *k, size_t kl) {
+  switch (kl) {
+  case 4:
+    if (memcmp(k, "path", 4) == 0) return REQ_PATH;
+    if (memcmp(k, "peer", 4) == 0) return REQ_PEER;
+    if (memcmp(k, "conn", 4) == 0) return REQ_CONN;
+    return 0;
+  case 5:
+    if (memcmp(k, "minor", 5) == 0) return REQ_MINOR;
+    if (memcmp(k, "query", 5) == 0) return REQ_QUERY;
+    return 0;
+  case 6:
+    if (memcmp(k, "method", 6) == 0) return REQ_METHOD;
+    if (memcmp(k, "target", 6) == 0) return REQ_TARGET;
+    return 0;
+  case 7:
+    return memcmp(k, "headers", 7) == 0 ? REQ_HEADERS : 0;
+  }
+  return 0;
+}
+
+/*
+** A field of the request line of req (at 1) read from req._head (keys:
+** the key table's index): METHOD SP request-target SP HTTP/1.d, all the
+** parser lets through (RFC 9112 §3).  The value is kept in req (a query
+** that is not there is not), so it is worked out once; nil for a table
+** without a head.
+*/
+static int push_line_field(lua_State *L, int field, int keys) {
+  size_t hl;
+  const char *head, *sp1, *sp2 = NULL, *q;
+  lua_rawgeti(L, keys, REQ_HEAD);
+  lua_rawget(L, 1);
+  if (lua_type(L, -1) != LUA_TSTRING) { lua_pushnil(L); return 1; }
+  head = lua_tolstring(L, -1, &hl);
+  sp1 = memchr(head, ' ', hl);
+  if (sp1) sp2 = memchr(sp1 + 1, ' ', hl - (size_t)(sp1 + 1 - head));
+  if (!sp2 || (size_t)(sp2 - head) + 9 > hl)
+    return luaL_error(L, "http: a request head that parsed once does not "
+                         "parse again");
+  switch (field) {
+  case REQ_METHOD:
+    push_method(L, head, (size_t)(sp1 - head), keys);
+    break;
+  case REQ_TARGET:
+    lua_pushlstring(L, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    break;
+  case REQ_PATH:
+    push_path(L, sp1 + 1, (size_t)(sp2 - sp1 - 1), 0);
+    break;
+  case REQ_QUERY:
+    q = memchr(sp1 + 1, '?', (size_t)(sp2 - sp1 - 1));
+    if (!q) { lua_pushnil(L); return 1; }
+    lua_pushlstring(L, q + 1, (size_t)(sp2 - q - 1));
+    break;
+  default:                                          /* REQ_MINOR */
+    lua_pushinteger(L, sp2[8] == '0' ? 0 : 1);
+    break;
+  }
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, -2);
+  lua_rawset(L, 1);
+  return 1;
+}
+
 /* __index of a server's request objects (upvalue 1: the methods table,
-** often the metatable itself; 2: the key table): `headers` made on first
-** use, any other key looked up in the methods table */
+** often the metatable itself; 2: the key table; 3 and 4: the peer and
+** the connection): `headers` and the request line's fields made on
+** first use, `peer` and `conn` from the upvalues, any other key looked
+** up in the methods table */
 static int request_index(lua_State *L) {
   size_t kl;
   if (lua_type(L, 2) == LUA_TSTRING) {
     const char *k = lua_tolstring(L, 2, &kl);
-    if (kl == 7 && memcmp(k, "headers", 7) == 0)
-      return push_request_headers(L, 1);
+    int field = request_field(k, kl);
+    switch (field) {
+    case 0: break;
+    case REQ_HEADERS: return push_request_headers(L, 1);
+    case REQ_PEER: lua_pushvalue(L, lua_upvalueindex(3)); return 1;
+    case REQ_CONN: lua_pushvalue(L, lua_upvalueindex(4)); return 1;
+    default: return push_line_field(L, field, lua_upvalueindex(2));
+    }
   }
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
@@ -1442,9 +1518,10 @@ static int request_index(lua_State *L) {
 
 static int l_request_index(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_settop(L, 1);
+  lua_settop(L, 3);
   push_req_keys(L);
-  lua_pushcclosure(L, request_index, 2);
+  lua_insert(L, 2);
+  lua_pushcclosure(L, request_index, 4);
   return 1;
 }
 

@@ -70,6 +70,13 @@ static stream *check_stream(lua_State *L, int idx) {
   return s ? s : luaL_checkudata(L, idx, PARLEY_STREAM);
 }
 
+/* the stream of a call resumed after a wait: checked by the call that
+** waited, and a suspended C function's stack slots do not change (short
+** of debug.setlocal, which can break anything) */
+static stream *resumed_stream(lua_State *L, int idx) {
+  return lua_touserdata(L, idx);
+}
+
 /* the message for a failed read or write: TLS's own reason when it has one */
 static const char *io_error(stream *s, int err) {
   return s->tlserr && s->tlserr[0] ? s->tlserr : parley_strerror(err);
@@ -409,8 +416,7 @@ typedef int (*tryfn)(lua_State *L, stream *s, int ended);
 /*
 ** An HTTP request head, parsed where it lies in `in` (arg 2: limits):
 ** the values of core.http.parse_request after its count (the request
-** object's form when arg 4 is its metatable: args 4, 5, 6 are the
-** metatable, the peer and the stream), or false for an incomplete head
+** object's form when arg 4 is its metatable), or false for an incomplete head
 ** when arg 3 (wait for a whole one) is not true.
 */
 static int try_head(lua_State *L, stream *s, int ended) {
@@ -512,7 +518,7 @@ static int recv_loop(lua_State *L, stream *s, int mode, double deadline) {
 }
 
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 1);
+  stream *s = resumed_stream(L, 1);
   waiter *w = parley_waited(L);
   (void)status;
   if (w->result != WAKE_READY) return wait_failed(L, s, (int)ctx, w->result);
@@ -551,8 +557,7 @@ static int s_receive_http_head(lua_State *L) {
     lua_settop(L, 3);
   } else {
     luaL_checktype(L, 4, LUA_TTABLE);
-    lua_settop(L, 5);
-    lua_pushvalue(L, 1);   /* the request's conn, after its peer */
+    lua_settop(L, 4);
   }
   return recv_loop(L, s, RECV_HEAD, parley_deadline(s->timeout));
 }
@@ -656,7 +661,7 @@ static int send_done(lua_State *L, stream *s, int r) {
 }
 
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 1);
+  stream *s = resumed_stream(L, 1);
   waiter *w = parley_waited(L);
   int r = w->result;
   (void)status; (void)ctx;
@@ -719,7 +724,7 @@ static int flush_done(lua_State *L, stream *s, int r) {
 }
 
 static int flush_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 1);
+  stream *s = resumed_stream(L, 1);
   waiter *w = parley_waited(L);
   int r = w->result;
   (void)status; (void)ctx;
@@ -772,7 +777,7 @@ static void append_head(void *ud, const char *p, size_t n) {
 ** the high-water mark the wait for the peer to read, as send waits.
 */
 static int queued_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 1);
+  stream *s = resumed_stream(L, 1);
   waiter *w = parley_waited(L);
   int r = w->result;
   (void)status; (void)ctx;
@@ -890,7 +895,7 @@ static int sendfile_loop(lua_State *L, stream *s, double deadline) {
 }
 
 static int sendfile_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 1);
+  stream *s = resumed_stream(L, 1);
   waiter *w = parley_waited(L);
   (void)status; (void)ctx;
   if (w->result != WAKE_READY) {
@@ -966,7 +971,7 @@ static void release(stream *s) {
 }
 
 static int close_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 1);
+  stream *s = resumed_stream(L, 1);
   waiter *w = parley_waited(L);
   int r = w->result;
   (void)status; (void)ctx;
@@ -1042,7 +1047,7 @@ static int handshake_loop(lua_State *L, stream *s, double deadline) {
 }
 
 static int handshake_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 1);
+  stream *s = resumed_stream(L, 1);
   waiter *w = parley_waited(L);
   (void)status; (void)ctx;
   if (w->result != WAKE_READY) return fail(L, s, parley_wake_message(w->result));
@@ -1373,7 +1378,7 @@ connected:
 }
 
 static int connect_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = check_stream(L, 6);
+  stream *s = resumed_stream(L, 6);
   waiter *w = parley_waited(L);
   (void)status; (void)ctx;
   if (w->result != WAKE_READY) {

@@ -152,8 +152,8 @@ static const char driver[] =
     "  -- parley_http_receive_request as stream:receive_http_head calls it)\n"
     "  -- against the plain form and a reference of what it decides\n"
     "  local http = core.http\n"
-    "  local mt, peer, conn = {}, 'peer', {}\n"
-    "  mt.__index = core.http.request_index(mt)\n"
+    "  local peer, conn = 'peer', {}\n"
+    "  local mt = { __index = core.http.request_index({}, peer, conn) }\n"
     "  local function lower_has(v, token)        -- a Connection list names token\n"
     "    for t in v:gsub('[\\r\\n]', ' '):gmatch('[^, \\t]+') do\n"
     "      if t:lower() == token then return true end\n"
@@ -171,8 +171,8 @@ static const char driver[] =
     "  for _, lim in ipairs{ false, { lenient = true, max_headers = 4 }, http.limits{ max_head = 96 } } do\n"
     "    lim = lim or nil\n"
     "    local n, method, target, minor, h = http.parse_request(s, 1, lim)\n"
-    "    local r = table.pack(http.parse_request(s, 1, lim, nil, mt, peer, conn))\n"
-    "    local c = table.pack(fz_receive_request(s, lim, 0, mt, peer, conn))\n"
+    "    local r = table.pack(http.parse_request(s, 1, lim, nil, mt))\n"
+    "    local c = table.pack(fz_receive_request(s, lim, 0, mt))\n"
     "    if r.n ~= c.n then error('roundtrip: http request object: C and Lua forms differ') end\n"
     "    for k = 1, r.n do\n"
     "      if k ~= 2 and r[k] ~= c[k] then error('roundtrip: http request object: C and Lua forms differ') end\n"
@@ -181,6 +181,9 @@ static const char driver[] =
     "      if r[1] ~= n or r[2] ~= method or r[3] ~= target then error('roundtrip: http request object: refusal differs') end\n"
     "    else\n"
     "      local req, keep, kind, len, st = r[2], r[3], r[4], r[5], r[6]\n"
+    "      if kind and (r[7] ~= method or r[8] ~= ref_path(target) or r[9] ~= minor) then\n"
+    "        error('roundtrip: http request object: method, path, minor returned')\n"
+    "      end\n"
     "      if r[1] ~= n or getmetatable(req) ~= mt or req.peer ~= peer or req.conn ~= conn\n"
     "        or req.method ~= method or req.target ~= target or req.minor ~= minor then\n"
     "        error('roundtrip: http request object: head differs from the plain form')\n"
@@ -406,14 +409,14 @@ static int fz_telnet_line(lua_State *L) {
   return 2;
 }
 
-/* fz_receive_request(buf, limits, seen, mt, peer, conn) -> n, ... as
-   http.parse_request(buf, 1, limits, seen, mt, peer, conn): the C entry
+/* fz_receive_request(buf, limits, seen, mt) -> n, ... as
+   http.parse_request(buf, 1, limits, seen, mt): the C entry
    stream:receive_http_head calls */
 static int fz_receive_request(lua_State *L) {
   size_t len, used = 0;
   const char *buf = luaL_checklstring(L, 1, &len);
   int n;
-  lua_settop(L, 6);
+  lua_settop(L, 4);
   n = parley_http_receive_request(L, buf, len, 2,
                                   (size_t)luaL_optinteger(L, 3, 0), &used, 4);
   if (n == 0) {

@@ -777,15 +777,21 @@ end)
 describe("http.parse_request with a request metatable", function()
   local mt = { __name = "test.request" }
   mt.__index = http.request_index(mt)
-  local function parse_obj(head, peer, conn)
-    return http.parse_request(head, 1, nil, nil, mt, peer or "10.0.0.1", conn or "conn")
+  -- one connection's metatable: its peer and stream as upvalues
+  local conn_mt = { __index = http.request_index(mt, "10.0.0.1", "conn") }
+  local function parse_obj(head)
+    return http.parse_request(head, 1, nil, nil, conn_mt)
   end
 
   it("builds the request object a server hands its handler", function()
     local head = "GET /a%20b/c?x=1&y=%41 HTTP/1.1\r\nHost: h\r\nUser-Agent: t\r\n\r\n"
-    local n, r, keep, kind, len, refuse = parse_obj(head)
+    local r9 = table.pack(parse_obj(head))
+    local n, r, keep, kind, len, refuse = table.unpack(r9, 1, 6)
+    assert.are.equal(9, r9.n)
+    assert.are.same({ "GET", "/a b/c", 1 }, { r9[7], r9[8], r9[9] })   -- for routing
     assert.are.equal(#head, n)
-    assert.are.equal(mt, getmetatable(r))
+    assert.are.equal(conn_mt, getmetatable(r))
+    assert.are.same({ _head = head }, r)   -- the rest is made when asked
     assert.are.same({ "GET", "/a%20b/c?x=1&y=%41", 1, "/a b/c", "x=1&y=%41", "10.0.0.1", "conn" },
       { r.method, r.target, r.minor, r.path, r.query, r.peer, r.conn })
     assert.are.same({ "host", "h", "user-agent", "t", host = "h", ["user-agent"] = "t" }, r.headers)
@@ -793,12 +799,39 @@ describe("http.parse_request with a request metatable", function()
     assert.is_nil(len)
     assert.is_nil(refuse)
     assert.is_nil(rawget(r, "_continue"))
+    -- kept once made; a value set by hand wins
+    assert.are.equal("/a b/c", rawget(r, "path"))
+    r.path = "/rewritten"
+    assert.are.equal("/rewritten", r.path)
+    assert.is_nil(setmetatable({ _head = head }, mt).peer)   -- no peer given
+  end)
+
+  it("makes the request line's fields from the head, as the parser saw them", function()
+    for _, case in ipairs {
+      { "OPTIONS * HTTP/1.0\r\n\r\n", "OPTIONS", "*", "*", nil, 0 },
+      { "GET http://h:1/x%2e?q HTTP/1.1\r\nHost: h\r\n\r\n", "GET", "http://h:1/x%2e?q", "/x.", "q", 1 },
+      { "PROPFIND /d/? HTTP/1.9\r\nHost: h\r\n\r\n", "PROPFIND", "/d/?", "/d/", "", 1 },
+      { "\r\nDELETE /a HTTP/1.1\r\nHost: h\r\n\r\n", "DELETE", "/a", "/a", nil, 1 },
+      { "GET /l HTTP/1.1\nHost: h\n\n", "GET", "/l", "/l", nil, 1 },
+    } do
+      local r9 = table.pack(http.parse_request(case[1], 1, { lenient = true }, nil, mt))
+      local r = r9[2]
+      assert.are.same({ case[2], case[4], case[6] }, { r9[7], r9[8], r9[9] }, case[1])
+      assert.are.same({ case[2], case[3], case[4], case[6] }, { r.method, r.target, r.path, r.minor }, case[1])
+      assert.are.equal(case[5], r.query, case[1])
+    end
+    -- a head changed by hand is refused, a table without one has no fields
+    for _, key in ipairs { "method", "target", "path", "query", "minor" } do
+      assert.is_nil(setmetatable({}, mt)[key])
+      assert.has_error(function() return setmetatable({ _head = "GET /x" }, mt)[key] end)
+      assert.has_error(function() return setmetatable({ _head = "junk" }, mt)[key] end)
+    end
   end)
 
   it("makes the headers table from the head's bytes on first use, once", function()
     mt.hello = function() return "method" end
     local head = "GET / HTTP/1.1\nHost: h\nX-A: 1\nx-a: 2\nSet-Cookie: a\nSet-Cookie: b\n\n"
-    local _, r = http.parse_request(head, 1, { lenient = true }, nil, mt, "p", "c")
+    local _, r = http.parse_request(head, 1, { lenient = true }, nil, mt)
     assert.is_nil(rawget(r, "headers"))
     assert.are.equal(head, r._head)
     local h = r.headers
@@ -816,7 +849,7 @@ describe("http.parse_request with a request metatable", function()
     local many = { "GET / HTTP/1.1\r\nHost: h\r\n" }
     for i = 1, 300 do many[#many + 1] = "F" .. i .. ": " .. i .. "\r\n" end
     many = table.concat(many) .. "\r\n"
-    _, r = http.parse_request(many, 1, { max_headers = 400 }, nil, mt, "p", "c")
+    _, r = http.parse_request(many, 1, { max_headers = 400 }, nil, mt)
     assert.are.equal("300", r.headers.f300)
     assert.are.equal(602, #r.headers)
   end)
@@ -830,7 +863,7 @@ describe("http.parse_request with a request metatable", function()
     }
     local names = { "host", "HOST", "x-a", "X-A", "set-cookie", "e", "range", "missing", "", "x", ("n"):rep(80) }
     for _, head in ipairs(heads) do
-      local _, r = http.parse_request(head, 1, { lenient = true }, nil, mt, "p", "c")
+      local _, r = http.parse_request(head, 1, { lenient = true }, nil, mt)
       for _, name in ipairs(names) do
         local before = http.request_header(r, name)
         assert.is_nil(rawget(r, "headers"))                 -- nothing made
@@ -843,7 +876,7 @@ describe("http.parse_request with a request metatable", function()
     assert.has_error(function() http.request_header("x", "host") end)
     assert.has_error(function() http.request_header({}) end)
     -- several names in one call, from the head and from the table once made
-    local _, r = http.parse_request(heads[1], 1, nil, nil, mt, "p", "c")
+    local _, r = http.parse_request(heads[1], 1, nil, nil, mt)
     local want = { "h", "1, 2", nil, "a", "" }
     assert.are.same(want, { http.request_header(r, "Host", "x-a", "missing", "set-cookie", "e") })
     assert.is_nil(rawget(r, "headers"))

@@ -46,19 +46,20 @@ describe("stream:receive_http_head", function()
 
   it("builds the server's request object when given its metatable", function()
     pair(function(c, s)
-      local mt = {}
-      mt.__index = core.http.request_index(mt)
+      local methods = {}
+      local mt = { __index = core.http.request_index(methods, "peer", s) }
       put(c, "POST /a%2Fb?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
              .. "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-      local req, keep, kind, len, refuse = s:receive_http_head(limits, nil, mt, "peer")
+      local req, keep, kind, len, refuse, method, path, minor = s:receive_http_head(limits, nil, mt)
       assert.equal(mt, getmetatable(req))
+      assert.same({ "POST", "/a/b", 1 }, { method, path, minor })
       assert.same({ "POST", "/a%2Fb?x=1", "/a/b", "x=1", 1, "h", "peer" },
                   { req.method, req.target, req.path, req.query, req.minor, req.headers.host, req.peer })
       assert.equal(s, req.conn)
       assert.same({ true, "length", 3 }, { keep, kind, len })
       assert.is_nil(refuse)
       assert.equal("abc", s:receive(3))
-      req, keep, kind = s:receive_http_head(limits, true, mt, "peer")
+      req, keep, kind = s:receive_http_head(limits, true, mt)
       assert.same({ "/", false, "none" }, { req.path, keep, kind })
       assert.equal(0, s:buffered())
     end)

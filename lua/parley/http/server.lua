@@ -103,8 +103,11 @@ end
 -- `conn` (the stream).
 -- @type request
 local request = {}
--- `headers` is made from the head's bytes on first use (a handler that
--- reads none costs no table of them); methods and defaults from here
+-- `headers` and the request line's fields are made from the head's bytes
+-- on first use (a handler that reads none costs no table or string of
+-- them); methods and defaults from here. Each connection's requests get
+-- a metatable of their own (see request_meta), which also gives `peer`
+-- and `conn`; this one serves a request table made by hand.
 request.__index = http.request_index(request)
 request.__name = "parley.http.request"
 -- defaults read through __index: each request's own table keeps 8 fields
@@ -112,6 +115,11 @@ local NOPARAMS = setmetatable({}, { __newindex = function() error("params are re
 request.params = NOPARAMS
 request._body = false
 request._continue = false
+
+-- the metatable of one connection's requests
+local function request_meta(peer, conn)
+  return { __index = http.request_index(request, peer, conn), __name = request.__name }
+end
 
 --- A header's value by name (any case), repeated fields joined by ", "
 -- (`req.headers[name:lower()]`, read from the head without making that
@@ -610,8 +618,8 @@ end
 
 -- the handler of req's route (its captures set as req.params), or nil
 -- after answering 405 or 404 (or the app's not_found) itself
-local function route(self, req, res)
-  local fn, params = lookup(self, req.method, req.path)
+local function route(self, req, res, method, path)
+  local fn, params = lookup(self, method, path)
   if fn then
     if params ~= NOPARAMS then req.params = params end
     return fn
@@ -681,17 +689,18 @@ end
 -- The next request parsed from st.buf (bytes received but not consumed:
 -- what a body reader read past its body), reading more with receive_some:
 -- the request object and what the server decides from its head (req,
--- keep, kind, len, refuse: see core.http.parse_request with a metatable);
+-- keep, kind, len, refuse, method, path, minor: see
+-- core.http.parse_request with a metatable);
 -- or nil and what `handle` returns (a refusal's status, or nothing for a
 -- quiet close). For streams wrapped in Lua (a transcript).
 local function buffered_head(self, st, nreq, idle_deadline)
   local conn, opts, limits = st.conn, st.opts, self.limits
-  local n, req, keep, kind, len, refuse
+  local n, req, keep, kind, len, refuse, method, path, minor
   local buf, pos = st.buf, st.pos
   local seen, deadline
   while true do
     if pos <= #buf then
-      n, req, keep, kind, len, refuse = parse_request(buf, pos, limits, seen, request, st.peer, conn)
+      n, req, keep, kind, len, refuse, method, path, minor = parse_request(buf, pos, limits, seen, st.reqmt)
       if n then break end
       if req then return nil, reject(self, st, keep, req) end   -- nil, reason, status
       -- the head is incomplete: keep it at the start of buf
@@ -720,7 +729,7 @@ local function buffered_head(self, st, nreq, idle_deadline)
     if pos <= #buf then buf = buf .. more else buf, pos = more, 1 end
   end
   st.buf, st.pos = buf, pos + n
-  return req, keep, kind, len, refuse
+  return req, keep, kind, len, refuse, method, path, minor
 end
 
 -- What stream:receive_http_head gave when it gave no request: false (part
@@ -730,9 +739,9 @@ end
 local function no_head(self, st, req, keep, kind)
   if req == false then
     timeout(st, st.opts.header_timeout)
-    local len, refuse
-    req, keep, kind, len, refuse = st.conn:receive_http_head(self.limits, true, request, st.peer)
-    if req then return req, keep, kind, len, refuse end
+    local len, refuse, method, path, minor
+    req, keep, kind, len, refuse, method, path, minor = st.conn:receive_http_head(self.limits, true, st.reqmt)
+    if req then return req, keep, kind, len, refuse, method, path, minor end
     if req == nil and keep == "timeout" then return nil, reject(self, st, 408) end
   end
   if kind then return nil, reject(self, st, kind, keep) end   -- nil, reason, status
@@ -750,8 +759,8 @@ local function stream_head(self, st, nreq, idle_deadline)
     if wait <= 0 then return nil end
   end
   if st.tmo ~= wait then timeout(st, wait) end
-  local req, keep, kind, len, refuse = st.conn:receive_http_head(self.limits, nil, request, st.peer)
-  if req then return req, keep, kind, len, refuse end
+  local req, keep, kind, len, refuse, method, path, minor = st.conn:receive_http_head(self.limits, nil, st.reqmt)
+  if req then return req, keep, kind, len, refuse, method, path, minor end
   return no_head(self, st, req, keep, kind)
 end
 
@@ -798,7 +807,7 @@ end
 -- the requests of one connection, in turn
 local function serve_requests(self, st)
   local opts = self.opts
-  local conn, peer, direct = st.conn, st.peer, st.direct
+  local conn, reqmt, direct = st.conn, st.reqmt, st.direct
   local read_head = direct and stream_head or buffered_head
   -- the stream's method, looked up once rather than per request
   local receive_http_head = direct and conn.receive_http_head
@@ -810,20 +819,21 @@ local function serve_requests(self, st)
   while true do
     -- -------------------------------------------------------------- head
     -- parsed, and checked for keep-alive, framing, Host and Expect, in C
-    local req, keep, kind, len, refuse
+    local req, keep, kind, len, refuse, method, path, minor
     if nreq > 0 and direct and st.pos > #st.buf then
       -- stream_head's keep-alive case, inline: the usual request
       if st.tmo ~= keepalive_timeout then timeout(st, keepalive_timeout) end
-      req, keep, kind, len, refuse = receive_http_head(conn, limits, nil, request, peer)
-      if not req then req, keep, kind, len, refuse = no_head(self, st, req, keep, kind) end
+      req, keep, kind, len, refuse, method, path, minor = receive_http_head(conn, limits, nil, reqmt)
+      if not req then
+        req, keep, kind, len, refuse, method, path, minor = no_head(self, st, req, keep, kind)
+      end
     else
-      req, keep, kind, len, refuse = read_head(self, st, nreq, idle_deadline)
+      req, keep, kind, len, refuse, method, path, minor = read_head(self, st, nreq, idle_deadline)
     end
     if not req then return keep end
     nreq = nreq + 1
     if nreq >= max_requests then keep = false end
-    local method = req.method
-    st.keep, st.minor, st.head = keep, req.minor, method == "HEAD"
+    st.keep, st.minor, st.head = keep, minor, method == "HEAD"
     local r = false   -- the body's reader
     if kind ~= "none" then
       -- RFC 9112 §6.1: bad framing -> answer and close
@@ -844,7 +854,7 @@ local function serve_requests(self, st)
     -- connection, not per request): st.res tells it a handler was running
     st.req, st.res = req, res
     local t = exact[method]
-    local fn = t and t[req.path] or route(self, req, res)
+    local fn = t and t[path] or route(self, req, res, method, path)
     if fn then
       local status, data, headers = fn(req, res)
       if status ~= nil and status ~= true and not res.sent then
@@ -881,11 +891,12 @@ function app:handle(conn)
   -- direct: a driver stream (userdata), whose buffers the codec reads and
   -- writes; a stream wrapped in Lua (a transcript) must see every byte
   local direct = type(conn) == "userdata" and conn.receive_http_head ~= nil
+  local peer = conn:getpeername() or false
   local st = { conn = conn, buf = "", pos = 1, opts = self.opts, keep = true, tmo = false,
-                minor = 1, head = false, broken = false, peer = false, spare = false,
+                minor = 1, head = false, broken = false, peer = peer, spare = false,
                 direct = direct, req = false, res = false, server = self.opts.server_name,
-                send_response = direct and conn.send_http_response }
-  st.peer = conn:getpeername() or false
+                send_response = direct and conn.send_http_response,
+                reqmt = request_meta(peer, conn) }
   local ok, err = xpcall(serve_requests, traceback, self, st)
   if ok then return err end
   if not st.res then error(err, 0) end   -- the server's own failure
