@@ -31,9 +31,9 @@
 ** http.parse_request(buf, init, limits, seen, mt)
 **   A server's form: a parsed head gives
 **     n, req, keep, kind, len, status, method, path, minor
-**   where req = setmetatable({_head = the head's bytes from its request
-**   line [, _continue = true]}, mt), whose other fields mt.__index makes
-**   from _head when asked (http.request_index).  method, path and minor
+**   where req = setmetatable({the head's bytes from its request line
+**   [, _continue = true]}, mt), whose other fields mt.__index makes from
+**   req[1] when asked (http.request_index).  method, path and minor
 **   are what req.method, req.path and req.minor will give, returned so
 **   that the server can route without making them: path is the target
 **   without its query, scheme and authority (absolute-form), %XX
@@ -49,13 +49,13 @@
 **   returns the same after n.
 **
 ** http.request_index(methods [, peer [, conn]]) -> an __index for request
-**   objects: from req._head it makes req.headers (the table below) and
+**   objects: from req[1] it makes req.headers (the table below) and
 **   the request line's method, target, path, query (the raw text after
-**   "?", or nil) and minor, each kept in req once made; req.peer and
+**   "?", or nil) and minor, each made on use (headers is kept); req.peer and
 **   req.conn are the values given (one metatable per connection); any
 **   other key is methods[key] (raw).
 ** http.request_header(req, name, ...) -> for each name
-**   req.headers[name:lower()], read from req._head without making that
+**   req.headers[name:lower()], read from req[1] without making that
 **   table (or from it, once made).
 **
 ** http.parse_response(buf [, init [, limits [, seen]]])
@@ -1082,21 +1082,22 @@ static const char *const kind_names[] = {"none", "length", "chunked", "close",
                                          "tunnel"};
 
 /* the request object's field names and its most common values, made
-** once per Lua state: registry[&req_keys] = {"_head", "method", ...} in
+** once per Lua state: registry[&req_keys] = {"method", "target", ...} in
 ** the order of REQ_* (pushing them costs no hashing of their text) */
 static const char req_keys = 0;
-enum { REQ_HEAD = 1, REQ_METHOD, REQ_TARGET, REQ_PATH, REQ_MINOR, REQ_QUERY,
+enum { REQ_METHOD = 1, REQ_TARGET, REQ_PATH, REQ_MINOR, REQ_QUERY,
        REQ_PEER, REQ_CONN, REQ_CONTINUE, REQ_HEADERS, REQ_GET,
        REQ_KIND, /* + HTTP_BODY_*: the names of kind_names */
        REQ_NKEYS = REQ_KIND + 4 };
 
-/* hash slots of a new request object: _head, and room for the fields
-** request_index keeps (path, method, headers) without a rehash */
-#define REQ_ROOM 4
+/* A request object keeps its head's bytes in its array part, req[1]: a
+** table made per request costs less with no hash key to add, and the
+** hash part is made only when a field is (request_index's, a handler's) */
+#define REQ_HEAD 1
 
 /* pushes the key table (made on first use) */
 static void push_req_keys(lua_State *L) {
-  static const char *const names[] = {"_head", "method", "target", "path",
+  static const char *const names[] = {"method", "target", "path",
                                       "minor", "query", "peer", "conn",
                                       "_continue", "headers", "GET"};
   int i;
@@ -1121,7 +1122,7 @@ static void push_method(lua_State *L, const char *m, size_t ml, int keys) {
 ** A parsed request as the server's object (obj: stack index of its
 ** metatable, then the peer and the connection, set as its fields) and
 ** what the server decides from its fields before a handler runs.  The
-** head's bytes (head, head_len) are kept as req._head: the headers table
+** head's bytes (head, head_len) are kept as req[1]: the headers table
 ** is built from them when first asked for (http.request_index), so a
 ** handler that reads no header costs no table of them.  Pushes
 **   req, keep, kind, len [, status]         or req, keep, nil, reason, status
@@ -1142,14 +1143,13 @@ static int push_request(lua_State *L, const http_head *h, int obj,
   find_facts(h->fields, h->nfields, &r);
   /* the results in place: req, then keep, kind, len, status (nil until
   ** known), then the key table, which method, path and minor replace */
-  lua_createtable(L, 0, REQ_ROOM);      /* one field now; room for what */
-  req = lua_gettop(L);                  /* request_index keeps when asked */
+  lua_createtable(L, 1, 0);
+  req = lua_gettop(L);
+  lua_pushlstring(L, head, head_len);
+  lua_rawseti(L, req, REQ_HEAD);
   lua_settop(L, req + 4);
   push_req_keys(L);
   keys = req + 5;
-  lua_rawgeti(L, keys, REQ_HEAD);
-  lua_pushlstring(L, head, head_len);
-  lua_rawset(L, req);
   lua_pushvalue(L, obj);
   lua_setmetatable(L, req);
   push_method(L, h->method, h->method_len, keys);       /* keys + 1 */
@@ -1312,7 +1312,7 @@ int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
 /*
 ** The headers table of a server's request object (at req; request_index's
 ** upvalue 2 is the key table), parsed again
-** from req._head, whose bytes passed the server's limits once already: so
+** from req[1], whose bytes passed the server's limits once already: so
 ** no limit here but the room for its fields (one per line at most).  Kept
 ** in req.headers; nil for a table without a head.
 */
@@ -1323,8 +1323,7 @@ static int push_request_headers(lua_State *L, int req) {
   size_t len, cap = 1;
   const char *head, *p;
   lua_pushvalue(L, lua_upvalueindex(2));            /* the key table */
-  lua_rawgeti(L, -1, REQ_HEAD);
-  lua_rawget(L, req);
+  lua_rawgeti(L, req, REQ_HEAD);
   head = lua_tolstring(L, -1, &len);
   if (lua_type(L, -1) != LUA_TSTRING) { lua_pushnil(L); return 1; }
   for (p = head; (p = memchr(p, '\n', len - (size_t)(p - head))); p++) cap++;
@@ -1391,7 +1390,7 @@ static void push_head_field(lua_State *L, const char *head, size_t hl,
 /*
 ** http.request_header(req, name, ...) (upvalue 1: the key table): for each
 ** name, req.headers[name:lower()], without making that table when nothing
-** made it yet (read from req._head, see push_head_field).  One call for
+** made it yet (read from req[1], see push_head_field).  One call for
 ** the several fields a handler asks about costs one C call, not several.
 */
 static int l_request_header(lua_State *L) {
@@ -1407,8 +1406,7 @@ static int l_request_header(lua_State *L) {
   lua_rawgeti(L, keys, REQ_HEADERS);
   if (lua_rawget(L, 1) != LUA_TTABLE) {             /* not made: the head */
     lua_pop(L, 1);
-    lua_rawgeti(L, keys, REQ_HEAD);
-    lua_rawget(L, 1);
+    lua_rawgeti(L, 1, REQ_HEAD);
     head = lua_tolstring(L, -1, &hl);               /* NULL: not a string */
   }
   from = lua_gettop(L);                             /* headers or head */
@@ -1450,18 +1448,17 @@ static int request_field(const char *k, size_t kl) {
 }
 
 /*
-** A field of the request line of req (at 1) read from req._head (keys:
+** A field of the request line of req (at 1) read from req[1] (keys:
 ** the key table's index): METHOD SP request-target SP HTTP/1.d, all the
-** parser lets through (RFC 9112 §3).  The value is kept in req (a query
-** that is not there is not), so it is worked out once; nil for a table
-** without a head.
+** parser lets through (RFC 9112 §3).  Made on each use, not kept in req:
+** a few memchr cost less than growing the table's hash part for it, as
+** keeping it would on every request that asks.  nil for a table without
+** a head.
 */
 static int push_line_field(lua_State *L, int field, int keys) {
   size_t hl;
   const char *head, *sp1, *sp2 = NULL, *q;
-  lua_rawgeti(L, keys, REQ_HEAD);
-  lua_rawget(L, 1);
-  if (lua_type(L, -1) != LUA_TSTRING) { lua_pushnil(L); return 1; }
+  if (lua_rawgeti(L, 1, REQ_HEAD) != LUA_TSTRING) { lua_pushnil(L); return 1; }
   head = lua_tolstring(L, -1, &hl);
   sp1 = memchr(head, ' ', hl);
   if (sp1) sp2 = memchr(sp1 + 1, ' ', hl - (size_t)(sp1 + 1 - head));
@@ -1487,9 +1484,6 @@ static int push_line_field(lua_State *L, int field, int keys) {
     lua_pushinteger(L, sp2[8] == '0' ? 0 : 1);
     break;
   }
-  lua_pushvalue(L, 2);
-  lua_pushvalue(L, -2);
-  lua_rawset(L, 1);
   return 1;
 }
 

@@ -791,7 +791,7 @@ describe("http.parse_request with a request metatable", function()
     assert.are.same({ "GET", "/a b/c", 1 }, { r9[7], r9[8], r9[9] })   -- for routing
     assert.are.equal(#head, n)
     assert.are.equal(conn_mt, getmetatable(r))
-    assert.are.same({ _head = head }, r)   -- the rest is made when asked
+    assert.are.same({ head }, r)   -- the head alone: the rest is made when asked
     assert.are.same({ "GET", "/a%20b/c?x=1&y=%41", 1, "/a b/c", "x=1&y=%41", "10.0.0.1", "conn" },
       { r.method, r.target, r.minor, r.path, r.query, r.peer, r.conn })
     assert.are.same({ "host", "h", "user-agent", "t", host = "h", ["user-agent"] = "t" }, r.headers)
@@ -799,11 +799,11 @@ describe("http.parse_request with a request metatable", function()
     assert.is_nil(len)
     assert.is_nil(refuse)
     assert.is_nil(rawget(r, "_continue"))
-    -- kept once made; a value set by hand wins
-    assert.are.equal("/a b/c", rawget(r, "path"))
+    -- made on each use, not kept; a value set by hand wins
+    assert.is_nil(rawget(r, "path"))
     r.path = "/rewritten"
     assert.are.equal("/rewritten", r.path)
-    assert.is_nil(setmetatable({ _head = head }, mt).peer)   -- no peer given
+    assert.is_nil(setmetatable({ head }, mt).peer)   -- no peer given
   end)
 
   it("makes the request line's fields from the head, as the parser saw them", function()
@@ -823,8 +823,8 @@ describe("http.parse_request with a request metatable", function()
     -- a head changed by hand is refused, a table without one has no fields
     for _, key in ipairs { "method", "target", "path", "query", "minor" } do
       assert.is_nil(setmetatable({}, mt)[key])
-      assert.has_error(function() return setmetatable({ _head = "GET /x" }, mt)[key] end)
-      assert.has_error(function() return setmetatable({ _head = "junk" }, mt)[key] end)
+      assert.has_error(function() return setmetatable({ "GET /x" }, mt)[key] end)
+      assert.has_error(function() return setmetatable({ "junk" }, mt)[key] end)
     end
   end)
 
@@ -833,7 +833,7 @@ describe("http.parse_request with a request metatable", function()
     local head = "GET / HTTP/1.1\nHost: h\nX-A: 1\nx-a: 2\nSet-Cookie: a\nSet-Cookie: b\n\n"
     local _, r = http.parse_request(head, 1, { lenient = true }, nil, mt)
     assert.is_nil(rawget(r, "headers"))
-    assert.are.equal(head, r._head)
+    assert.are.equal(head, r[1])
     local h = r.headers
     assert.are.equal(h, rawget(r, "headers"))
     assert.are.equal(h, r.headers)
@@ -844,7 +844,7 @@ describe("http.parse_request with a request metatable", function()
     mt.hello = nil
     -- a table without a head has no headers; a head changed by hand is refused
     assert.is_nil(setmetatable({}, mt).headers)
-    assert.has_error(function() return setmetatable({ _head = "junk" }, mt).headers end)
+    assert.has_error(function() return setmetatable({ "junk" }, mt).headers end)
     -- more fields than fit on the C stack
     local many = { "GET / HTTP/1.1\r\nHost: h\r\n" }
     for i = 1, 300 do many[#many + 1] = "F" .. i .. ": " .. i .. "\r\n" end

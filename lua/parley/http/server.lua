@@ -103,14 +103,15 @@ end
 -- `conn` (the stream).
 -- @type request
 local request = {}
--- `headers` and the request line's fields are made from the head's bytes
--- on first use (a handler that reads none costs no table or string of
--- them); methods and defaults from here. Each connection's requests get
--- a metatable of their own (see request_meta), which also gives `peer`
--- and `conn`; this one serves a request table made by hand.
+-- A request's own table holds just its head's bytes (req[1]): `headers`
+-- is made from them on first use and kept, the request line's fields on
+-- each use (a handler that reads none costs no table or string of them);
+-- methods and defaults come from here. Each connection's requests get a
+-- metatable of their own (see request_meta), which also gives `peer` and
+-- `conn`; this one serves a request table made by hand.
 request.__index = http.request_index(request)
 request.__name = "parley.http.request"
--- defaults read through __index: each request's own table keeps 8 fields
+-- defaults read through __index
 local NOPARAMS = setmetatable({}, { __newindex = function() error("params are read-only", 2) end })
 request.params = NOPARAMS
 request._body = false
@@ -204,18 +205,25 @@ end
 local response = {}
 response.__index = response
 response.__name = "parley.http.response"
-response.bytes = 0   -- body bytes sent (for the access log)
+response.status = 200
+response.close = false
+-- A response's own state lies in its array part: a table made per request
+-- costs less with no hash keys to add (and `sent`, the one field every
+-- reply sets, is made in the constructor). res[ST]: the connection's
+-- state; res[HDRS]: the field array {name, value, ...}, or false;
+-- res[BYTES]: body bytes sent (for the access log).
+local ST <const>, HDRS <const>, BYTES <const> = 1, 2, 3
 
 --- Sets a response header, replacing one of the same name.
 -- A value may be an array of values (one field line each).
 -- Raises on CR, LF or NUL in name or value (when the head is built).
 function response:header(name, value)
-  local h = self.hdrs
+  local h = self[HDRS]
   if not h then
     if value == nil then return self end
     -- the connection's spare field array (handed back after each request,
     -- see serve_requests) or a new one
-    local st = self._st
+    local st = self[ST]
     h = st.spare
     if h then
       st.spare = false
@@ -223,7 +231,7 @@ function response:header(name, value)
     else
       h = { name, value, nil, nil }
     end
-    self.hdrs = h
+    self[HDRS] = h
     return self
   end
   local ln = lower(name)
@@ -247,7 +255,7 @@ end
 
 --- A response header's value as set so far (any case), or nil.
 function response:get_header(name)
-  local h = self.hdrs
+  local h = self[HDRS]
   if not h then return nil end
   local ln = lower(name)
   for i = 1, #h, 2 do
@@ -262,7 +270,7 @@ end
 -- Connection, Date) are added in C; `framing` is a length (number),
 -- "chunked", "close" or false (no body fields).
 local function send_head(self, framing, data)
-  local st = self._st
+  local st = self[ST]
   if framing == "close" then
     self.close, framing = true, false
   end
@@ -274,10 +282,10 @@ local function send_head(self, framing, data)
   end
   local send_response = st.send_response
   if send_response then
-    return send_response(st.conn, self.status, self.hdrs, self.reason, nil, data, true,
+    return send_response(st.conn, self.status, self[HDRS], self.reason, nil, data, true,
                          st.server, framing, connection)
   end
-  return st.conn:send(response_head(self.status, self.hdrs, self.reason, nil, data, true,
+  return st.conn:send(response_head(self.status, self[HDRS], self.reason, nil, data, true,
                                     st.server, framing, connection))
 end
 
@@ -293,20 +301,20 @@ end
 -- buffered string reply is written when the task next reads, under that
 -- read's timeout
 local function send_timeout(self)
-  local st = self._st
+  local st = self[ST]
   timeout(st, st.opts.send_timeout)
 end
 
 local function write_failed(self, err)
-  self._st.keep = false
-  self._st.broken = true
+  self[ST].keep = false
+  self[ST].broken = true
   return nil, err
 end
 
 -- response:send of an ltn12 source: chunked, or as is when a
 -- Content-Length header was set, or delimited by closing the connection
 local function send_source(self, data)
-  local st = self._st
+  local st = self[ST]
   local conn = st.conn
   local code = self.status
   local nobody = st.head or BODILESS[code] or code < 200
@@ -335,7 +343,7 @@ local function send_source(self, data)
       if not ok then return write_failed(self, werr) end
     end
   end
-  self.bytes = sent
+  self[BYTES] = sent
   if framing == "chunked" then
     local ok, werr = conn:send("0\r\n\r\n")
     if not ok then return write_failed(self, werr) end
@@ -363,15 +371,15 @@ function response:send(data, status)
   end
   local code = self.status
   local bodiless = BODILESS[code] or code < 200
-  local nobody = bodiless or self._st.head
+  local nobody = bodiless or self[ST].head
   local len = #data
   local small = not nobody and len > 0 and len <= 16384
   -- a small body leaves in one string with its head (one C call, one copy)
   local ok, err = send_head(self, not bodiless and len, small and data or nil)
   self.sent = true
   if not nobody and len > 0 then
-    self.bytes = len
-    if ok and not small then ok, err = self._st.conn:send(data) end
+    self[BYTES] = len
+    if ok and not small then ok, err = self[ST].conn:send(data) end
   end
   if not ok then return write_failed(self, err) end
   return true
@@ -389,8 +397,8 @@ end
 -- @return true, or `nil, err` when the client went away
 function response:send_memo(memo, fields, data)
   if self.sent then error("response already sent", 2) end
-  local st = self._st
-  if self.hdrs or st.head or self.status ~= 200 or self.close or not st.keep or st.minor ~= 1 then
+  local st = self[ST]
+  if self[HDRS] or st.head or self.status ~= 200 or self.close or not st.keep or st.minor ~= 1 then
     for i = 1, #fields, 2 do self:header(fields[i], fields[i + 1]) end
     return self:send(data)
   end
@@ -400,7 +408,7 @@ function response:send_memo(memo, fields, data)
     memo.wire, memo.date, memo.opts = wire, date, st.opts
   end
   self.sent = true
-  self.bytes = #data
+  self[BYTES] = #data
   local ok, err = st.conn:send(wire)
   if not ok then return write_failed(self, err) end
   return true
@@ -424,7 +432,7 @@ function response:sendfile(path, offset, count, size)
     count = size - offset
   end
   if self.sent then error("response already sent", 2) end
-  local st = self._st
+  local st = self[ST]
   local conn = st.conn
   send_timeout(self)
   local ok, err = send_head(self, count)
@@ -434,7 +442,7 @@ function response:sendfile(path, offset, count, size)
   local n
   n, err = conn:sendfile(path, offset, count)
   if not n then return write_failed(self, err) end
-  self.bytes = n
+  self[BYTES] = n
   return true
 end
 
@@ -663,7 +671,7 @@ local function log_request(self, st, req, res, status)
   local line = ('%s - - [%s] "%s" %d %d "%s" "%s"\n'):format(
     st.peer or "-", log_date(),
     req and ("%s %s HTTP/1.%d"):format(req.method, req.target, req.minor) or "-",
-    status, res and res.bytes or 0, log_escape(h.referer), log_escape(h["user-agent"]))
+    status, res and res[BYTES] or 0, log_escape(h.referer), log_escape(h["user-agent"]))
   self.log(line)
 end
 
@@ -799,7 +807,7 @@ local function handler_failed(self, st, err)
   if res.sent then return end   -- cannot tell the client: cut it short
   st.keep = false
   res.status = 500
-  res.hdrs = false
+  res[HDRS] = false
   res:error(500)
   finish(self, st, req, res)
 end
@@ -842,8 +850,7 @@ local function serve_requests(self, st)
     end
     if refuse then return reject(self, st, refuse, nil, req) end   -- Host 400, Expect 417
     -- every field in the constructor: no rehash as fields are added
-    local res = setmetatable({ status = 200, _st = st, hdrs = false, sent = false, close = false },
-                             response)
+    local res = setmetatable({ st, false, 0, sent = false }, response)
     if kind ~= "none" then
       r = body.reader(st, kind, len, self.body_opts)
       req._body = r
@@ -873,9 +880,9 @@ local function serve_requests(self, st)
     -- -------------------------------------------------------------- next
     -- the response's field array becomes the connection's spare (the
     -- response forgets it, so a late res:header cannot touch the next reply)
-    local h = res.hdrs
+    local h = res[HDRS]
     if h then
-      res.hdrs = false
+      res[HDRS] = false
       for i = #h, 1, -1 do h[i] = nil end
       st.spare = h
     end
