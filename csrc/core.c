@@ -11,29 +11,11 @@
 void parley_newclass(lua_State *L, const char *name,
                      const luaL_Reg *methods, const luaL_Reg *meta) {
   luaL_newmetatable(L, name);          /* sets __name too */
-  /* each function gets the metatable as upvalue 1: parley_isclass */
-  lua_pushvalue(L, -1);
-  luaL_setfuncs(L, meta, 1);
+  luaL_setfuncs(L, meta, 0);
   lua_newtable(L);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, methods, 1);
+  luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
-}
-
-/*
-** The userdata at idx if its metatable is the class's own, compared with
-** the running method's upvalue 1 (parley_newclass): the cheap test for
-** the usual call; NULL otherwise (also when the running function is not
-** one of the class's), so callers fall back to luaL_checkudata.
-*/
-void *parley_isclass(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  int same;
-  if (!p || !lua_getmetatable(L, idx)) return NULL;
-  same = lua_rawequal(L, -1, lua_upvalueindex(1));
-  lua_pop(L, 1);
-  return same ? p : NULL;
 }
 
 int parley_tostring(lua_State *L, const char *detail) {

@@ -868,25 +868,25 @@ static int opt_bool(lua_State *L, int t, const char *k) {
 
 #define LIMITS "parley.http.limits"
 
-/* registry[&limits_key]: the limits metatable, found without hashing its
-** name (a server reads its limits once per request) */
-static const char limits_key = 0;
+/* http.limits' userdata: told from others by its size and its brand, the
+** address of a static of this file (a server reads its limits once per
+** request; comparing metatables cost ~300 instructions of it). Lua code
+** cannot make a userdata's bytes. */
+typedef struct limits_ud {
+  const void *brand;
+  http_limits lim;
+} limits_ud;
+static const char limits_brand = 0;
 
 static void read_limits(lua_State *L, int arg, http_limits *lim) {
-  http_default_limits(lim);
-  if (lua_isnoneornil(L, arg)) return;
-  if (lua_type(L, arg) == LUA_TUSERDATA) {
-    int same = lua_getmetatable(L, arg);
-    if (same) {
-      lua_rawgetp(L, LUA_REGISTRYINDEX, &limits_key);
-      same = lua_rawequal(L, -1, -2);
-      lua_pop(L, 2);
-    }
-    if (!same) luaL_typeerror(L, arg, LIMITS);
-    *lim = *(const http_limits *)lua_touserdata(L, arg);
+  const limits_ud *u = lua_touserdata(L, arg);
+  if (u && lua_rawlen(L, arg) == sizeof *u && u->brand == &limits_brand) {
+    *lim = u->lim;
     return;
   }
-  luaL_checktype(L, arg, LUA_TTABLE);
+  http_default_limits(lim);
+  if (lua_isnoneornil(L, arg)) return;
+  if (lua_type(L, arg) != LUA_TTABLE) luaL_typeerror(L, arg, LIMITS);
   lim->max_line = opt_size(L, arg, "max_request_line", lim->max_line);
   lim->max_head = opt_size(L, arg, "max_head", lim->max_head);
   lim->max_fields = opt_size(L, arg, "max_headers", lim->max_fields);
@@ -1522,10 +1522,13 @@ static int l_request_index(lua_State *L) {
 static int l_parse_request(lua_State *L) { return parse_head(L, 1); }
 
 static int l_limits(lua_State *L) {
+  limits_ud *u;
   http_limits lim;
   luaL_checktype(L, 1, LUA_TTABLE);
   read_limits(L, 1, &lim);
-  *(http_limits *)lua_newuserdatauv(L, sizeof lim, 0) = lim;
+  u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->brand = &limits_brand;
+  u->lim = lim;
   luaL_setmetatable(L, LIMITS);
   return 1;
 }
@@ -2114,8 +2117,6 @@ int parley_open_http(lua_State *L) {
   };
   parley_newclass(L, DECODER, methods, meta);
   parley_newclass(L, LIMITS, no_methods, limits_meta);
-  luaL_getmetatable(L, LIMITS);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &limits_key);
   lua_newtable(L);
   luaL_setfuncs(L, funcs, 0);
   lua_pushinteger(L, -1);

@@ -17,8 +17,6 @@
 void parley_newclass(lua_State *L, const char *name,
                      const luaL_Reg *methods, const luaL_Reg *meta);
 
-/* the userdata at idx when it is of the running method's class, or NULL */
-void *parley_isclass(lua_State *L, int idx);
 /* small Lua objects from size-class free lists (alloc.c) */
 int parley_open_alloc(lua_State *L);
 

@@ -895,6 +895,34 @@ describe("parley streams", function()
     end)
   end)
 
+  describe("methods called on something else", function()
+    it("refuses any other value as the stream, userdata of other kinds too", function()
+      H.run(function()
+        local l = assert(parley.listen("127.0.0.1:0"))
+        local c = assert(parley.connect("127.0.0.1", l:port(), { timeout = 2 }))
+        local s = assert(l:accept(2))
+        local core = require "parley.core"
+        local others = { {}, "x", false, io.stdout, l, core.http.limits{} }
+        for _, other in ipairs(others) do
+          for _, m in ipairs { "receive", "send", "flush", "receive_http_head", "send_http_response",
+                               "settimeout", "close" } do
+            local ok, err = pcall(c[m], other, 1)
+            assert.is_false(ok, m)
+            assert.matches("parley.stream expected", err, 1, true)
+          end
+        end
+        -- the stream itself still works, and so do its limits' checks
+        s:settimeout(2)
+        put(c, ("GET / HTTP/1.1\r\nHost: h\r\n\r\n"):rep(2))
+        assert.equal("GET", (s:receive_http_head(core.http.limits{})))
+        local ok, err = pcall(s.receive_http_head, s, io.stdout)
+        assert.is_false(ok)
+        assert.matches("parley.http.limits expected", err, 1, true)
+        c:close(); s:close(); l:close()
+      end)
+    end)
+  end)
+
   describe("IPv6", function()
     it("listens on [::1]:0, connects and echoes", function()
       H.run(function()
