@@ -142,14 +142,16 @@ const char *parley_stream_tls_accept(lua_State *L, struct stream *s, int ctxidx)
 ** userdata or nil) and pushes what core.http.parse_request returns after
 ** its byte count: 4 values (method, target, minor, headers; *used = the
 ** head's bytes), 3 (nil, reason, status) or 0 (incomplete).  With `obj`
-** (stack index of a request metatable, the peer and the connection after
-** it) a parsed head gives the server's request object instead (4 or 5
-** values, see push_request in http.c; *used set).
+** (stack index of a request metatable) a parsed head gives the server's
+** request object instead (8 values, or 5 for bad framing: see
+** push_request in http.c; *used set).
 ** parley_http_response_head checks status, fields [, reason [, minor]]
 ** at arg..arg+3 as core.http.response_head does (raising on header
 ** injection), adds the server's own fields from server, length and
 ** connection at arg+6..arg+8 and a Date field of now when `date` is set,
 ** and hands the head to emit.
+** parley_http_reply hands emit the reply core.http.reply makes of the
+** arguments at arg..arg+7: its head, then its body when it has one.
 */
 int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
                                 int limits, size_t seen, size_t *used,
@@ -157,6 +159,8 @@ int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
 void parley_http_response_head(lua_State *L, int arg, int date,
                                void (*emit)(void *, const char *, size_t),
                                void *ud);
+void parley_http_reply(lua_State *L, int arg,
+                       void (*emit)(void *, const char *, size_t), void *ud);
 
 /*
 ** Telnet lines straight from and into a stream's buffers (telnet.c), for

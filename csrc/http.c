@@ -124,6 +124,13 @@
 **   on a name that is not a token or a value/reason holding CR, LF, NUL or
 **   another control char (header injection), or a status outside
 **   100..999.
+** http.reply(status, headers, reason, body, server, keep [, minor
+**            [, head]]) -> string
+**   A whole HTTP/1.1 reply to a request, framed here from the request's
+**   facts (see reply_head): the head as response_head builds it with
+**   Server (when given), Content-Length (not for 1xx, 204, 304),
+**   Connection (close unless keep; keep-alive to HTTP/1.0, minor 0) and
+**   Date, then the body (not for those statuses nor for head = true).
 ** http.request_head(method, target, headers [, minor]) -> string
 **   the same for "METHOD target HTTP/1.<minor>\r\n" (raises on a method
 **   that is not a token or a target with controls or spaces).
@@ -1975,18 +1982,18 @@ static void add_own_fields(lua_State *L, obuf *o, int arg) {
   }
 }
 
-/* The head for arguments status, fields [, reason [, minor]] at arg..arg+3
-** (fields: a table, or nil/false for none; the stack above them is the
-** caller's to keep), built into o; then the server's own fields from
-** arg+6..arg+8 (add_own_fields) and a Date field when `date` is set. */
-static void response_head(lua_State *L, int arg, int date, obuf *o) {
+/* The status line and fields of a head for arguments status, fields [,
+** reason] at arg..arg+2 (fields: a table, or nil/false for none; the stack
+** above them is the caller's to keep), built into o; HTTP/1.minor, the
+** minor read at minor_arg (0: none, 1). */
+static void start_head(lua_State *L, int arg, int minor_arg, obuf *o) {
   lua_Integer status = luaL_checkinteger(L, arg);
   const char *reason;
   size_t rl;
-  lua_Integer minor = luaL_optinteger(L, arg + 3, 1);
+  lua_Integer minor = minor_arg ? luaL_optinteger(L, minor_arg, 1) : 1;
   char line[16] = "HTTP/1.x nnn ";
   luaL_argcheck(L, status >= 100 && status <= 999, arg, "status out of range");
-  luaL_argcheck(L, minor == 0 || minor == 1, arg + 3, "must be 0 or 1");
+  luaL_argcheck(L, minor == 0 || minor == 1, minor_arg, "must be 0 or 1");
   if (lua_toboolean(L, arg + 1)) luaL_checktype(L, arg + 1, LUA_TTABLE);
   if (lua_isnoneornil(L, arg + 2)) {
     reason = status_text(status);
@@ -2005,9 +2012,50 @@ static void response_head(lua_State *L, int arg, int date, obuf *o) {
   ob_add(o, reason, rl);
   ob_add(o, "\r\n", 2);
   if (lua_toboolean(L, arg + 1)) add_fields(L, o, arg + 1);
+}
+
+/* The head for arguments status, fields [, reason [, minor]] at arg..arg+3
+** into o (start_head); then the server's own fields from arg+6..arg+8
+** (add_own_fields) and a Date field when `date` is set. */
+static void response_head(lua_State *L, int arg, int date, obuf *o) {
+  start_head(L, arg, arg + 3, o);
   add_own_fields(L, o, arg + 6);
   if (date) add_date(o);
   ob_add(o, "\r\n", 2);
+}
+
+/*
+** A reply with a string body, its framing decided here from the arguments
+** at arg: status, fields, reason, body, server, keep, minor, head (the
+** last three of the request: the connection stays open, HTTP/1.minor, it
+** was a HEAD). 1xx, 204 and 304 get no Content-Length and no body (RFC
+** 9110 §8.6; for a 304 the length of the representation is not known
+** here); a HEAD gets the body's Content-Length but not the body (RFC 9110
+** §9.3.2); any other reply both. "Connection: close" when the connection
+** will not stay open, "keep-alive" to an HTTP/1.0 client whose does (RFC
+** 9112 §9.3); Date last. The head goes into o; returns the body's bytes to
+** send after it (*body).
+*/
+static size_t reply_head(lua_State *L, int arg, obuf *o, const char **body) {
+  lua_Integer status = luaL_checkinteger(L, arg);
+  size_t bl, n;
+  const char *b = luaL_checklstring(L, arg + 3, &bl);
+  int bodiless = status < 200 || status == 204 || status == 304;
+  int keep = lua_toboolean(L, arg + 5);
+  lua_Integer minor = luaL_optinteger(L, arg + 6, 1);
+  start_head(L, arg, 0, o);
+  if (lua_toboolean(L, arg + 4)) {
+    const char *v = luaL_checklstring(L, arg + 4, &n);
+    check_text(L, v, n, "server name");
+    ob_line(o, "Server", 6, v, n);
+  }
+  if (!bodiless) add_length(L, o, (lua_Integer)bl);
+  if (!keep) ob_line(o, "Connection", 10, "close", 5);
+  else if (minor == 0) ob_line(o, "Connection", 10, "keep-alive", 10);
+  add_date(o);
+  ob_add(o, "\r\n", 2);
+  *body = b;
+  return bodiless || lua_toboolean(L, arg + 7) ? 0 : bl;
 }
 
 void parley_http_response_head(lua_State *L, int arg, int date,
@@ -2019,6 +2067,40 @@ void parley_http_response_head(lua_State *L, int arg, int date,
   lua_pop(L, 1);          /* ob_init's slot */
 }
 
+void parley_http_reply(lua_State *L, int arg,
+                       void (*emit)(void *, const char *, size_t), void *ud) {
+  obuf o;
+  const char *body;
+  size_t bl = reply_head(L, arg, &o, &body);
+  emit(ud, o.b, o.n);
+  if (bl > 0) emit(ud, body, bl);
+  lua_pop(L, 1);          /* ob_init's slot */
+}
+
+/* pushes the head in o followed by bl bytes of body as one string */
+static int push_message(lua_State *L, const obuf *o, const char *body,
+                        size_t bl) {
+  if (bl == 0) {
+    lua_pushlstring(L, o->b, o->n);
+  } else {
+    luaL_Buffer lb;
+    char *b = luaL_buffinitsize(L, &lb, o->n + bl);
+    memcpy(b, o->b, o->n);
+    memcpy(b + o->n, body, bl);
+    luaL_pushresultsize(&lb, o->n + bl);
+  }
+  return 1;
+}
+
+static int l_reply(lua_State *L) {
+  obuf o;
+  const char *body;
+  size_t bl;
+  lua_settop(L, 8);
+  bl = reply_head(L, 1, &o, &body);
+  return push_message(L, &o, body, bl);
+}
+
 static int l_response_head(lua_State *L) {
   const char *body;
   size_t bl = 0;
@@ -2026,16 +2108,7 @@ static int l_response_head(lua_State *L) {
   body = luaL_optlstring(L, 5, NULL, &bl);
   lua_settop(L, 9);
   response_head(L, 1, lua_toboolean(L, 6), &o);
-  if (bl == 0) {
-    lua_pushlstring(L, o.b, o.n);
-  } else {
-    luaL_Buffer lb;
-    char *b = luaL_buffinitsize(L, &lb, o.n + bl);
-    memcpy(b, o.b, o.n);
-    memcpy(b + o.n, body, bl);
-    luaL_pushresultsize(&lb, o.n + bl);
-  }
-  return 1;
+  return push_message(L, &o, body, bl);
 }
 
 static int l_request_head(lua_State *L) {
@@ -2094,6 +2167,7 @@ int parley_open_http(lua_State *L) {
     {"chunked_decoder", l_chunked_decoder},
     {"chunk", l_chunk},
     {"response_head", l_response_head},
+    {"reply", l_reply},
     {"request_head", l_request_head},
     {"status_text", l_status_text},
     {NULL, NULL}

@@ -820,6 +820,22 @@ static int s_send_http_response(lua_State *L) {
   return queued(L, s);
 }
 
+/* stream:send_http_reply(status, fields, reason, body, server, keep,
+** minor, head): the reply core.http.reply makes of the same arguments
+** (head and body, framed from the request's facts), written straight into
+** the output buffer */
+static int s_send_http_reply(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  head_sink h;
+  lua_settop(L, 9);
+  if (s->closed || s->err) return write_failed(L, s);
+  h.L = L;
+  h.s = s;
+  parley_http_reply(L, 2, append_head, &h);
+  parley_mark_dirty(&s->p);
+  return queued(L, s);
+}
+
 /* ----------------------------------------------------------- sendfile */
 
 static void sendfile_end(stream *s) {
@@ -1479,6 +1495,7 @@ int parley_open_stream(lua_State *L) {
     {"receive_telnet_line", s_receive_telnet_line},
     {"send_telnet", s_send_telnet}, {"send_list", s_send_list},
     {"send_http_response", s_send_http_response},
+    {"send_http_reply", s_send_http_reply},
     {"send", s_send}, {"flush", s_flush}, {"sendfile", s_sendfile},
     {"close", s_close}, {"settimeout", s_settimeout},
     {"setoption", s_setoption}, {"getoption", s_getoption},

@@ -20,7 +20,9 @@
 **     reference written here;
 **  6  http.response_head with the server's own fields and
 **     parley_http_response_head give the same head, which parses back
-**     to the status and fields given;
+**     to the status and fields given; http.reply and parley_http_reply
+**     give the same reply, framed as the request's facts say (length,
+**     body, Connection);
 **  7  fs.maildir_uidlist's text; fs.read_head against a reference at
 **     chunk sizes 1-7 and the default; fs.maildir_list on Maildir names made
 **     from the input (name, flags, size, vsize, mtime, key against a
@@ -259,6 +261,22 @@ static const char driver[] =
     "      error('roundtrip: http response_head own fields')\n"
     "    end\n"
     "  end\n"
+    "  -- reply: the framing decided from the request's facts, C form alike\n"
+    "  local keep, head = cut % 7 < 4, cut % 11 == 0\n"
+    "  local head_\n"
+    "  ok, head_ = pcall(http.reply, status, fields, reason, s, server, keep, minor, head)\n"
+    "  cok, chead = pcall(fz_reply, status, fields, reason, s, server, keep, minor, head)\n"
+    "  if ok ~= cok or ok and head_ ~= chead then error('roundtrip: http reply: C and Lua forms differ') end\n"
+    "  if ok then\n"
+    "    local n, pminor, pstatus, _, h = http.parse_response(head_, 1, { max_head = 1 << 20, max_headers = 1000 })\n"
+    "    local bodiless = status < 200 or status == 204 or status == 304\n"
+    "    local want_conn = not keep and 'close' or minor == 0 and 'keep-alive' or nil\n"
+    "    if type(n) ~= 'number' or pminor ~= 1 or pstatus ~= status or h.connection ~= want_conn\n"
+    "      or h['content-length'] ~= (not bodiless and tostring(#s) or nil) or not h.date\n"
+    "      or head_:sub(n + 1) ~= ((bodiless or head) and '' or s) then\n"
+    "      error('roundtrip: http reply framing')\n"
+    "    end\n"
+    "  end\n"
     "elseif which == 7 then\n"
     "  -- Maildir names (fs.maildir_list parses them) and the uidlist text\n"
     "  local fs = core.fs\n"
@@ -436,6 +454,24 @@ static void emit_head(void *ud, const char *p, size_t n) {
   lua_replace(L, 10);
 }
 
+/* fz_reply(status, fields, reason, body, server, keep, minor, head) -> the
+   reply parley_http_reply emits (stream:send_http_reply's C entry) */
+static void emit_append(void *ud, const char *p, size_t n) {
+  lua_State *L = ud;
+  lua_pushvalue(L, 9);
+  lua_pushlstring(L, p, n);
+  lua_concat(L, 2);
+  lua_replace(L, 9);
+}
+
+static int fz_reply(lua_State *L) {
+  lua_settop(L, 8);
+  lua_pushliteral(L, "");             /* slot 9: what was emitted so far */
+  parley_http_reply(L, 1, emit_append, L);
+  lua_settop(L, 9);
+  return 1;
+}
+
 /* fz_response_head(status, fields, reason, minor, body, date, server,
    length, connection) -> the head parley_http_response_head emits (the
    C entry of stream:send_http_response; body and date unused) */
@@ -474,6 +510,7 @@ static lua_State *state(void) {
   lua_register(L, "fz_telnet_line", fz_telnet_line);
   lua_register(L, "fz_receive_request", fz_receive_request);
   lua_register(L, "fz_response_head", fz_response_head);
+  lua_register(L, "fz_reply", fz_reply);
   the_state = L;
   atexit(remove_maildir);
   return L;

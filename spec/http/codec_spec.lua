@@ -1069,6 +1069,64 @@ describe("http.response_head", function()
   end)
 end)
 
+describe("http.reply", function()
+  -- the head's lines without the Date field (checked apart)
+  local function lines(wire)
+    local head, body = wire:match("^(.-\r\n)\r\n(.*)$")
+    local t = {}
+    for line in head:gmatch("(.-)\r\n") do
+      if line:find("^Date: ") then
+        assert.matches("^Date: %a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT$", line)
+      else
+        t[#t + 1] = line
+      end
+    end
+    return t, body
+  end
+
+  it("frames a reply with a body: its length, the body, Date last", function()
+    local wire = http.reply(200, { "Content-Type", "text/plain" }, nil, "hello\n", "parley", true, 1, false)
+    local t, body = lines(wire)
+    assert.are.same({ "HTTP/1.1 200 OK", "Content-Type: text/plain", "Server: parley", "Content-Length: 6" }, t)
+    assert.are.equal("hello\n", body)
+    assert.matches("\r\nDate: [^\r]*\r\n\r\nhello\n$", wire)
+  end)
+
+  it("leaves the body out of a reply to HEAD but keeps its length (RFC 9110 §9.3.2)", function()
+    local t, body = lines(http.reply(200, nil, nil, "hello\n", false, true, 1, true))
+    assert.are.same({ "HTTP/1.1 200 OK", "Content-Length: 6" }, t)
+    assert.are.equal("", body)
+  end)
+
+  it("gives 1xx, 204 and 304 neither a length nor a body (RFC 9110 §8.6)", function()
+    for _, status in ipairs { 101, 204, 304 } do
+      local t, body = lines(http.reply(status, false, nil, "ignored", nil, true, 1, false))
+      assert.are.same({ ("HTTP/1.1 %d %s"):format(status, http.status_text(status)) }, t)
+      assert.are.equal("", body)
+    end
+  end)
+
+  it("says close when the connection ends, keep-alive to an HTTP/1.0 client that keeps it", function()
+    assert.are.same({ "HTTP/1.1 200 OK", "Content-Length: 0", "Connection: close" },
+                    (lines(http.reply(200, nil, nil, "", nil, false, 1, false))))
+    assert.are.same({ "HTTP/1.1 200 OK", "Content-Length: 0", "Connection: keep-alive" },
+                    (lines(http.reply(200, nil, nil, "", nil, true, 0, false))))
+    assert.are.same({ "HTTP/1.1 200 OK", "Content-Length: 0", "Connection: close" },
+                    (lines(http.reply(200, nil, nil, "", nil, false, 0, false))))
+    assert.are.same({ "HTTP/1.1 404 Gone Away", "Content-Length: 0" },
+                    (lines(http.reply(404, nil, "Gone Away", "", nil, true, 1, false))))
+  end)
+
+  it("refuses what response_head refuses, and a body that is not a string", function()
+    assert.has_error(function() http.reply(200, { "X", "a\r\nY: b" }, nil, "", nil, true) end)
+    assert.has_error(function() http.reply(200, nil, "OK\r\nX: y", "", nil, true) end)
+    assert.has_error(function() http.reply(200, nil, nil, "", "x\ny", true) end)
+    assert.has_error(function() http.reply(99, nil, nil, "", nil, true) end)
+    assert.has_error(function() http.reply(200, nil, nil, nil, nil, true) end)
+    assert.has_error(function() http.reply(200, nil, nil, {}, nil, true) end)
+  end)
+end)
+
 describe("http.request_head", function()
   it("formats a request line and fields", function()
     assert.are.equal("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n", http.request_head("GET", "/a?b", { "Host", "x" }))

@@ -154,10 +154,34 @@ describe("stream:send_http_response", function()
     end)
   end)
 
+  it("queues a whole reply as core.http.reply frames it", function()
+    pair(function(c, s)
+      local args = {
+        { 200, { "Content-Type", "text/plain" }, nil, "hello", "parley", true, 1, false },
+        { 200, nil, nil, "hidden", nil, true, 1, true },       -- HEAD: length, no body
+        { 304, false, nil, "x", nil, true, 0, false },          -- no body, keep-alive
+        { 404, nil, "Nope", ("z"):rep(70000), nil, false, 1, false },   -- past the high-water mark
+      }
+      H.go(function()
+        for _, a in ipairs(args) do assert.is_true(s:send_http_reply(table.unpack(a, 1, 8))) end
+        assert(s:flush())
+      end)
+      for _, a in ipairs(args) do
+        local want = core.http.reply(table.unpack(a, 1, 8))
+        local got = c:receive(#want)
+        -- the Date field may have turned a second between the two
+        assert.equal(want:gsub("Date: [^\r]*", "Date"), (got:gsub("Date: [^\r]*", "Date")))
+      end
+    end)
+  end)
+
   it("raises on header injection and queues nothing", function()
     pair(function(c, s)
       assert.has_error(function()
         s:send_http_response(200, { "X-Evil", "a\r\nSet-Cookie: x" }, nil, nil, "body")
+      end)
+      assert.has_error(function()
+        s:send_http_reply(200, { "X-Evil", "a\r\nSet-Cookie: x" }, nil, "body", nil, true, 1)
       end)
       assert.is_true(s:send_http_response(204, {}))   -- the first bytes out
       assert(s:flush())

@@ -26,6 +26,7 @@ local body = require "parley.http.body"
 local http = core.http
 local parse_request = http.parse_request
 local response_head = http.response_head
+local reply = http.reply
 local http_date = http.date
 local chunk = http.chunk
 local now = core.now
@@ -361,7 +362,7 @@ end
 -- @return true, or `nil, err` when the client went away
 function response:send(data, status)
   if self.sent then error("response already sent", 2) end
-  if status then self.status = status end
+  if status then self.status = status else status = self.status end
   local t = type(data)
   if t ~= "string" then
     if t == "function" then return send_source(self, data) end
@@ -369,18 +370,20 @@ function response:send(data, status)
     elseif t == "number" then data = tostring(data)
     else error("response body must be a string or an ltn12 source", 2) end
   end
-  local code = self.status
-  local bodiless = BODILESS[code] or code < 200
-  local nobody = bodiless or self[ST].head
-  local len = #data
-  local small = not nobody and len > 0 and len <= 16384
-  -- a small body leaves in one string with its head (one C call, one copy)
-  local ok, err = send_head(self, not bodiless and len, small and data or nil)
-  self.sent = true
-  if not nobody and len > 0 then
-    self[BYTES] = len
-    if ok and not small then ok, err = self[ST].conn:send(data) end
+  local st = self[ST]
+  if self.close then st.keep = false end
+  -- framed in C from the request's facts (core.http.reply): head and body
+  -- in one call, straight into a driver stream's output buffer
+  local send_reply, ok, err = st.send_reply, nil, nil
+  if send_reply then
+    ok, err = send_reply(st.conn, status, self[HDRS], self.reason, data, st.server, st.keep,
+                         st.minor, st.head)
+  else
+    ok, err = st.conn:send(reply(status, self[HDRS], self.reason, data, st.server, st.keep,
+                                 st.minor, st.head))
   end
+  self.sent = true
+  self[BYTES] = #data   -- none when the reply carries no body: see log_request
   if not ok then return write_failed(self, err) end
   return true
 end
@@ -668,10 +671,12 @@ end
 
 local function log_request(self, st, req, res, status)
   local h = req and req.headers or {}
+  local bytes = res and res[BYTES] or 0
+  if st.head or BODILESS[status] or status < 200 then bytes = 0 end
   local line = ('%s - - [%s] "%s" %d %d "%s" "%s"\n'):format(
     st.peer or "-", log_date(),
     req and ("%s %s HTTP/1.%d"):format(req.method, req.target, req.minor) or "-",
-    status, res and res[BYTES] or 0, log_escape(h.referer), log_escape(h["user-agent"]))
+    status, bytes, log_escape(h.referer), log_escape(h["user-agent"]))
   self.log(line)
 end
 
@@ -903,6 +908,7 @@ function app:handle(conn)
                 minor = 1, head = false, broken = false, peer = peer, spare = false,
                 direct = direct, req = false, res = false, server = self.opts.server_name,
                 send_response = direct and conn.send_http_response,
+                send_reply = direct and conn.send_http_reply,
                 reqmt = request_meta(peer, conn) }
   local ok, err = xpcall(serve_requests, traceback, self, st)
   if ok then return err end
