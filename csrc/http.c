@@ -1088,40 +1088,19 @@ static int push_path(lua_State *L, const char *t, size_t tl, int target) {
 static const char *const kind_names[] = {"none", "length", "chunked", "close",
                                          "tunnel"};
 
-/* the request object's field names and its most common values, made
-** once per Lua state: registry[&req_keys] = {"method", "target", ...} in
-** the order of REQ_* (pushing them costs no hashing of their text) */
-static const char req_keys = 0;
+/* the request object's fields that request_index makes */
 enum { REQ_METHOD = 1, REQ_TARGET, REQ_PATH, REQ_MINOR, REQ_QUERY,
-       REQ_PEER, REQ_CONN, REQ_CONTINUE, REQ_HEADERS, REQ_GET,
-       REQ_KIND, /* + HTTP_BODY_*: the names of kind_names */
-       REQ_NKEYS = REQ_KIND + 4 };
+       REQ_PEER, REQ_CONN, REQ_HEADERS };
 
 /* A request object keeps its head's bytes in its array part, req[1]: a
 ** table made per request costs less with no hash key to add, and the
 ** hash part is made only when a field is (request_index's, a handler's) */
 #define REQ_HEAD 1
 
-/* pushes the key table (made on first use) */
-static void push_req_keys(lua_State *L) {
-  static const char *const names[] = {"method", "target", "path",
-                                      "minor", "query", "peer", "conn",
-                                      "_continue", "headers", "GET"};
-  int i;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &req_keys) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  lua_createtable(L, REQ_NKEYS, 0);
-  for (i = 1; i <= REQ_NKEYS; i++) {
-    lua_pushstring(L, i < REQ_KIND ? names[i - 1] : kind_names[i - REQ_KIND]);
-    lua_rawseti(L, -2, i);
-  }
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &req_keys);
-}
-
-/* a method's name: "GET" from the key table (keys: its stack index) */
-static void push_method(lua_State *L, const char *m, size_t ml, int keys) {
-  if (ml == 3 && memcmp(m, "GET", 3) == 0) lua_rawgeti(L, keys, REQ_GET);
+/* a method's name; "GET" as a literal, which lua_pushstring finds in
+** the state's string cache by its address (no hashing of its text) */
+static void push_method(lua_State *L, const char *m, size_t ml) {
+  if (ml == 3 && memcmp(m, "GET", 3) == 0) lua_pushliteral(L, "GET");
   else lua_pushlstring(L, m, ml);
 }
 
@@ -1146,21 +1125,19 @@ static int push_request(lua_State *L, const http_head *h, int obj,
   const char *te, *cl, *err = NULL;
   size_t te_len, cl_len;
   int64_t n = 0;
-  int kind, st = 0, refuse = 0, keep, req, nul, keys;
+  int kind, st = 0, refuse = 0, keep, req, nul;
   find_facts(h->fields, h->nfields, &r);
   /* the results in place: req, then keep, kind, len, status (nil until
-  ** known), then the key table, which method, path and minor replace */
+  ** known), method, path; minor pushed last */
   lua_createtable(L, 1, 0);
   req = lua_gettop(L);
   lua_pushlstring(L, head, head_len);
   lua_rawseti(L, req, REQ_HEAD);
-  lua_settop(L, req + 4);
-  push_req_keys(L);
-  keys = req + 5;
   lua_pushvalue(L, obj);
   lua_setmetatable(L, req);
-  push_method(L, h->method, h->method_len, keys);       /* keys + 1 */
-  nul = push_path(L, h->target, h->target_len, 0);      /* keys + 2 */
+  lua_settop(L, req + 4);
+  push_method(L, h->method, h->method_len);             /* req + 5 */
+  nul = push_path(L, h->target, h->target_len, 0);      /* req + 6 */
   if (h->minor == 1)
     keep = !r.conn || !has_connection_option(h->fields, h->nfields, "close", 5);
   else
@@ -1183,9 +1160,8 @@ static int push_request(lua_State *L, const http_head *h, int obj,
       if (h->minor == 1 && r.nexpect == 1 &&
           ieq(r.expect->value, r.expect->value_len, "100-continue")) {
         if (kind != HTTP_BODY_NONE) {
-          lua_rawgeti(L, keys, REQ_CONTINUE);
           lua_pushboolean(L, 1);
-          lua_rawset(L, req);
+          lua_setfield(L, req, "_continue");
         }
       } else {
         refuse = 417;
@@ -1202,7 +1178,7 @@ static int push_request(lua_State *L, const http_head *h, int obj,
     lua_settop(L, req + 4);
     return 5;
   }
-  lua_rawgeti(L, keys, REQ_KIND + kind);
+  lua_pushstring(L, kind_names[kind]);
   lua_replace(L, req + 2);
   if (kind == HTTP_BODY_LENGTH) {
     lua_pushinteger(L, (lua_Integer)n);
@@ -1212,11 +1188,8 @@ static int push_request(lua_State *L, const http_head *h, int obj,
     lua_pushinteger(L, refuse);
     lua_replace(L, req + 4);
   }
-  lua_settop(L, keys + 2);
-  lua_copy(L, keys + 1, keys);          /* method */
-  lua_copy(L, keys + 2, keys + 1);      /* path */
+  lua_settop(L, req + 6);
   lua_pushinteger(L, h->minor);
-  lua_replace(L, keys + 2);
   return 8;
 }
 
@@ -1317,8 +1290,7 @@ int parley_http_receive_request(lua_State *L, const char *buf, size_t len,
 }
 
 /*
-** The headers table of a server's request object (at req; request_index's
-** upvalue 2 is the key table), parsed again
+** The headers table of a server's request object (at req), parsed again
 ** from req[1], whose bytes passed the server's limits once already: so
 ** no limit here but the room for its fields (one per line at most).  Kept
 ** in req.headers; nil for a table without a head.
@@ -1329,7 +1301,6 @@ static int push_request_headers(lua_State *L, int req) {
   http_field stackf[FIELDS_ON_STACK];
   size_t len, cap = 1;
   const char *head, *p;
-  lua_pushvalue(L, lua_upvalueindex(2));            /* the key table */
   lua_rawgeti(L, req, REQ_HEAD);
   head = lua_tolstring(L, -1, &len);
   if (lua_type(L, -1) != LUA_TSTRING) { lua_pushnil(L); return 1; }
@@ -1346,7 +1317,7 @@ static int push_request_headers(lua_State *L, int req) {
     return luaL_error(L, "http: a request head that parsed once does not "
                          "parse again");
   push_fields(L, h.fields, h.nfields);
-  lua_rawgeti(L, -3 - (h.fields != stackf), REQ_HEADERS);
+  lua_pushliteral(L, "headers");
   lua_pushvalue(L, -2);
   lua_rawset(L, req);
   return 1;
@@ -1395,22 +1366,19 @@ static void push_head_field(lua_State *L, const char *head, size_t hl,
 }
 
 /*
-** http.request_header(req, name, ...) (upvalue 1: the key table): for each
-** name, req.headers[name:lower()], without making that table when nothing
+** http.request_header(req, name, ...): for each name, req.headers[name:lower()], without making that table when nothing
 ** made it yet (read from req[1], see push_head_field).  One call for
 ** the several fields a handler asks about costs one C call, not several.
 */
 static int l_request_header(lua_State *L) {
-  int i, n = lua_gettop(L), keys, from;
+  int i, n = lua_gettop(L), from;
   size_t nl, hl = 0;
   const char *head = NULL;
   luaL_checktype(L, 1, LUA_TTABLE);
   for (i = 2; i <= n; i++) luaL_checkstring(L, i);
   if (n < 2) luaL_checkstring(L, 2);
   luaL_checkstack(L, n + 4, NULL);
-  lua_pushvalue(L, lua_upvalueindex(1));            /* the key table */
-  keys = lua_gettop(L);
-  lua_rawgeti(L, keys, REQ_HEADERS);
+  lua_pushliteral(L, "headers");
   if (lua_rawget(L, 1) != LUA_TTABLE) {             /* not made: the head */
     lua_pop(L, 1);
     lua_rawgeti(L, 1, REQ_HEAD);
@@ -1455,14 +1423,13 @@ static int request_field(const char *k, size_t kl) {
 }
 
 /*
-** A field of the request line of req (at 1) read from req[1] (keys:
-** the key table's index): METHOD SP request-target SP HTTP/1.d, all the
+** A field of the request line of req (at 1) read from req[1]: METHOD SP request-target SP HTTP/1.d, all the
 ** parser lets through (RFC 9112 §3).  Made on each use, not kept in req:
 ** a few memchr cost less than growing the table's hash part for it, as
 ** keeping it would on every request that asks.  nil for a table without
 ** a head.
 */
-static int push_line_field(lua_State *L, int field, int keys) {
+static int push_line_field(lua_State *L, int field) {
   size_t hl;
   const char *head, *sp1, *sp2 = NULL, *q;
   if (lua_rawgeti(L, 1, REQ_HEAD) != LUA_TSTRING) { lua_pushnil(L); return 1; }
@@ -1474,7 +1441,7 @@ static int push_line_field(lua_State *L, int field, int keys) {
                          "parse again");
   switch (field) {
   case REQ_METHOD:
-    push_method(L, head, (size_t)(sp1 - head), keys);
+    push_method(L, head, (size_t)(sp1 - head));
     break;
   case REQ_TARGET:
     lua_pushlstring(L, sp1 + 1, (size_t)(sp2 - sp1 - 1));
@@ -1495,10 +1462,10 @@ static int push_line_field(lua_State *L, int field, int keys) {
 }
 
 /* __index of a server's request objects (upvalue 1: the methods table,
-** often the metatable itself; 2: the key table; 3 and 4: the peer and
-** the connection): `headers` and the request line's fields made on
-** first use, `peer` and `conn` from the upvalues, any other key looked
-** up in the methods table */
+** often the metatable itself; 2 and 3: the peer and the connection):
+** `headers` (kept once made) and the request line's fields made from the
+** head, `peer` and `conn` from the upvalues, any other key looked up in
+** the methods table */
 static int request_index(lua_State *L) {
   size_t kl;
   if (lua_type(L, 2) == LUA_TSTRING) {
@@ -1507,9 +1474,9 @@ static int request_index(lua_State *L) {
     switch (field) {
     case 0: break;
     case REQ_HEADERS: return push_request_headers(L, 1);
-    case REQ_PEER: lua_pushvalue(L, lua_upvalueindex(3)); return 1;
-    case REQ_CONN: lua_pushvalue(L, lua_upvalueindex(4)); return 1;
-    default: return push_line_field(L, field, lua_upvalueindex(2));
+    case REQ_PEER: lua_pushvalue(L, lua_upvalueindex(2)); return 1;
+    case REQ_CONN: lua_pushvalue(L, lua_upvalueindex(3)); return 1;
+    default: return push_line_field(L, field);
     }
   }
   lua_pushvalue(L, 2);
@@ -1520,9 +1487,7 @@ static int request_index(lua_State *L) {
 static int l_request_index(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 3);
-  push_req_keys(L);
-  lua_insert(L, 2);
-  lua_pushcclosure(L, request_index, 4);
+  lua_pushcclosure(L, request_index, 3);
   return 1;
 }
 
@@ -1889,16 +1854,22 @@ static void add_field(lua_State *L, obuf *o, int nt, int vt) {
 ** ...} in order when it has one, else its string keys (so a table from
 ** parse_* goes out once, in order).  The caller ends the head. */
 static void add_fields(lua_State *L, obuf *o, int t) {
-  lua_Integer n = (lua_Integer)lua_rawlen(L, t), i;
+  lua_Integer i;
+  int nt;
   luaL_checkstack(L, 8, NULL);
-  if (n % 2) luaL_error(L, "header array has a name without a value");
-  if (n > 0) {
-    for (i = 1; i < n; i += 2) {
-      int nt = lua_rawgeti(L, t, i);
-      add_field(L, o, nt, lua_rawgeti(L, t, i + 1));
+  /* up to the first nil (not lua_rawlen: its border search cost more
+  ** than the one or two fields of a usual reply) */
+  if ((nt = lua_rawgeti(L, t, 1)) != LUA_TNIL) {
+    for (i = 1; nt != LUA_TNIL; i += 2) {
+      int vt = lua_rawgeti(L, t, i + 1);
+      if (vt == LUA_TNIL) luaL_error(L, "header array has a name without a value");
+      add_field(L, o, nt, vt);
       lua_pop(L, 2);
+      nt = lua_rawgeti(L, t, i + 2);
     }
+    lua_pop(L, 1);
   } else {
+    lua_pop(L, 1);
     lua_pushnil(L);
     while (lua_next(L, t)) {
       lua_pushvalue(L, -2);
@@ -2161,6 +2132,7 @@ int parley_open_http(lua_State *L) {
   static const luaL_Reg funcs[] = {
     {"parse_request", l_parse_request},
     {"request_index", l_request_index},
+    {"request_header", l_request_header},
     {"parse_response", l_parse_response},
     {"limits", l_limits},
     {"body_framing", l_body_framing},
@@ -2197,9 +2169,6 @@ int parley_open_http(lua_State *L) {
   lua_pushnil(L);
   lua_pushcclosure(L, l_date, 2);
   lua_setfield(L, -2, "date");
-  push_req_keys(L);
-  lua_pushcclosure(L, l_request_header, 1);
-  lua_setfield(L, -2, "request_header");
   lua_setfield(L, -2, "http");
   return 0;
 }

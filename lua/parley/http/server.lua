@@ -228,6 +228,7 @@ function response:header(name, value)
     h = st.spare
     if h then
       st.spare = false
+      for i = #h, 3, -1 do h[i] = nil end   -- a longer reply's fields
       h[1], h[2] = name, value
     else
       h = { name, value, nil, nil }
@@ -829,11 +830,12 @@ local function serve_requests(self, st)
   local max_requests, max_body = opts.max_requests, opts.max_body
   local nreq = 0
   local idle_deadline = now() + opts.header_timeout  -- first request: from accept
+  local usual = false   -- the next head is the usual case (set at the end)
   while true do
     -- -------------------------------------------------------------- head
     -- parsed, and checked for keep-alive, framing, Host and Expect, in C
     local req, keep, kind, len, refuse, method, path, minor
-    if nreq > 0 and direct and st.pos > #st.buf then
+    if usual then
       -- stream_head's keep-alive case, inline: the usual request
       if st.tmo ~= keepalive_timeout then timeout(st, keepalive_timeout) end
       req, keep, kind, len, refuse, method, path, minor = receive_http_head(conn, limits, nil, reqmt)
@@ -854,7 +856,6 @@ local function serve_requests(self, st)
       if kind == "length" and len > max_body then return reject(self, st, 413, nil, req) end
     end
     if refuse then return reject(self, st, refuse, nil, req) end   -- Host 400, Expect 417
-    -- every field in the constructor: no rehash as fields are added
     local res = setmetatable({ st, false, 0, sent = false }, response)
     if kind ~= "none" then
       r = body.reader(st, kind, len, self.body_opts)
@@ -888,12 +889,14 @@ local function serve_requests(self, st)
     local h = res[HDRS]
     if h then
       res[HDRS] = false
-      for i = #h, 1, -1 do h[i] = nil end
       st.spare = h
     end
     if self.log or r or st.broken or not st.keep then
       if not finish(self, st, req, res) then return end
     end
+    -- the next head comes from the stream's own buffer (stream_head's
+    -- keep-alive case, inline above) unless a body reader left bytes in st.buf
+    usual = direct and (not r or st.pos > #st.buf)
   end
 end
 
