@@ -500,7 +500,7 @@ function M.new(opts)
     local fh = log
     self.log = function(line) fh:write(line) end
   else
-    self.log = log or nil
+    self.log = log or false   -- a field of its own: read per request, not via app
   end
   return self
 end
