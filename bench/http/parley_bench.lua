@@ -5,7 +5,9 @@ package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.pa
 package.cpath = root .. "/build/?.so;" .. package.cpath
 local http = require "parley.http"
 
-local app = http.server.new{}
+-- a connection serves as many requests as the nginx sides' keepalive_requests
+-- (the default, 1000, would reconnect every connection a dozen times a run)
+local app = http.server.new{ max_requests = 1000000 }
 app:get("/hello", function(_, res)
   res:header("Content-Type", "text/plain")
   return res:send("hello world\n")

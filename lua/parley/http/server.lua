@@ -891,7 +891,7 @@ local function serve_requests(self, st)
       res[HDRS] = false
       st.spare = h
     end
-    if self.log or r or st.broken or not st.keep then
+    if self.log or r or not st.keep then   -- (a broken connection keeps nothing)
       if not finish(self, st, req, res) then return end
     end
     -- the next head comes from the stream's own buffer (stream_head's
