@@ -1106,18 +1106,19 @@ static void push_method(lua_State *L, const char *m, size_t ml) {
 
 /*
 ** A parsed request as the server's object (obj: stack index of its
-** metatable, then the peer and the connection, set as its fields) and
-** what the server decides from its fields before a handler runs.  The
-** head's bytes (head, head_len) are kept as req[1]: the headers table
-** is built from them when first asked for (http.request_index), so a
-** handler that reads no header costs no table of them.  Pushes
-**   req, keep, kind, len [, status]         or req, keep, nil, reason, status
+** metatable) and what the server decides from its fields before a
+** handler runs.  The head's bytes (head, head_len) are kept as req[1]:
+** the headers and the request line's fields are made from them when
+** asked (http.request_index), so a handler that reads none costs no
+** table or string of them.  Pushes
+**   req, keep, kind, len, status, method, path, minor
+**   or req, keep, nil, reason, status (bad framing)
 ** keep: the connection may stay open (RFC 9112 §9.3); kind and len as
-** http.body_framing gives them, or nil, reason, status for bad framing;
-** status 400 for a path with %00 or for no Host or more than one in
-** HTTP/1.1 (RFC 9112 §3.2), 417
-** for an Expect other than 100-continue (RFC 9110 §10.1.1).  req gets
-** _continue = true for an Expect: 100-continue with a body.
+** http.body_framing gives them; status nil, or 400 for a path with %00
+** or for no Host or more than one in HTTP/1.1 (RFC 9112 §3.2), 417 for
+** an Expect other than 100-continue (RFC 9110 §10.1.1); method, path and
+** minor what req would give.  req gets _continue = true for an Expect:
+** 100-continue with a body.
 */
 static int push_request(lua_State *L, const http_head *h, int obj,
                         const char *head, size_t head_len) {
