@@ -375,7 +375,7 @@ function response:send(data, status)
   if self.close then st.keep = false end
   -- framed in C from the request's facts (core.http.reply): head and body
   -- in one call, straight into a driver stream's output buffer
-  local send_reply, ok, err = st.send_reply, nil, nil
+  local send_reply, ok, err = st.send_reply
   if send_reply then
     ok, err = send_reply(st.conn, status, self[HDRS], self.reason, data, st.server, st.keep,
                          st.minor, st.head)
