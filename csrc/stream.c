@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -46,6 +47,7 @@ typedef struct stream {
   int64_t left;           /* bytes still to move in that call; < 0: all */
   int err;                /* errno of a failed write, reported next call */
   int eof, closed, skipping, lenient;
+  int oobinline;          /* SO_OOBINLINE set: see fill */
   const char *lasterr;
   int sf_fd, sf_own;      /* file being sent with sendfile(2) */
   off_t sf_off;
@@ -195,6 +197,12 @@ static int tls_fill(stream *s) {
 }
 
 /* >0: bytes read; 0: end of stream; -1: would block; -2: error (errno) */
+/* the next byte to read is the urgent one (SIOCATMARK) */
+static int at_mark(stream *s) {
+  int mark = 0;
+  return ioctl(s->p.fd, SIOCATMARK, &mark) == 0 && mark;
+}
+
 static int fill(stream *s, size_t room) {
   ssize_t n;
   if (s->eof) return 0;
@@ -208,8 +216,11 @@ static int fill(stream *s, size_t room) {
     n = read(s->p.fd, buf_tail(&s->in), avail);
     if (n > 0) {
       s->in.end += (size_t)n;
-      /* a short read emptied the socket: new data brings a new edge */
-      if ((size_t)n < avail && !s->p.hup) s->p.rd_ready = 0;
+      /* a short read emptied the socket: new data brings a new edge;
+      ** but one that stopped at the urgent mark (Linux's read ends there
+      ** with the urgent byte waiting) left input no edge announces */
+      if ((size_t)n < avail && !s->p.hup && !(s->oobinline && at_mark(s)))
+        s->p.rd_ready = 0;
       return 1;
     }
     if (n == 0) {
@@ -1204,6 +1215,7 @@ static int s_setoption(lua_State *L) {
     /* urgent data stays in the byte stream: an FTP client's ABOR sent
        with MSG_OOB (RFC 959 4.1.3's Synch) would otherwise lose its
        last byte, the LF, and the line would never end */
+    s->oobinline = lua_toboolean(L, 3);
     return setsockopt_bool(L, s, SOL_SOCKET, SO_OOBINLINE);
   } else if (strcmp(name, "linger") == 0) {
     struct linger li;

@@ -895,6 +895,36 @@ describe("parley streams", function()
     end)
   end)
 
+  describe("urgent data", function()
+    it("reads past the urgent mark with oobinline (an FTP ABOR sent with MSG_OOB)", function()
+      assert.is_true(H.have("python3"), "python3 is not installed (.ci/deps install)")
+      H.run(function()
+        local l = assert(parley.listen("127.0.0.1:0"))
+        -- the client sends "ABOR\r\n" urgent after the greeting, as
+        -- Python's ftplib.abort() does: Linux's read stops at the urgent
+        -- mark, before the LF, and no new edge announces the LF
+        local script = ([[
+import socket
+s = socket.create_connection(("127.0.0.1", %d), timeout=5)
+f = s.makefile("rb")
+f.readline()
+s.sendall(b"ABOR\r\n", socket.MSG_OOB)
+print(f.readline().decode().strip())
+]]):format(l:port())
+        local out = io.popen("timeout 10 /usr/bin/python3 -c '" .. script .. "'")
+        local s = assert(l:accept(5))
+        s:setoption("oobinline", true)
+        s:settimeout(2)
+        put(s, "220 ready\r\n")
+        assert.equal("ABOR", s:receive())
+        put(s, "226 ok\r\n")
+        s:close(); l:close()
+        assert.equal("226 ok\n", out:read("a"))
+        out:close()
+      end)
+    end)
+  end)
+
   describe("methods called on something else", function()
     it("refuses any other value as the stream, userdata of other kinds too", function()
       H.run(function()
