@@ -413,7 +413,7 @@ function response:send_memo(memo, fields, data)
   end
   self.sent = true
   self[BYTES] = #data
-  local ok, err = st.conn:send(wire)
+  local ok, err = st.send(st.conn, wire)
   if not ok then return write_failed(self, err) end
   return true
 end
@@ -912,6 +912,7 @@ function app:handle(conn)
                 direct = direct, req = false, res = false, server = self.opts.server_name,
                 send_response = direct and conn.send_http_response,
                 send_reply = direct and conn.send_http_reply,
+                send = conn.send,   -- looked up once (send_memo)
                 reqmt = request_meta(peer, conn) }
   local ok, err = xpcall(serve_requests, traceback, self, st)
   if ok then return err end
