@@ -310,6 +310,33 @@ describe("http server routing and responses", function()
     end)
   end)
 
+  it("finds the route of a path again after a route is added, and past the bound of kept paths", function()
+    local root = U.webroot()
+    U.with_app(function(app) app:static("/", root) end, function(srv, app)
+      local c <close> = U.connect(srv)
+      local function get(path, method)
+        c:send(("%s %s HTTP/1.1\r\nHost: x\r\n\r\n"):format(method or "GET", path))
+        return U.read_responses(c, 1, method == "HEAD")[1]
+      end
+      assert.equal(1024, #get("/1k.txt").body)
+      assert.equal(1024, #get("/1k.txt").body)   -- the kept route
+      assert.equal("body{}\n", get("/style.css").body)
+      app:route("*", "/style.css", function(req) return 200, "any " .. req.method end)
+      assert.equal("any GET", get("/style.css").body)
+      assert.equal("1024", get("/1k.txt", "HEAD").headers["content-length"])
+      -- a route added while serving takes its path from the static prefix
+      app:get("/1k.txt", function() return 200, "dynamic" end)
+      -- a pattern added later does not: routes are tried in the order added
+      app:route("GET", "/sub/*", function(req) return 200, "under " .. req.params["*"] end)
+      assert.equal("dynamic", get("/1k.txt").body)
+      -- more distinct paths than are kept, then the first again
+      for i = 1, 1100 do assert.equal(404, get("/missing-" .. i).status) end
+      assert.equal("<!DOCTYPE html>", get("/index.html").body:sub(1, 15))
+      assert.equal("spaced\n", get("/sub/a%20b.txt").body)
+    end, { max_requests = 5000 })
+    H.rmdir(root)
+  end)
+
   it("answers 404 for no route and 405 with Allow for another method", function()
     U.with_app(routes, function(srv)
       local base = "http://127.0.0.1:" .. srv.port

@@ -489,6 +489,8 @@ function M.new(opts)
     opts = o,
     exact = {},      -- method -> path -> route
     patterns = {},   -- ordered list of {method, lua pattern, names, fn}
+    hits = {},       -- GET path -> the route a pattern lookup found (see route)
+    nhits = 0,
     limits = http.limits{ max_request_line = o.max_request_line, max_head = o.max_head,
                           max_headers = o.max_headers, lenient = o.lenient },
     body_opts = { max = o.max_body, timeout = o.body_timeout,
@@ -540,6 +542,7 @@ end
 -- app:route after its checks; `prefix`: the route is `prefix .. "*"`,
 -- matched by a plain comparison and with no req.params (app:static)
 function app:_route(method, path, fn, prefix)
+  self.hits, self.nhits = {}, 0   -- a new route may win for a path seen
   if not find(path, "[:*]") then
     local t = self.exact[method]
     if not t then
@@ -628,12 +631,27 @@ local function lookup(self, method, path)
   return nil
 end
 
+local HITS_MAX = 1024
+
 -- the handler of req's route (its captures set as req.params), or nil
 -- after answering 405 or 404 (or the app's not_found) itself
 local function route(self, req, res, method, path)
-  local fn, params = lookup(self, method, path)
+  -- a GET path that a route without captures took (a static prefix, say)
+  -- is looked up once: the same path finds the same route until routes
+  -- change. Bounded: short paths only, at most HITS_MAX of them.
+  local get = method == "GET"
+  local fn = get and self.hits[path]
+  if fn then return fn end
+  local params
+  fn, params = lookup(self, method, path)
   if fn then
-    if params ~= NOPARAMS then req.params = params end
+    if params ~= NOPARAMS then
+      req.params = params
+    elseif get and #path <= 256 then
+      if self.nhits >= HITS_MAX then self.hits, self.nhits = {}, 0 end
+      self.hits[path] = fn
+      self.nhits = self.nhits + 1
+    end
     return fn
   end
   if params then
