@@ -1048,7 +1048,7 @@ static const char *fact_value(lua_State *L, const http_head *h,
 ** Returns 1 when %00 decoded to a NUL (the request is refused, as nginx
 ** does: no handler should meet a NUL in a path), else 0.
 */
-static int push_path(lua_State *L, const char *t, size_t tl, int target) {
+static int push_path(lua_State *L, const char *t, size_t tl) {
   const char *p = t, *q = memchr(t, '?', tl);
   size_t pl = q ? (size_t)(q - t) : tl, k = 0, i;
   luaL_Buffer lb;
@@ -1065,8 +1065,7 @@ static int push_path(lua_State *L, const char *t, size_t tl, int target) {
     }
   }
   if (!memchr(p, '%', pl)) {
-    if (target && p == t && pl == tl) lua_pushvalue(L, target);
-    else lua_pushlstring(L, p, pl);
+    lua_pushlstring(L, p, pl);
     return 0;
   }
   b = luaL_buffinitsize(L, &lb, pl);
@@ -1138,7 +1137,7 @@ static int push_request(lua_State *L, const http_head *h, int obj,
   lua_setmetatable(L, req);
   lua_settop(L, req + 4);
   push_method(L, h->method, h->method_len);             /* req + 5 */
-  nul = push_path(L, h->target, h->target_len, 0);      /* req + 6 */
+  nul = push_path(L, h->target, h->target_len);         /* req + 6 */
   if (h->minor == 1)
     keep = !r.conn || !has_connection_option(h->fields, h->nfields, "close", 5);
   else
@@ -1367,9 +1366,10 @@ static void push_head_field(lua_State *L, const char *head, size_t hl,
 }
 
 /*
-** http.request_header(req, name, ...): for each name, req.headers[name:lower()], without making that table when nothing
-** made it yet (read from req[1], see push_head_field).  One call for
-** the several fields a handler asks about costs one C call, not several.
+** http.request_header(req, name, ...): for each name,
+** req.headers[name:lower()], without making that table when nothing made
+** it yet (read from req[1], see push_head_field).  One call for the
+** several fields a handler asks about costs one C call, not several.
 */
 static int l_request_header(lua_State *L) {
   int i, n = lua_gettop(L), from;
@@ -1424,8 +1424,8 @@ static int request_field(const char *k, size_t kl) {
 }
 
 /*
-** A field of the request line of req (at 1) read from req[1]: METHOD SP request-target SP HTTP/1.d, all the
-** parser lets through (RFC 9112 §3).  Made on each use, not kept in req:
+** A field of the request line of req (at 1) read from req[1]: METHOD SP
+** request-target SP HTTP/1.d, all the parser lets through (RFC 9112 §3).  Made on each use, not kept in req:
 ** a few memchr cost less than growing the table's hash part for it, as
 ** keeping it would on every request that asks.  nil for a table without
 ** a head.
@@ -1448,7 +1448,7 @@ static int push_line_field(lua_State *L, int field) {
     lua_pushlstring(L, sp1 + 1, (size_t)(sp2 - sp1 - 1));
     break;
   case REQ_PATH:
-    push_path(L, sp1 + 1, (size_t)(sp2 - sp1 - 1), 0);
+    push_path(L, sp1 + 1, (size_t)(sp2 - sp1 - 1));
     break;
   case REQ_QUERY:
     q = memchr(sp1 + 1, '?', (size_t)(sp2 - sp1 - 1));
@@ -1921,6 +1921,16 @@ static void add_length(lua_State *L, obuf *o, lua_Integer n) {
   ob_line(o, "Content-Length", 14, d + k, sizeof d - (size_t)k);
 }
 
+/* "Server: <server>" from arg, when it is not nil or false */
+static void add_server(lua_State *L, obuf *o, int arg) {
+  size_t n;
+  const char *v;
+  if (!lua_toboolean(L, arg)) return;
+  v = luaL_checklstring(L, arg, &n);
+  check_text(L, v, n, "server name");
+  ob_line(o, "Server", 6, v, n);
+}
+
 /*
 ** The server's own fields from arg (server), arg+1 (length), arg+2
 ** (connection), each left out when nil or false: "Server: <server>",
@@ -1931,11 +1941,7 @@ static void add_length(lua_State *L, obuf *o, lua_Integer n) {
 static void add_own_fields(lua_State *L, obuf *o, int arg) {
   size_t n;
   const char *v;
-  if (lua_toboolean(L, arg)) {
-    v = luaL_checklstring(L, arg, &n);
-    check_text(L, v, n, "server name");
-    ob_line(o, "Server", 6, v, n);
-  }
+  add_server(L, o, arg);
   if (lua_type(L, arg + 1) == LUA_TNUMBER) {
     int isint;
     lua_Integer len = lua_tointegerx(L, arg + 1, &isint);
@@ -2010,17 +2016,13 @@ static void response_head(lua_State *L, int arg, int date, obuf *o) {
 */
 static size_t reply_head(lua_State *L, int arg, obuf *o, const char **body) {
   lua_Integer status = luaL_checkinteger(L, arg);
-  size_t bl, n;
+  size_t bl;
   const char *b = luaL_checklstring(L, arg + 3, &bl);
   int bodiless = status < 200 || status == 204 || status == 304;
   int keep = lua_toboolean(L, arg + 5);
   lua_Integer minor = luaL_optinteger(L, arg + 6, 1);
   start_head(L, arg, 0, o);
-  if (lua_toboolean(L, arg + 4)) {
-    const char *v = luaL_checklstring(L, arg + 4, &n);
-    check_text(L, v, n, "server name");
-    ob_line(o, "Server", 6, v, n);
-  }
+  add_server(L, o, arg + 4);
   if (!bodiless) add_length(L, o, (lua_Integer)bl);
   if (!keep) ob_line(o, "Connection", 10, "close", 5);
   else if (minor == 0) ob_line(o, "Connection", 10, "keep-alive", 10);

@@ -196,13 +196,13 @@ static int tls_fill(stream *s) {
   }
 }
 
-/* >0: bytes read; 0: end of stream; -1: would block; -2: error (errno) */
 /* the next byte to read is the urgent one (SIOCATMARK) */
 static int at_mark(stream *s) {
   int mark = 0;
   return ioctl(s->p.fd, SIOCATMARK, &mark) == 0 && mark;
 }
 
+/* >0: bytes read; 0: end of stream; -1: would block; -2: error (errno) */
 static int fill(stream *s, size_t room) {
   ssize_t n;
   if (s->eof) return 0;
@@ -435,8 +435,8 @@ typedef int (*tryfn)(lua_State *L, stream *s, int ended);
 /*
 ** An HTTP request head, parsed where it lies in `in` (arg 2: limits):
 ** the values of core.http.parse_request after its count (the request
-** object's form when arg 4 is its metatable), or false for an incomplete head
-** when arg 3 (wait for a whole one) is not true.
+** object's form when arg 4 is its metatable), or false for an incomplete
+** head when arg 3 (wait for a whole one) is not true.
 */
 static int try_head(lua_State *L, stream *s, int ended) {
   size_t used = 0, len = buf_len(&s->in);
