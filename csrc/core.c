@@ -61,6 +61,7 @@ static const struct {
   {"listener", parley_open_listener},
   {"tls", parley_open_tls},
   {"http", parley_open_http},
+  {"http_response", parley_open_http_response},
   {"telnet", parley_open_telnet},
   {"smtp", parley_open_smtp},
   {"ftp", parley_open_ftp},

@@ -31,6 +31,7 @@ int parley_open_tls(lua_State *L);
 
 /* codecs: pure functions, no I/O */
 int parley_open_http(lua_State *L);
+int parley_open_http_response(lua_State *L);   /* adds to core.http */
 int parley_open_telnet(lua_State *L);
 int parley_open_smtp(lua_State *L);
 int parley_open_ftp(lua_State *L);

@@ -33,6 +33,7 @@ build = {
         "csrc/fsync_pool.c",
         "csrc/ftp.c",
         "csrc/http.c",
+        "csrc/response.c",
         "csrc/imap.c",
         "csrc/listener.c",
         "csrc/loop.c",

@@ -27,6 +27,8 @@ local http = core.http
 local parse_request = http.parse_request
 local response_head = http.response_head
 local reply = http.reply
+local response_done = http.response_done
+local response_usual, response_mark_sent = http.response_usual, http.response_mark_sent
 local http_date = http.date
 local chunk = http.chunk
 local now = core.now
@@ -201,70 +203,32 @@ end
 
 --- The response a handler fills in.
 -- Fields: `status` (default 200), `sent` (true once the head went out),
--- `close` (set true to close the connection after this response).
+-- `close` (set true to close the connection after this response),
+-- `reason` (a reason phrase other than the status's usual one); a
+-- handler may keep keys of its own on it too. A response is a userdata
+-- (csrc/response.c): its state lies in C, its field array and other keys
+-- in user values; `pairs` and `rawget` do not see them.
 -- @type response
 local response = {}
-response.__index = response
-response.__name = "parley.http.response"
-response.status = 200
-response.close = false
--- A response's own state lies in its array part: a table made per request
--- costs less with no hash keys to add (and `sent`, the one field every
--- reply sets, is made in the constructor). res[ST]: the connection's
--- state; res[HDRS]: the field array {name, value, ...}, or false;
--- res[BYTES]: body bytes sent (for the access log).
-local ST <const>, HDRS <const>, BYTES <const> = 1, 2, 3
+local response_mt = http.response_meta(response)
 
---- Sets a response header, replacing one of the same name.
--- A value may be an array of values (one field line each).
--- Raises on CR, LF or NUL in name or value (when the head is built).
-function response:header(name, value)
-  local h = self[HDRS]
-  if not h then
-    if value == nil then return self end
-    -- the connection's spare field array (handed back after each request,
-    -- see serve_requests) or a new one
-    local st = self[ST]
-    h = st.spare
-    if h then
-      st.spare = false
-      for i = #h, 3, -1 do h[i] = nil end   -- a longer reply's fields
-      h[1], h[2] = name, value
-    else
-      h = { name, value, nil, nil }
-    end
-    self[HDRS] = h
-    return self
-  end
-  local ln = lower(name)
-  for i = 1, #h, 2 do
-    if lower(h[i]) == ln then
-      if value == nil then
-        table.remove(h, i)
-        table.remove(h, i)
-      else
-        h[i + 1] = value
-      end
-      return self
-    end
-  end
-  if value ~= nil then
-    h[#h + 1] = name
-    h[#h + 1] = value
-  end
-  return self
-end
+--- Sets a response header, replacing one of the same name (any case);
+-- nil removes it. A value may be an array of values (one field line
+-- each). Raises on CR, LF or NUL in name or value (when the head is built).
+-- @function response:header
+-- @tparam string name
+-- @param value
+-- @return the response (chainable)
+response.header = http.response_header
 
 --- A response header's value as set so far (any case), or nil.
-function response:get_header(name)
-  local h = self[HDRS]
-  if not h then return nil end
-  local ln = lower(name)
-  for i = 1, #h, 2 do
-    if lower(h[i]) == ln then return h[i + 1] end
-  end
-  return nil
-end
+-- @function response:get_header
+response.get_header = http.response_get_header
+
+-- the private keys the Lua methods below read and set (see response.c):
+-- _st the connection's state, _fields the field array (or false), _keep
+-- the connection stays open, _minor and _head the request's HTTP/1.minor
+-- and whether it was a HEAD, _bytes the body bytes sent (access log)
 
 -- sends the head and `data` (a small body, or nil): on a driver stream
 -- straight into its output buffer (no Lua string of the head). The
@@ -272,22 +236,22 @@ end
 -- Connection, Date) are added in C; `framing` is a length (number),
 -- "chunked", "close" or false (no body fields).
 local function send_head(self, framing, data)
-  local st = self[ST]
+  local st = self._st
   if framing == "close" then
     self.close, framing = true, false
   end
   local connection
-  if self.close or not st.keep then
-    st.keep, connection = false, "close"
-  elseif st.minor == 0 then
+  if self.close or not self._keep then
+    self._keep, connection = false, "close"
+  elseif self._minor == 0 then
     connection = "keep-alive"
   end
   local send_response = st.send_response
   if send_response then
-    return send_response(st.conn, self.status, self[HDRS], self.reason, nil, data, true,
+    return send_response(st.conn, self.status, self._fields, self.reason, nil, data, true,
                          st.server, framing, connection)
   end
-  return st.conn:send(response_head(self.status, self[HDRS], self.reason, nil, data, true,
+  return st.conn:send(response_head(self.status, self._fields, self.reason, nil, data, true,
                                     st.server, framing, connection))
 end
 
@@ -303,26 +267,25 @@ end
 -- buffered string reply is written when the task next reads, under that
 -- read's timeout
 local function send_timeout(self)
-  local st = self[ST]
+  local st = self._st
   timeout(st, st.opts.send_timeout)
 end
 
 local function write_failed(self, err)
-  self[ST].keep = false
-  self[ST].broken = true
+  self._keep = false
+  self._st.broken = true
   return nil, err
 end
 
 -- response:send of an ltn12 source: chunked, or as is when a
 -- Content-Length header was set, or delimited by closing the connection
 local function send_source(self, data)
-  local st = self[ST]
-  local conn = st.conn
+  local conn = self._st.conn
   local code = self.status
-  local nobody = st.head or BODILESS[code] or code < 200
+  local nobody = self._head or BODILESS[code] or code < 200
   local given = self:get_header("content-length")
   local framing = false
-  if not given then framing = (nobody or st.minor == 1) and "chunked" or "close" end
+  if not given then framing = (nobody or self._minor == 1) and "chunked" or "close" end
   send_timeout(self)
   local sent_ok = send_head(self, framing)   -- raises on header injection
   self.sent = true
@@ -345,7 +308,7 @@ local function send_source(self, data)
       if not ok then return write_failed(self, werr) end
     end
   end
-  self[BYTES] = sent
+  self._bytes = sent
   if framing == "chunked" then
     local ok, werr = conn:send("0\r\n\r\n")
     if not ok then return write_failed(self, werr) end
@@ -361,33 +324,13 @@ end
 -- @tparam[opt] string|function data
 -- @tparam[opt] integer status sets `res.status` first
 -- @return true, or `nil, err` when the client went away
-function response:send(data, status)
-  if self.sent then error("response already sent", 2) end
-  if status then self.status = status else status = self.status end
-  local t = type(data)
-  if t ~= "string" then
-    if t == "function" then return send_source(self, data) end
-    if data == nil then data = ""
-    elseif t == "number" then data = tostring(data)
-    else error("response body must be a string or an ltn12 source", 2) end
-  end
-  local st = self[ST]
-  if self.close then st.keep = false end
-  -- framed in C from the request's facts (core.http.reply): head and body
-  -- in one call, straight into a driver stream's output buffer
-  local send_reply, ok, err = st.send_reply
-  if send_reply then
-    ok, err = send_reply(st.conn, status, self[HDRS], self.reason, data, st.server, st.keep,
-                         st.minor, st.head)
-  else
-    ok, err = st.conn:send(reply(status, self[HDRS], self.reason, data, st.server, st.keep,
-                                 st.minor, st.head))
-  end
-  self.sent = true
-  self[BYTES] = #data   -- none when the reply carries no body: see log_request
-  if not ok then return write_failed(self, err) end
-  return true
-end
+-- @function response:send
+--
+-- (In C, response.c: framed from the request's facts by core.http.reply,
+-- head and body in one call, straight into a driver stream's output
+-- buffer; an ltn12 source goes to _send_source.)
+response.send = http.response_send
+response._send_source = send_source
 
 --- Sends a 200 response that stays the same from one request to the next
 -- (a small file, say) with the bytes kept from the last time: `memo` holds
@@ -400,9 +343,9 @@ end
 -- @tparam string data the body, the same for one memo
 -- @return true, or `nil, err` when the client went away
 function response:send_memo(memo, fields, data)
-  if self.sent then error("response already sent", 2) end
-  local st = self[ST]
-  if self[HDRS] or st.head or self.status ~= 200 or self.close or not st.keep or st.minor ~= 1 then
+  local st = response_usual(self)
+  if not st then
+    if self.sent then error("response already sent", 2) end
     for i = 1, #fields, 2 do self:header(fields[i], fields[i + 1]) end
     return self:send(data)
   end
@@ -411,8 +354,7 @@ function response:send_memo(memo, fields, data)
     wire = response_head(200, fields, nil, nil, data, true, st.server, #data)
     memo.wire, memo.date, memo.opts = wire, date, st.opts
   end
-  self.sent = true
-  self[BYTES] = #data
+  response_mark_sent(self, #data)
   local ok, err = st.send(st.conn, wire)
   if not ok then return write_failed(self, err) end
   return true
@@ -436,17 +378,16 @@ function response:sendfile(path, offset, count, size)
     count = size - offset
   end
   if self.sent then error("response already sent", 2) end
-  local st = self[ST]
-  local conn = st.conn
+  local conn = self._st.conn
   send_timeout(self)
   local ok, err = send_head(self, count)
   self.sent = true
   if not ok then return write_failed(self, err) end
-  if st.head or count == 0 then return true end
+  if self._head or count == 0 then return true end
   local n
   n, err = conn:sendfile(path, offset, count)
   if not n then return write_failed(self, err) end
-  self[BYTES] = n
+  self._bytes = n
   return true
 end
 
@@ -690,8 +631,8 @@ end
 
 local function log_request(self, st, req, res, status)
   local h = req and req.headers or {}
-  local bytes = res and res[BYTES] or 0
-  if st.head or BODILESS[status] or status < 200 then bytes = 0 end
+  local bytes = 0
+  if res and not (res._head or BODILESS[status] or status < 200) then bytes = res._bytes end
   local line = ('%s - - [%s] "%s" %d %d "%s" "%s"\n'):format(
     st.peer or "-", log_date(),
     req and ("%s %s HTTP/1.%d"):format(req.method, req.target, req.minor) or "-",
@@ -815,7 +756,7 @@ local function finish(self, st, req, res)
       return false
     end
   end
-  if not st.keep then
+  if not res._keep then
     st.conn:flush()
     return false
   end
@@ -829,11 +770,16 @@ local function handler_failed(self, st, err)
   local report = self.opts.on_error
   if report then pcall(report, err, req) else parley.log("http: " .. tostring(err)) end
   if res.sent then return end   -- cannot tell the client: cut it short
-  st.keep = false
+  res._keep = false
   res.status = 500
-  res[HDRS] = false
+  res._fields = false
   res:error(500)
   finish(self, st, req, res)
+end
+
+-- res:send's way to a stream wrapped in Lua: the reply as one string
+local function send_wrapped(conn, ...)
+  return conn:send(reply(...))
 end
 
 -- the requests of one connection, in turn
@@ -843,7 +789,7 @@ local function serve_requests(self, st)
   local read_head = direct and stream_head or buffered_head
   -- the stream's method, looked up once rather than per request
   local receive_http_head = direct and conn.receive_http_head
-  local limits, exact = self.limits, self.exact
+  local limits, exact, new_res = self.limits, self.exact, st.new_res
   local keepalive_timeout = opts.keepalive_timeout
   local max_requests, max_body = opts.max_requests, opts.max_body
   local nreq = 0
@@ -866,7 +812,6 @@ local function serve_requests(self, st)
     if not req then return keep end
     nreq = nreq + 1
     if nreq >= max_requests then keep = false end
-    st.keep, st.minor, st.head = keep, minor, method == "HEAD"
     local r = false   -- the body's reader
     if kind ~= "none" then
       -- RFC 9112 §6.1: bad framing -> answer and close
@@ -874,7 +819,7 @@ local function serve_requests(self, st)
       if kind == "length" and len > max_body then return reject(self, st, 413, nil, req) end
     end
     if refuse then return reject(self, st, refuse, nil, req) end   -- Host 400, Expect 417
-    local res = setmetatable({ st, false, 0, sent = false }, response)
+    local res = new_res(keep, minor, method == "HEAD")
     if kind ~= "none" then
       r = body.reader(st, kind, len, self.body_opts)
       req._body = r
@@ -893,23 +838,18 @@ local function serve_requests(self, st)
       end
     end
     st.res = false
-    if not res.sent then
-      if r and r.err == "body too large" then
-        st.keep = false
-        res:error(413)
-      else
-        res:send("")
-      end
-    end
     -- -------------------------------------------------------------- next
-    -- the response's field array becomes the connection's spare (the
-    -- response forgets it, so a late res:header cannot touch the next reply)
-    local h = res[HDRS]
-    if h then
-      res[HDRS] = false
-      st.spare = h
-    end
-    if self.log or r or not st.keep then   -- (a broken connection keeps nothing)
+    -- the usual case: the response went out and the connection stays open
+    -- (a broken connection does not), nothing to log, no body to finish
+    if not response_done(res) or self.log or r then
+      if not res.sent then
+        if r and r.err == "body too large" then
+          res._keep = false
+          res:error(413)
+        else
+          res:send("")
+        end
+      end
       if not finish(self, st, req, res) then return end
     end
     -- the next head comes from the stream's own buffer (stream_head's
@@ -925,13 +865,17 @@ function app:handle(conn)
   -- writes; a stream wrapped in Lua (a transcript) must see every byte
   local direct = type(conn) == "userdata" and conn.receive_http_head ~= nil
   local peer = conn:getpeername() or false
-  local st = { conn = conn, buf = "", pos = 1, opts = self.opts, keep = true, tmo = false,
-                minor = 1, head = false, broken = false, peer = peer, spare = false,
-                direct = direct, req = false, res = false, server = self.opts.server_name,
+  local server = self.opts.server_name
+  local st = { conn = conn, buf = "", pos = 1, opts = self.opts, tmo = false,
+                broken = false, peer = peer, direct = direct, req = false, res = false,
+                server = server, new_res = false,
                 send_response = direct and conn.send_http_response,
-                send_reply = direct and conn.send_http_reply,
                 send = conn.send,   -- looked up once (send_memo)
                 reqmt = request_meta(peer, conn) }
+  -- the responses' constructor: res:send calls send(conn, status, fields,
+  -- reason, body, server, keep, minor, head)
+  st.new_res = http.responder({ st, conn, direct and conn.send_http_reply or send_wrapped,
+                                server }, response_mt)
   local ok, err = xpcall(serve_requests, traceback, self, st)
   if ok then return err end
   if not st.res then error(err, 0) end   -- the server's own failure
