@@ -135,6 +135,21 @@ struct stream *parley_stream_new(lua_State *L, int fd);
 const char *parley_stream_tls_accept(lua_State *L, struct stream *s, int ctxidx);
 
 /*
+** A reply queued on a stream from C (response.c's res:send), without a
+** call through Lua: parley_stream_at is the driver stream at idx or NULL;
+** parley_stream_queue_reply writes the reply core.http.reply makes of the
+** arguments at arg..arg+7 into s's output buffer (raising on header
+** injection before anything is queued): 1, or 0 when s has failed and
+** nothing was queued; parley_stream_queued then gives what
+** stream:send_http_reply returns (true, or nil, err), past the high-water
+** mark after waiting for the peer to read (the stream found at sidx again
+** on resuming).
+*/
+struct stream *parley_stream_at(lua_State *L, int idx);
+int parley_stream_queue_reply(lua_State *L, struct stream *s, int arg);
+int parley_stream_queued(lua_State *L, struct stream *s, int sidx);
+
+/*
 ** HTTP heads straight from and into a stream's buffers (http.c), for
 ** stream:receive_http_head and stream:send_http_response.
 ** parley_http_receive_request parses a request head at buf[0, len) with

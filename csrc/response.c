@@ -20,6 +20,7 @@
 */
 #include <string.h>
 
+#include "driver.h"
 #include "parley.h"
 
 enum { UV_CONN = 1, UV_FIELDS, UV_EXTRA, NUV = UV_EXTRA };
@@ -251,25 +252,35 @@ static int r_get_header(lua_State *L) {
   return 1;
 }
 
-/* after the connection's send: true, or nil, err with the connection
-** marked as not to be kept (st.broken) */
-static int send_done(lua_State *L, int status, lua_KContext ctx) {
-  response *r = lua_touserdata(L, 1);
-  (void)status; (void)ctx;
-  /* sent even when the write failed: there is no taking it back (but
-  ** not when making the head raised: the handler's error answers 500) */
+/* res:send's stack: res, body, the connection's table, the stream, the
+** reply's arguments */
+enum { S_RES = 1, S_BODY, S_HC, S_CONN, S_ARGS };
+
+/* sent even when the write failed: there is no taking it back (but not
+** when making the head raised: the handler's error answers 500); a failed
+** write leaves the connection not to be kept (st.broken) */
+static void mark_sent(lua_State *L, response *r, int ok) {
   r->sent = 1;
-  r->bytes = (lua_Integer)lua_rawlen(L, 2);
-  if (lua_toboolean(L, 4)) {
+  r->bytes = (lua_Integer)lua_rawlen(L, S_BODY);
+  if (ok) return;
+  r->keep = 0;
+  lua_rawgeti(L, S_HC, HC_ST);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "broken");
+  lua_pop(L, 1);
+}
+
+/* after the connection's send function: its (true) or (nil, err) */
+static int send_done(lua_State *L, int status, lua_KContext ctx) {
+  int ok = lua_toboolean(L, S_CONN);
+  (void)status; (void)ctx;
+  mark_sent(L, lua_touserdata(L, S_RES), ok);
+  if (ok) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  r->keep = 0;
-  lua_rawgeti(L, 3, HC_ST);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "broken");
   lua_pushnil(L);
-  lua_pushvalue(L, 5);
+  lua_pushvalue(L, S_CONN + 1);
   return 2;
 }
 
@@ -284,6 +295,7 @@ static int source_done(lua_State *L, int status, lua_KContext ctx) {
 ** _send_source streams it). true, or nil, err when the client went away */
 static int r_send(lua_State *L) {
   response *r = check_response(L, 1);
+  struct stream *s;
   int t;
   lua_settop(L, 3);
   t = lua_type(L, 2);
@@ -304,9 +316,8 @@ static int r_send(lua_State *L) {
   }
   if (r->close) r->keep = 0;
   lua_settop(L, 2);
-  lua_getiuservalue(L, 1, UV_CONN);                 /* 3 */
-  lua_rawgeti(L, 3, HC_SEND);                       /* 4: the call */
-  lua_rawgeti(L, 3, HC_CONN);
+  lua_getiuservalue(L, 1, UV_CONN);
+  lua_rawgeti(L, S_HC, HC_CONN);
   lua_pushinteger(L, r->status);
   if (lua_getiuservalue(L, 1, UV_FIELDS) != LUA_TTABLE) {
     lua_pop(L, 1);
@@ -321,6 +332,13 @@ static int r_send(lua_State *L) {
   lua_pushboolean(L, r->keep);
   lua_pushinteger(L, r->minor);
   lua_pushboolean(L, r->head);
+  s = parley_stream_at(L, S_CONN);
+  if (s) {                     /* a driver stream: no call through Lua */
+    mark_sent(L, r, parley_stream_queue_reply(L, s, S_ARGS));
+    return parley_stream_queued(L, s, S_CONN);
+  }
+  lua_rawgeti(L, S_HC, HC_SEND);
+  lua_insert(L, S_CONN);
   lua_callk(L, 9, 2, 0, send_done);
   return send_done(L, LUA_OK, 0);
 }
@@ -356,8 +374,12 @@ static int r_mark_sent(lua_State *L) {
   return 0;
 }
 
-/* new(keep, minor, head); upvalues: the connection's table, the metatable */
+/* new(keep, minor, head); upvalues: the connection's table, the
+** metatable. head: true for a HEAD request, or the request's method */
 static int r_new(lua_State *L) {
+  size_t ml;
+  const char *m = lua_type(L, 3) == LUA_TSTRING ? lua_tolstring(L, 3, &ml) : NULL;
+  int head = m ? ml == 4 && memcmp(m, "HEAD", 4) == 0 : lua_toboolean(L, 3);
   response *r = lua_newuserdatauv(L, sizeof *r, NUV);
   r->brand = &brand;
   r->status = 200;
@@ -365,7 +387,7 @@ static int r_new(lua_State *L) {
   r->sent = r->close = 0;
   r->keep = (unsigned char)lua_toboolean(L, 1);
   r->minor = lua_tointeger(L, 2) == 0 ? 0 : 1;
-  r->head = (unsigned char)lua_toboolean(L, 3);
+  r->head = (unsigned char)head;
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_setiuservalue(L, -2, UV_CONN);
   lua_pushvalue(L, lua_upvalueindex(2));

@@ -75,9 +75,8 @@ static void flush_cb(pollable *p);
 ** metatables took ~180 instructions, twice per HTTP request. Lua code
 ** cannot make a userdata's bytes; anything else goes the checked way. */
 static stream *check_stream(lua_State *L, int idx) {
-  stream *s = lua_touserdata(L, idx);
-  if (s && lua_rawlen(L, idx) == sizeof *s && s->p.flush == flush_cb) return s;
-  return luaL_checkudata(L, idx, PARLEY_STREAM);
+  stream *s = parley_stream_at(L, idx);
+  return s ? s : luaL_checkudata(L, idx, PARLEY_STREAM);
 }
 
 /* the stream of a call resumed after a wait: checked by the call that
@@ -796,19 +795,22 @@ static void append_head(void *ud, const char *p, size_t n) {
 ** the high-water mark the wait for the peer to read, as send waits.
 */
 static int queued_k(lua_State *L, int status, lua_KContext ctx) {
-  stream *s = resumed_stream(L, 1);
+  stream *s = resumed_stream(L, (int)ctx);   /* its stack slot */
   waiter *w = parley_waited(L);
   int r = w->result;
-  (void)status; (void)ctx;
-  if (r == WAKE_READY) r = drain(L, s, HIGH_WATER, w->deadline, 0, queued_k);
+  (void)status;
+  if (r == WAKE_READY) r = drain(L, s, HIGH_WATER, w->deadline, ctx, queued_k);
   return flush_done(L, s, r);
 }
 
-static int queued(lua_State *L, stream *s) {
+/* the stream at stack slot sidx */
+static int queued_at(lua_State *L, stream *s, int sidx) {
   if (buf_len(&s->out) <= HIGH_WATER) return flush_done(L, s, WAKE_READY);
   return flush_done(L, s, drain(L, s, HIGH_WATER, parley_deadline(s->timeout),
-                                0, queued_k));
+                                sidx, queued_k));
 }
+
+static int queued(lua_State *L, stream *s) { return queued_at(L, s, 1); }
 
 /* stream:send_http_response(status, fields [, reason [, minor [, body
 ** [, date [, server [, length [, connection]]]]]]]): the head of
@@ -835,15 +837,30 @@ static int s_send_http_response(lua_State *L) {
 ** minor, head): the reply core.http.reply makes of the same arguments
 ** (head and body, framed from the request's facts), written straight into
 ** the output buffer */
-static int s_send_http_reply(lua_State *L) {
-  stream *s = check_stream(L, 1);
+int parley_stream_queue_reply(lua_State *L, stream *s, int arg) {
   head_sink h;
-  lua_settop(L, 9);
-  if (s->closed || s->err) return write_failed(L, s);
+  if (s->closed || s->err) return 0;
   h.L = L;
   h.s = s;
-  parley_http_reply(L, 2, append_head, &h);
+  parley_http_reply(L, arg, append_head, &h);
   parley_mark_dirty(&s->p);
+  return 1;
+}
+
+int parley_stream_queued(lua_State *L, stream *s, int sidx) {
+  if (s->closed || s->err) return write_failed(L, s);
+  return queued_at(L, s, sidx);
+}
+
+stream *parley_stream_at(lua_State *L, int idx) {
+  stream *s = lua_touserdata(L, idx);
+  return s && lua_rawlen(L, idx) == sizeof *s && s->p.flush == flush_cb ? s : NULL;
+}
+
+static int s_send_http_reply(lua_State *L) {
+  stream *s = check_stream(L, 1);
+  lua_settop(L, 9);
+  if (!parley_stream_queue_reply(L, s, 2)) return write_failed(L, s);
   return queued(L, s);
 }
 

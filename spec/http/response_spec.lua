@@ -2,6 +2,8 @@
 -- core.http.responder with a send function that records what res:send
 -- hands the connection, as stream:send_http_reply would get it.
 local core = require "parley.core"
+local parley = require "parley"
+local H = require "helper"
 local http = core.http
 
 -- a methods table as the server's, a connection table and its constructor
@@ -32,6 +34,12 @@ describe("http response object", function()
     assert.same({ true, 0, true, 0, false }, { res._keep, res._minor, res._head, res._bytes, res._fields })
     assert.equal("userdata", type(res))
     assert.matches("^parley.http.response: 0x%x+ %(200%)$", tostring(res))
+  end)
+
+  it("takes the request's method in place of head", function()
+    local new = harness()
+    assert.same({ true, false, false }, { new(true, 1, "HEAD")._head, new(true, 1, "GET")._head,
+                                          new(true, 1, "HEADER")._head })
   end)
 
   it("hands send the status, fields, reason, body, server and the request's facts", function()
@@ -155,6 +163,67 @@ describe("http response object", function()
     http.response_mark_sent(res, 10)
     assert.same({ true, 10 }, { res.sent, res._bytes })
     assert.is_nil(http.response_usual(res))
+  end)
+
+  it("queues the reply straight into a driver stream, and reports a closed one", function()
+    H.run(function()
+      local l = assert(parley.listen("127.0.0.1:0"))
+      local client = assert(parley.connect("127.0.0.1", l:port()))
+      local conn = assert(l:accept(2))
+      local st = { broken = false }
+      local never = function() error("the Lua send must not be called for a driver stream") end
+      local methods = { header = http.response_header, send = http.response_send }
+      local new = http.responder({ st, conn, never, "parley" }, http.response_meta(methods))
+      local res = new(true, 1, "GET")
+      res:header("Content-Type", "text/plain")
+      assert.is_true(res:send("hi"))
+      assert.is_true(conn:flush())
+      client:settimeout(2)
+      local head = assert(client:receive_until("\r\n\r\n"))
+      assert.matches("^HTTP/1.1 200 OK\r\nContent%-Type: text/plain\r\nServer: parley\r\n"
+                     .. "Content%-Length: 2\r\nDate: ", head)
+      assert.equal("hi", client:receive(2))
+      conn:close()
+      res = new(true, 1, "GET")
+      assert.same({ nil, "closed" }, { res:send("late") })
+      assert.same({ true, false, true }, { res.sent, res._keep, st.broken })
+      client:close()
+      l:close()
+    end)
+  end)
+
+  it("waits for a slow reader past the high-water mark, then answers true", function()
+    H.run(function()
+      local l = assert(parley.listen("127.0.0.1:0"))
+      local client = assert(parley.connect("127.0.0.1", l:port()))
+      local conn = assert(l:accept(2))
+      conn:settimeout(10)
+      local new = http.responder({ {}, conn, false, false },
+                                 http.response_meta({ send = http.response_send }))
+      local body = string.rep("0123456789abcdef", 4 * 65536)   -- 4 MiB
+      local got = H.go(function()
+        client:settimeout(10)
+        local head = assert(client:receive_until("\r\n\r\n"))
+        local n = tonumber(head:match("Content%-Length: (%d+)"))
+        local parts, left = {}, n
+        while left > 0 do
+          parley.sleep(0.001)   -- slower than the server writes
+          local p = assert(client:receive_some(math.min(left, 65536)))
+          parts[#parts + 1] = p
+          left = left - #p
+        end
+        return table.concat(parts)
+      end)
+      local res = new(true, 1, "GET")
+      assert.is_true(res:send(body))
+      assert.is_true(conn:flush())
+      local ok, data = got:join(20)
+      assert.is_true(ok)
+      assert.equal(#body, #data)
+      assert.is_true(data == body)
+      assert.equal(#body, res._bytes)
+      for _, s in ipairs { conn, client, l } do s:close() end
+    end)
   end)
 
   it("refuses another value in place of a response", function()

@@ -813,14 +813,15 @@ local function serve_requests(self, st)
     nreq = nreq + 1
     if nreq >= max_requests then keep = false end
     local r = false   -- the body's reader
-    if kind ~= "none" then
+    local has_body = kind ~= "none"
+    if has_body then
       -- RFC 9112 §6.1: bad framing -> answer and close
       if not kind then return reject(self, st, refuse, len, req) end
       if kind == "length" and len > max_body then return reject(self, st, 413, nil, req) end
     end
     if refuse then return reject(self, st, refuse, nil, req) end   -- Host 400, Expect 417
-    local res = new_res(keep, minor, method == "HEAD")
-    if kind ~= "none" then
+    local res = new_res(keep, minor, method)
+    if has_body then
       r = body.reader(st, kind, len, self.body_opts)
       req._body = r
       if req._continue then req._res = res end
@@ -833,7 +834,7 @@ local function serve_requests(self, st)
     local fn = t and t[path] or route(self, req, res, method, path)
     if fn then
       local status, data, headers = fn(req, res)
-      if status ~= nil and status ~= true and not res.sent then
+      if status ~= true and status ~= nil and not res.sent then
         send_returned(res, status, data, headers)
       end
     end
@@ -854,7 +855,7 @@ local function serve_requests(self, st)
     end
     -- the next head comes from the stream's own buffer (stream_head's
     -- keep-alive case, inline above) unless a body reader left bytes in st.buf
-    usual = direct and (not r or st.pos > #st.buf)
+    if r then usual = direct and st.pos > #st.buf else usual = direct end
   end
 end
 
