@@ -1127,17 +1127,12 @@ static int push_request(lua_State *L, const http_head *h, int obj,
   int64_t n = 0;
   int kind, st = 0, refuse = 0, keep, req, nul;
   find_facts(h->fields, h->nfields, &r);
-  /* the results in place: req, then keep, kind, len, status (nil until
-  ** known), method, path; minor pushed last */
   lua_createtable(L, 1, 0);
   req = lua_gettop(L);
   lua_pushlstring(L, head, head_len);
   lua_rawseti(L, req, REQ_HEAD);
   lua_pushvalue(L, obj);
   lua_setmetatable(L, req);
-  lua_settop(L, req + 4);
-  push_method(L, h->method, h->method_len);             /* req + 5 */
-  nul = push_path(L, h->target, h->target_len);         /* req + 6 */
   if (h->minor == 1)
     keep = !r.conn || !has_connection_option(h->fields, h->nfields, "close", 5);
   else
@@ -1149,46 +1144,41 @@ static int push_request(lua_State *L, const http_head *h, int obj,
     cl = fact_value(L, h, r.cl, r.ncl, "content-length", &cl_len);
     kind = http_body_framing(te, te_len, cl, cl_len, 1, NULL, 0, h->minor,
                              &n, &err, &st);
+    lua_settop(L, req);   /* fact_value's joined values */
   }
-  if (kind != HTTP_BODY_ERROR) {
-    if (nul)
-      refuse = 400;
-    else if (h->minor == 1 &&
-        (r.nhost != 1 || memchr(r.host->value, ',', r.host->value_len)))
-      refuse = 400;
-    else if (r.expect) {
-      if (h->minor == 1 && r.nexpect == 1 &&
-          ieq(r.expect->value, r.expect->value_len, "100-continue")) {
-        if (kind != HTTP_BODY_NONE) {
-          lua_pushboolean(L, 1);
-          lua_setfield(L, req, "_continue");
-        }
-      } else {
-        refuse = 417;
-      }
-    }
-  }
-  lua_pushboolean(L, keep);
-  lua_replace(L, req + 1);
+  /* the results pushed in order (no slot filled twice on the usual way) */
+  lua_pushboolean(L, keep);                              /* req + 1 */
   if (kind == HTTP_BODY_ERROR) {
+    lua_pushnil(L);
     lua_pushstring(L, err);
-    lua_replace(L, req + 3);
     lua_pushinteger(L, st);
-    lua_replace(L, req + 4);
-    lua_settop(L, req + 4);
     return 5;
   }
-  lua_pushstring(L, kind_names[kind]);
-  lua_replace(L, req + 2);
-  if (kind == HTTP_BODY_LENGTH) {
-    lua_pushinteger(L, (lua_Integer)n);
-    lua_replace(L, req + 3);
+  if (h->minor == 1 &&
+      (r.nhost != 1 || memchr(r.host->value, ',', r.host->value_len)))
+    refuse = 400;
+  else if (r.expect) {
+    if (h->minor == 1 && r.nexpect == 1 &&
+        ieq(r.expect->value, r.expect->value_len, "100-continue")) {
+      if (kind != HTTP_BODY_NONE) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, req, "_continue");
+      }
+    } else {
+      refuse = 417;
+    }
   }
-  if (refuse) {
-    lua_pushinteger(L, refuse);
+  lua_pushstring(L, kind_names[kind]);                   /* req + 2 */
+  if (kind == HTTP_BODY_LENGTH) lua_pushinteger(L, (lua_Integer)n);
+  else lua_pushnil(L);                                   /* req + 3 */
+  if (refuse) lua_pushinteger(L, refuse);
+  else lua_pushnil(L);                                   /* req + 4 */
+  push_method(L, h->method, h->method_len);              /* req + 5 */
+  nul = push_path(L, h->target, h->target_len);          /* req + 6 */
+  if (nul && refuse != 400) {   /* a %00 in the path: refused first */
+    lua_pushinteger(L, 400);
     lua_replace(L, req + 4);
   }
-  lua_settop(L, req + 6);
   lua_pushinteger(L, h->minor);
   return 8;
 }

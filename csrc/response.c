@@ -192,11 +192,11 @@ static int r_header(lua_State *L) {
   lua_Integer i;
   check_response(L, 1);
   name = luaL_checklstring(L, 2, &nl);
+  if (lua_gettop(L) != 3) lua_settop(L, 3);
   vt = lua_type(L, 3);
-  lua_settop(L, 3);
   if (lua_getiuservalue(L, 1, UV_FIELDS) != LUA_TTABLE) {   /* 4 */
     if (vt == LUA_TNIL) {
-      lua_settop(L, 1);
+      lua_pushvalue(L, 1);
       return 1;
     }
     /* a new array per response: recycling the last one's measured dearer
@@ -207,7 +207,7 @@ static int r_header(lua_State *L) {
     lua_pushvalue(L, 3);
     lua_rawseti(L, -2, 2);
     lua_setiuservalue(L, 1, UV_FIELDS);
-    lua_settop(L, 1);
+    lua_pushvalue(L, 1);
     return 1;
   }
   i = find_field(L, 4, name, nl, &found);
@@ -229,7 +229,7 @@ static int r_header(lua_State *L) {
     lua_pushnil(L);
     lua_rawseti(L, 4, i + 1);
   }
-  lua_settop(L, 1);
+  lua_pushvalue(L, 1);
   return 1;
 }
 
@@ -252,9 +252,9 @@ static int r_get_header(lua_State *L) {
   return 1;
 }
 
-/* res:send's stack: res, body, the connection's table, the stream, the
-** reply's arguments */
-enum { S_RES = 1, S_BODY, S_HC, S_CONN, S_ARGS };
+/* res:send's stack: res, body, status, the connection's table, the
+** stream, the reply's arguments */
+enum { S_RES = 1, S_BODY, S_STATUS, S_HC, S_CONN, S_ARGS };
 
 /* sent even when the write failed: there is no taking it back (but not
 ** when making the head raised: the handler's error answers 500); a failed
@@ -297,8 +297,8 @@ static int r_send(lua_State *L) {
   response *r = check_response(L, 1);
   struct stream *s;
   int t;
-  lua_settop(L, 3);
-  t = lua_type(L, 2);
+  if (lua_gettop(L) != S_STATUS) lua_settop(L, S_STATUS);
+  t = lua_type(L, S_BODY);
   if (r->sent) return luaL_error(L, "response already sent");
   if (!lua_isnoneornil(L, 3)) r->status = check_status(L, 3);
   if (t != LUA_TSTRING) {
@@ -315,7 +315,6 @@ static int r_send(lua_State *L) {
     lua_replace(L, 2);
   }
   if (r->close) r->keep = 0;
-  lua_settop(L, 2);
   lua_getiuservalue(L, 1, UV_CONN);
   lua_rawgeti(L, S_HC, HC_CONN);
   lua_pushinteger(L, r->status);
@@ -327,8 +326,8 @@ static int r_send(lua_State *L) {
     lua_getfield(L, -1, "reason");
     lua_remove(L, -2);
   }
-  lua_pushvalue(L, 2);
-  lua_rawgeti(L, 3, HC_SERVER);
+  lua_pushvalue(L, S_BODY);
+  lua_rawgeti(L, S_HC, HC_SERVER);
   lua_pushboolean(L, r->keep);
   lua_pushinteger(L, r->minor);
   lua_pushboolean(L, r->head);
