@@ -1178,6 +1178,8 @@ static int push_request(lua_State *L, const http_head *h, int obj,
   if (nul && refuse != 400) {   /* a %00 in the path: refused first */
     lua_pushinteger(L, 400);
     lua_replace(L, req + 4);
+    lua_pushnil(L);               /* and no 100 Continue for it */
+    lua_setfield(L, req, "_continue");
   }
   lua_pushinteger(L, h->minor);
   return 8;

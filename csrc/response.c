@@ -433,6 +433,10 @@ static int l_response_meta(lua_State *L) {
   lua_setfield(L, 2, "__tostring");
   lua_pushliteral(L, "parley.http.response");
   lua_setfield(L, 2, "__name");
+  /* getmetatable(res) gives this name, not the metamethods: they take
+  ** their first argument for a response unchecked */
+  lua_pushliteral(L, "parley.http.response");
+  lua_setfield(L, 2, "__metatable");
   lua_settop(L, 2);
   return 1;
 }

@@ -34,6 +34,7 @@ describe("http response object", function()
     assert.same({ true, 0, true, 0, false }, { res._keep, res._minor, res._head, res._bytes, res._fields })
     assert.equal("userdata", type(res))
     assert.matches("^parley.http.response: 0x%x+ %(200%)$", tostring(res))
+    assert.equal("parley.http.response", getmetatable(res))   -- the metamethods stay ours
   end)
 
   it("takes the request's method in place of head", function()
