@@ -963,6 +963,13 @@ describe("http.parse_request with a request metatable", function()
     _, r, _, _, _, refuse = parse_obj("GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n")
     assert.is_nil(rawget(r, "_continue"))
     assert.is_nil(refuse)
+    -- refused for a %00 in its path (400 wins over 417): no 100 Continue either
+    _, r, _, _, _, refuse = parse_obj("POST /a%00 HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+      .. "Content-Length: 1\r\n\r\n")
+    assert.is_nil(rawget(r, "_continue"))
+    assert.are.equal(400, refuse)
+    _, _, _, _, _, refuse = parse_obj("POST /a%00 HTTP/1.1\r\nHost: a\r\nExpect: x\r\n\r\n")
+    assert.are.equal(400, refuse)
   end)
 
   it("gives what the plain form gives for incomplete and malformed heads", function()
