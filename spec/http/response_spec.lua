@@ -26,6 +26,13 @@ local function harness(send_result)
   return new, sent, st, conn
 end
 
+-- a listener, a client stream and the server's end of it (inside H.run)
+local function stream_pair()
+  local l = assert(parley.listen("127.0.0.1:0"))
+  local client = assert(parley.connect("127.0.0.1", l:port()))
+  return l, client, assert(l:accept(2))
+end
+
 describe("http response object", function()
   it("starts at 200, not sent, not closing, with the request's facts", function()
     local new = harness()
@@ -168,9 +175,7 @@ describe("http response object", function()
 
   it("queues the reply straight into a driver stream, and reports a closed one", function()
     H.run(function()
-      local l = assert(parley.listen("127.0.0.1:0"))
-      local client = assert(parley.connect("127.0.0.1", l:port()))
-      local conn = assert(l:accept(2))
+      local l, client, conn = stream_pair()
       local st = { broken = false }
       local never = function() error("the Lua send must not be called for a driver stream") end
       local methods = { header = http.response_header, send = http.response_send }
@@ -195,9 +200,7 @@ describe("http response object", function()
 
   it("waits for a slow reader past the high-water mark, then answers true", function()
     H.run(function()
-      local l = assert(parley.listen("127.0.0.1:0"))
-      local client = assert(parley.connect("127.0.0.1", l:port()))
-      local conn = assert(l:accept(2))
+      local l, client, conn = stream_pair()
       conn:settimeout(10)
       local new = http.responder({ {}, conn, false, false },
                                  http.response_meta({ send = http.response_send }))
@@ -233,7 +236,8 @@ describe("http response object", function()
       local ok, err = pcall(f, {}, "x", "y")
       assert.is_false(ok)
       assert.matches("parley.http.response expected", err)
-      ok, err = pcall(f, io.stdout, "x")
+      ok, err = pcall(f, io.stdout, "x")   -- a userdata of another kind
+      assert.is_false(ok)
       assert.matches("parley.http.response expected", err)
     end
   end)
