@@ -1324,6 +1324,17 @@ static int same_name(const char *a, const char *b, size_t n) {
   return 1;
 }
 
+/* the value of a field line (its colon and end of line given), without
+** the OWS around it */
+static void field_span(const char *colon, const char *eol, const char **v,
+                       const char **ve) {
+  const char *a = colon + 1, *b = eol > a && eol[-1] == '\r' ? eol - 1 : eol;
+  while (a < b && (*a == ' ' || *a == '\t')) a++;
+  while (b > a && (b[-1] == ' ' || b[-1] == '\t')) b--;
+  *v = a;
+  *ve = b;
+}
+
 /* pushes the value of field `name` in a request head (head, hl), read
 ** where it lies: its lines passed the parser already (field-name ":" OWS
 ** value OWS, then CRLF or LF; no obs-fold in a request).  Repeated fields
@@ -1341,10 +1352,7 @@ static void push_head_field(lua_State *L, const char *head, size_t hl,
     const char *v, *ve;
     if (!colon || !eol || colon > eol) break;        /* cannot be: parsed */
     if ((size_t)(colon - p) == nl && same_name(p, name, nl)) {
-      v = colon + 1;
-      ve = eol > v && eol[-1] == '\r' ? eol - 1 : eol;
-      while (v < ve && (*v == ' ' || *v == '\t')) v++;
-      while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      field_span(colon, eol, &v, &ve);
       if (!found) luaL_buffinit(L, &lb);
       else luaL_addlstring(&lb, ", ", 2);
       luaL_addlstring(&lb, v, (size_t)(ve - v));
@@ -1355,6 +1363,40 @@ static void push_head_field(lua_State *L, const char *head, size_t hl,
   }
   if (!found) lua_pushnil(L);
   else luaL_pushresult(&lb);
+}
+
+#define HEAD_NAMES_MAX 16
+
+/* push_head_field for each of the names at stack slots 2..n, from one
+** scan of the head (a handler asks for several at once: the static
+** handler for five): a field found once is pushed as it lies, one found
+** more often is joined by push_head_field */
+static void push_head_fields(lua_State *L, const char *head, size_t hl,
+                             int n) {
+  struct { const char *name, *v, *ve; size_t nl; int count; } f[HEAD_NAMES_MAX];
+  const char *p, *end = head + hl;
+  int i, k = n - 1;
+  for (i = 0; i < k; i++) {
+    f[i].name = lua_tolstring(L, i + 2, &f[i].nl);
+    f[i].count = 0;
+  }
+  p = memchr(head, '\n', hl);                       /* past the request line */
+  while (p && ++p < end && *p != '\r' && *p != '\n') {
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    size_t ln;
+    if (!colon || !eol || colon > eol) break;        /* cannot be: parsed */
+    ln = (size_t)(colon - p);
+    for (i = 0; i < k; i++)
+      if (f[i].nl == ln && same_name(p, f[i].name, ln) && f[i].count++ == 0)
+        field_span(colon, eol, &f[i].v, &f[i].ve);
+    p = eol;
+  }
+  for (i = 0; i < k; i++) {
+    if (f[i].count == 0) lua_pushnil(L);
+    else if (f[i].count == 1) lua_pushlstring(L, f[i].v, (size_t)(f[i].ve - f[i].v));
+    else push_head_field(L, head, hl, f[i].name, f[i].nl);
+  }
 }
 
 /*
@@ -1378,6 +1420,10 @@ static int l_request_header(lua_State *L) {
     head = lua_tolstring(L, -1, &hl);               /* NULL: not a string */
   }
   from = lua_gettop(L);                             /* headers or head */
+  if (head && n - 1 <= HEAD_NAMES_MAX) {
+    push_head_fields(L, head, hl, n);
+    return n - 1;
+  }
   for (i = 2; i <= n; i++) {
     const char *name = lua_tolstring(L, i, &nl);
     if (head) {

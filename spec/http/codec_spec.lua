@@ -883,6 +883,18 @@ describe("http.parse_request with a request metatable", function()
     assert.is_table(r.headers)
     assert.are.same(want, { http.request_header(r, "Host", "x-a", "missing", "set-cookie", "e") })
     assert.are.equal(5, select("#", http.request_header(r, "a", "b", "c", "d", "e")))
+    -- one name asked twice, and more names than one scan takes (16)
+    for _, n in ipairs { 2, 16, 17, 40 } do
+      local asked, wanted = {}, {}
+      for i = 1, n do
+        asked[i] = ({ "Host", "x-a", "SET-COOKIE", "nope" })[i % 4 + 1]
+        wanted[i] = ({ "h", "1, 2", "a", nil })[i % 4 + 1]
+      end
+      _, r = http.parse_request(heads[1], 1, nil, nil, mt)
+      local got = table.pack(http.request_header(r, table.unpack(asked)))
+      assert.are.equal(n, got.n)
+      for i = 1, n do assert.are.equal(wanted[i], got[i]) end
+    end
   end)
 
   it("decides on repeated Content-Length and Transfer-Encoding fields joined", function()
