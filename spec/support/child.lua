@@ -29,8 +29,14 @@ local function words(args)
 end
 C.words = words
 
--- the port in a line such as "ftp server on 127.0.0.1:2121" or "[::1]:25"
+-- the port in a line such as "ftp server on 127.0.0.1:2121" or "[::1]:25";
+-- none in a Lua error or its traceback ("lua5.4: x.lua:12: ...", "\tbin/
+-- parley:12: in main chunk"), whose line numbers once passed for a port
+-- (a server that died at start-up then looked like one refusing connections)
 local function port_of(line)
+  if line:find("^lua5%.4: ") or line:find("^%s") or line:find("traceback", 1, true) then
+    return nil
+  end
   return tonumber(line:match("%]:(%d+)") or line:match(":(%d+)"))
 end
 
