@@ -205,9 +205,11 @@ end
 -- Fields: `status` (default 200), `sent` (true once the head went out),
 -- `close` (set true to close the connection after this response),
 -- `reason` (a reason phrase other than the status's usual one); a
--- handler may keep keys of its own on it too. A response is a userdata
--- (csrc/response.c): its state lies in C, its field array and other keys
--- in user values; `pairs` and `rawget` do not see them.
+-- handler may keep keys of its own on it too (a key named like a method
+-- still reads the method). Setting `status` to anything but an integer
+-- from 100 to 999 raises. A response is a userdata (csrc/response.c): its
+-- state lies in C, its field array and other keys in user values; `pairs`
+-- and `rawget` do not see them.
 -- @type response
 local response = {}
 local response_mt = http.response_meta(response)
