@@ -1315,9 +1315,7 @@ static int push_request_headers(lua_State *L, int req) {
   return 1;
 }
 
-/* a[0, n) and b[0, n) equal but for ASCII case (not strncasecmp: it
-** follows the locale, and a Turkish one lowercases "I" to a dotless i) */
-static int same_name(const char *a, const char *b, size_t n) {
+int http_same_name(const char *a, const char *b, size_t n) {
   size_t i;
   for (i = 0; i < n; i++)
     if (lower[(unsigned char)a[i]] != lower[(unsigned char)b[i]]) return 0;
@@ -1351,7 +1349,7 @@ static void push_head_field(lua_State *L, const char *head, size_t hl,
     const char *eol = memchr(p, '\n', (size_t)(end - p));
     const char *v, *ve;
     if (!colon || !eol || colon > eol) break;        /* cannot be: parsed */
-    if ((size_t)(colon - p) == nl && same_name(p, name, nl)) {
+    if ((size_t)(colon - p) == nl && http_same_name(p, name, nl)) {
       field_span(colon, eol, &v, &ve);
       if (!found) luaL_buffinit(L, &lb);
       else luaL_addlstring(&lb, ", ", 2);
@@ -1388,7 +1386,7 @@ static void push_head_fields(lua_State *L, const char *head, size_t hl,
     if (!colon || !eol || colon > eol) break;        /* cannot be: parsed */
     ln = (size_t)(colon - p);
     for (i = 0; i < k; i++)
-      if (f[i].nl == ln && same_name(p, f[i].name, ln) && f[i].count++ == 0)
+      if (f[i].nl == ln && http_same_name(p, f[i].name, ln) && f[i].count++ == 0)
         field_span(colon, eol, &f[i].v, &f[i].ve);
     p = eol;
   }

@@ -43,6 +43,10 @@ typedef struct http_head {
 } http_head;
 
 void http_default_limits(http_limits *lim);
+/* a[0, n) and b[0, n) equal but for ASCII case (field names; not
+** strncasecmp: it follows the locale, and a Turkish one lowercases "I" to
+** a dotless i) */
+int http_same_name(const char *a, const char *b, size_t n);
 long http_parse_request(const char *buf, size_t len, const http_limits *lim,
                         http_head *h);
 long http_parse_response(const char *buf, size_t len,

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "http.h"
 #include "parley.h"
 
 enum { UV_CONN = 1, UV_FIELDS, UV_EXTRA, NUV = UV_EXTRA };
@@ -149,18 +150,6 @@ static int r_tostring(lua_State *L) {
   return 1;
 }
 
-/* ASCII case-insensitive equality of a[0, n) and b[0, n) */
-static int same_name(const char *a, const char *b, size_t n) {
-  size_t i;
-  for (i = 0; i < n; i++) {
-    unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-    if (x >= 'A' && x <= 'Z') x |= 0x20;
-    if (y >= 'A' && y <= 'Z') y |= 0x20;
-    if (x != y) return 0;
-  }
-  return 1;
-}
-
 /* the index of the field named name (any case) in the array at t, or the
 ** index just past the array's last field (where none is: nil there) */
 static lua_Integer find_field(lua_State *L, int t, const char *name,
@@ -171,7 +160,7 @@ static lua_Integer find_field(lua_State *L, int t, const char *name,
     const char *f = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &fl)
                                                    : NULL;
     lua_pop(L, 1);
-    if (f && fl == nl && same_name(f, name, nl)) {
+    if (f && fl == nl && http_same_name(f, name, nl)) {
       *found = 1;
       return i;
     }

@@ -34,7 +34,6 @@ local chunk = http.chunk
 local now = core.now
 local find, sub, lower, match = string.find, string.sub, string.lower, string.match
 local concat = table.concat
-local type, setmetatable = type, setmetatable   -- upvalues: read per request
 
 local M = {}
 
